@@ -1,0 +1,41 @@
+# Every target sets up what it needs: `make test` and `make demo` work on a fresh Debian machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
+# Debian packages the tests and the demo use (the scripts themselves need only bash, iproute2, iptables).
+APT_PACKAGES = iproute2 iptables iputils-ping util-linux procps dnsmasq-base socat graphviz systemd python3-venv
+
+.PHONY: install system-deps test lint generate demo clean
+
+$(BIN)/nsgen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/nsgen  ## the Python package and its test tools, in .venv
+
+system-deps:  ## the Debian packages above (skipped when all are present)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: system-deps install  ## unit, property and (as root) sandboxed integration tests
+	$(SUDO) $(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check nsgen tests
+	$(BIN)/ruff format --check nsgen tests
+	$(BIN)/mypy
+
+generate: install  ## re-render generated/ from examples/ (review the diff, then commit)
+	$(BIN)/python -m nsgen.generate
+
+demo: system-deps install  ## the seed topology, built, checked and removed inside a sandbox
+	$(SUDO) $(BIN)/python -m nsgen.demo examples/seed.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,190 @@
+"""Read a topology file: YAML (with duplicate keys and syntax errors located), then the model,
+then the cross-object checks. Every problem is collected before anything is raised."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from nsgen.errors import Problem, TopologyError, UsageError
+from nsgen.model import Topology
+from nsgen.validate import check_topology
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that reports a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    duplicates: list[tuple[str, int, int]]
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        try:
+            hashable = key in seen
+        except TypeError:
+            continue
+        if hashable:
+            mark = key_node.start_mark
+            loader.duplicates.append((str(key), mark.line + 1, mark.column + 1))
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error or a duplicate key becomes a TopologyError with line:column."""
+    loader = _UniqueKeyLoader(text)
+    loader.duplicates = []
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        reason = exc.problem or exc.context or "invalid YAML"
+        raise TopologyError(source, [Problem(where, f"YAML syntax error: {reason}")]) from None
+    except yaml.YAMLError as exc:
+        raise TopologyError(source, [Problem("", f"YAML error: {exc}")]) from None
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+    if loader.duplicates:
+        raise TopologyError(
+            source,
+            [
+                Problem(f"line {line}, column {col}", f"key {key!r} appears twice in one mapping")
+                for key, line, col in loader.duplicates
+            ],
+        )
+    return data
+
+
+def format_path(loc: tuple[int | str, ...]) -> str:
+    """('namespaces', 'red', 'interfaces', 0, 'addresses') -> 'namespaces.red.interfaces[0].addresses'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class whose fields a location's last component is one of, if any."""
+    current: Any = Topology
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+            continue
+        current = _unwrap(current)
+        if current is None:
+            return None
+        # a list index or dict key: step into the element type
+        args = typing.get_args(current)
+        current = args[-1] if args else None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional[...] and Annotated[...] down to the type that holds fields or elements."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = options[0] if len(options) == 1 else None
+        else:
+            return tp
+
+
+_TYPE_WORDS = {
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "list_type": "expected a list",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "int_type": "expected an integer",
+}
+
+
+def _describe(error: Any) -> Problem:
+    loc = tuple(error["loc"])
+    path = format_path(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        known = sorted(model.model_fields) if model else []
+        hint = difflib.get_close_matches(key, known, n=1)
+        message = f"unknown key {key!r}"
+        if hint:
+            message += f" (did you mean {hint[0]!r}?)"
+        elif known:
+            message += f" (known keys: {', '.join(known)})"
+        return Problem(path, message)
+    if kind == "missing":
+        return Problem(path, "required key is missing")
+    if kind == "value_error":
+        return Problem(path, str(error["ctx"]["error"]))
+    if kind in _TYPE_WORDS:
+        return Problem(path, f"{_TYPE_WORDS[kind]}, got {error['input']!r}")
+    return Problem(path, f"{error['msg']} (got {error['input']!r})")
+
+
+def topology_from_data(data: Any, source: str) -> Topology:
+    """Validate parsed YAML into a Topology, or raise a TopologyError listing every problem."""
+    if not isinstance(data, dict):
+        raise TopologyError(source, [Problem("", "the file must hold a mapping (name:, host:, ...)")])
+    try:
+        topology = Topology.model_validate(data)
+    except ValidationError as exc:
+        problems = sorted({_describe(e) for e in exc.errors()}, key=_problem_order(data))
+        raise TopologyError(source, problems) from None
+    problems = check_topology(topology)
+    if problems:
+        raise TopologyError(source, problems)
+    return topology
+
+
+def _problem_order(data: Any) -> Any:
+    """Sort problems in file order of their first path component, then by path."""
+    order = {key: i for i, key in enumerate(data)} if isinstance(data, dict) else {}
+
+    def key(p: Problem) -> tuple[int, str]:
+        head = p.path.split(".")[0].split("[")[0]
+        return (order.get(head, len(order)), p.path)
+
+    return key
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{source}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{source}: cannot read: {exc}") from None
+    return topology_from_data(parse_yaml(text, source), source)

@@ -1,0 +1,299 @@
+"""The planner: a pure function from a validated topology to an ordered list of steps.
+
+Python decides what happens, in which order, with which names, and why; the templates decide
+how each kind of step is spelled in `ip`/`iptables`. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from nsgen.model import HOST, Topology
+from nsgen.names import chain_tag, near_name, peer_name
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of change a reviewer can follow: its commands and how to undo them.
+
+    `kind` names the template macros `do_<kind>` / `undo_<kind>`; `args` are the values they
+    spell out. `owner` is set when the step's effects disappear with an object nsgen created
+    earlier (a namespace, a bridge, a veth pair): such a step needs no undo of its own.
+    """
+
+    kind: str
+    title: str
+    why: str
+    args: dict[str, Any]
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """A preflight condition: `kind` names the template macro `preflight_<kind>`."""
+
+    kind: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    topology: str
+    description: str
+    digest: str
+    steps: list[Step]
+    preflight: list[Check]
+    tools: list[str] = field(default_factory=lambda: ["ip"])
+
+    @property
+    def state_dir(self) -> str:
+        return f"/run/nsgen/{self.topology}"
+
+
+def topology_digest(topology: Topology) -> str:
+    """sha256 of the topology's canonical form: the same network gives the same digest."""
+    return hashlib.sha256(topology.model_dump_json().encode()).hexdigest()
+
+
+def _where(netns: str) -> str:
+    return "the root namespace" if netns == HOST else f"namespace {netns}"
+
+
+def _in(netns: str) -> str:
+    """Suffix for step titles: where a step acts, when that is not the root namespace."""
+    return "" if netns == HOST else f" (in {netns})"
+
+
+def _sysctl_path(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def build_plan(topology: Topology) -> Plan:
+    """Order: namespaces, bridges, veth pairs, their ends, routes, NAT, sysctls, DNS files.
+
+    Each layer needs the one before it (an address needs its link, a route its address).
+    """
+    steps: list[Step] = []
+    checks: list[Check] = []
+    tag = chain_tag(topology.name)
+    tools = ["ip"]
+
+    for netns, spec in topology.namespaces.items():
+        loopback = spec.loopback is not False
+        steps.append(
+            Step(
+                "netns",
+                f"create namespace {netns}",
+                "A network namespace is a separate copy of the network stack: its own links, "
+                "addresses, routes and firewall. This is what a container gets."
+                + (" Its loopback 'lo' starts down; bring it up so local traffic works."
+                   if loopback else ""),
+                {"netns": netns, "loopback": loopback},
+            )
+        )
+        checks.append(Check("netns_absent", {"netns": netns}))
+
+    for netns, spec in topology.spaces():
+        owner = None if netns == HOST else f"namespace {netns}"
+        for name, bridge in spec.bridges.items():
+            steps.append(
+                Step(
+                    "bridge",
+                    f"create bridge {name}{_in(netns)}",
+                    "A bridge is a virtual switch: every veth end attached to it can reach the "
+                    "others, like ports of one Ethernet switch.",
+                    {"netns": netns, "name": name},
+                    owner,
+                )
+            )
+            if netns == HOST:
+                checks.append(Check("link_absent", {"name": name}))
+            for address in bridge.addresses:
+                steps.append(
+                    Step(
+                        "address",
+                        f"assign {address} to bridge {name}",
+                        f"With an address on {name}, {_where(netns)} is a member of "
+                        f"{ipaddress.ip_interface(address).network} and can be the gateway of "
+                        "everything attached to the bridge.",
+                        {"netns": netns, "dev": name, "address": address},
+                        f"bridge {name}",
+                    )
+                )
+                if netns == HOST:
+                    net = str(ipaddress.ip_interface(address).network)
+                    checks.append(Check("route_absent", {"to": net}))
+
+    veth_ends: list[tuple[str, str, str | None, list[str], str]] = []
+    for netns, spec in topology.spaces():
+        for iface in spec.interfaces:
+            near = near_name(netns, iface)
+            far = peer_name(netns, iface)
+            far_ns = iface.peer.netns
+            if HOST in (netns, far_ns):
+                pair_owner = None
+            else:
+                pair_owner = f"namespace {netns}"
+            steps.append(
+                Step(
+                    "veth",
+                    f"create veth pair {near} <-> {far}",
+                    f"A veth pair is a virtual cable: what enters {near} ({_where(netns)}) comes "
+                    f"out of {far} ({_where(far_ns)}). Creating both ends where they belong in "
+                    "one command leaves no half-made pair behind.",
+                    {"near_ns": netns, "near": near, "far_ns": far_ns, "far": far},
+                    pair_owner,
+                )
+            )
+            for end_ns, end in ((netns, near), (far_ns, far)):
+                if end_ns == HOST:
+                    checks.append(Check("link_absent", {"name": end}))
+            pair = f"veth pair {near} <-> {far}"
+            veth_ends.append((netns, near, None, iface.addresses, pair))
+            veth_ends.append((far_ns, far, iface.peer.bridge, iface.peer.addresses, pair))
+            for end_ns, end_addresses in ((netns, iface.addresses), (far_ns, iface.peer.addresses)):
+                if end_ns == HOST:
+                    for address in end_addresses:
+                        net = str(ipaddress.ip_interface(address).network)
+                        checks.append(Check("route_absent", {"to": net}))
+
+    for netns, dev, bridge, addresses, pair in veth_ends:
+        parts = []
+        if bridge:
+            parts.append(f"attach {dev} to {bridge}")
+        if addresses:
+            parts.append(f"assign {', '.join(addresses)} to {dev}")
+        parts.append(f"bring {dev} up")
+        why = []
+        if bridge:
+            why.append(f"As a port of {bridge}, {dev} joins the switch.")
+        if addresses:
+            why.append(f"The address makes {_where(netns)} a host on "
+                       f"{ipaddress.ip_interface(addresses[0]).network}.")
+        why.append("A new link is down until it is set up.")
+        steps.append(
+            Step(
+                "end",
+                ", ".join(parts) + _in(netns),
+                " ".join(why),
+                {"netns": netns, "dev": dev, "bridge": bridge, "addresses": addresses},
+                pair,
+            )
+        )
+
+    for netns, spec in topology.spaces():
+        owner = None if netns == HOST else f"namespace {netns}"
+        for route in spec.routes:
+            target = "default route" if route.to == "default" else f"route to {route.to}"
+            how = " ".join(x for x in (f"via {route.via}" if route.via else "",
+                                        f"dev {route.dev}" if route.dev else "") if x)
+            steps.append(
+                Step(
+                    "route",
+                    f"add {target} {how}{_in(netns)}",
+                    (
+                        "Packets for any address without a more specific route go to the gateway."
+                        if route.to == "default"
+                        else f"Packets for {route.to} go through the gateway instead of being "
+                        "dropped as unreachable."
+                    ),
+                    {"netns": netns, "to": route.to, "via": route.via, "dev": route.dev,
+                     "family": 6 if ":" in (route.via or route.to) else 4},
+                    owner,
+                )
+            )
+            if netns == HOST and route.to != "default":
+                checks.append(Check("route_absent", {"to": route.to}))
+
+    for netns, spec in topology.spaces():
+        owner = None if netns == HOST else f"namespace {netns}"
+        for masq in spec.masquerade:
+            if "iptables" not in tools:
+                tools.append("iptables")
+            spec_args = {"netns": netns, "source": masq.source, "out": masq.out, "tag": tag}
+            steps.append(
+                Step(
+                    "masquerade",
+                    f"masquerade {masq.source} out of {masq.out}",
+                    f"Hosts outside do not know the way back to {masq.source}. Source NAT gives "
+                    f"leaving packets the address of {masq.out}, so replies come back and are "
+                    f"translated back. The rule carries the comment {tag} so teardown can find "
+                    "exactly this rule.",
+                    spec_args,
+                    owner,
+                )
+            )
+            if netns == HOST:
+                checks.append(Check("masquerade_absent", spec_args))
+
+    for netns, spec in topology.spaces():
+        owner = None if netns == HOST else f"namespace {netns}"
+        for key, value in spec.sysctls.items():
+            why = (
+                "Forwarding lets the kernel pass packets from one interface to another, which "
+                "a router (here: the namespaces' gateway) must do."
+                if key.endswith(".ip_forward") or key.endswith(".forwarding")
+                else f"The topology asks for {key} = {value}."
+            )
+            if netns == HOST:
+                why += " The previous value is saved and teardown puts it back."
+            steps.append(
+                Step(
+                    "sysctl",
+                    f"set {key}={value}{_in(netns)}",
+                    why,
+                    {"netns": netns, "key": key, "value": value, "path": _sysctl_path(key)},
+                    owner,
+                )
+            )
+
+    for netns, spec in topology.namespaces.items():
+        if spec.dns is None:
+            continue
+        files: list[tuple[str, list[str]]] = []
+        resolv = [f"nameserver {ns}" for ns in spec.dns.nameservers]
+        if spec.dns.search:
+            resolv.append("search " + " ".join(spec.dns.search))
+        if resolv:
+            files.append(("resolv.conf", resolv))
+        if spec.dns.hosts:
+            hosts = ["127.0.0.1 localhost", "::1 localhost"]
+            hosts += [f"{address} {name}" for name, address in spec.dns.hosts.items()]
+            files.append(("hosts", hosts))
+        if not files:
+            continue
+        paths = [f"/etc/netns/{netns}/{name}" for name, _ in files]
+        steps.append(
+            Step(
+                "dns",
+                f"write {', '.join(paths)}",
+                f"'ip netns exec {netns}' shows files in /etc/netns/{netns}/ in place of the "
+                "host's /etc files, so programs in the namespace resolve names with these.",
+                {"netns": netns, "files": files, "paths": paths},
+            )
+        )
+        for path in paths:
+            checks.append(Check("file_absent", {"path": path}))
+
+    for name in topology.host.external:
+        checks.append(Check("link_present", {"name": name}))
+
+    return Plan(
+        topology=topology.name,
+        description=topology.description,
+        digest=topology_digest(topology),
+        steps=steps,
+        preflight=_unique(checks),
+        tools=tools,
+    )
+
+
+def _unique(checks: list[Check]) -> list[Check]:
+    seen: list[Check] = []
+    for check in checks:
+        if check not in seen:
+            seen.append(check)
+    return seen

@@ -1,0 +1,120 @@
+"""The renderer: a Plan becomes text through Jinja2 templates (setup.sh, teardown.sh).
+
+The rendered text of each step is also what `nsgen up` runs, so what a reviewer reads is what
+runs. Output is deterministic: the same topology always gives byte-identical scripts.
+"""
+
+from __future__ import annotations
+
+import shlex
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from nsgen import __version__
+from nsgen.plan import Plan
+
+SCRIPTS = ("setup.sh", "teardown.sh")
+
+
+def templates_dir() -> Path:
+    """Top-level templates/ in a source tree; nsgen/templates/ in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "setup.sh.j2").is_file():
+            return candidate
+    raise FileNotFoundError(f"nsgen templates not found next to {here}")
+
+
+def quote(value: object) -> str:
+    """The one quoting filter: every topology value reaches a script through it."""
+    if value is None:
+        raise ValueError("refusing to quote None into a script")
+    return shlex.quote(str(value))
+
+
+def make_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+        # bash's ${#array[@]} would open a Jinja comment; maintainers' notes use {## ... ##}.
+        comment_start_string="{##",
+        comment_end_string="##}",
+    )
+    env.filters["q"] = quote
+    return env
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    """A step as it appears in setup.sh: `do` runs it, `undo` (empty if owned) reverses it."""
+
+    number: int
+    title: str
+    why: list[str]
+    do: str
+    undo: str
+    owner: str | None
+
+
+class Renderer:
+    """Holds one Jinja2 environment; renders plans into step texts and whole scripts."""
+
+    def __init__(self) -> None:
+        self.env = make_environment()
+        self.macros = self.env.get_template("_steps.j2").module
+
+    def steps(self, plan: Plan) -> list[RenderedStep]:
+        rendered = []
+        for number, step in enumerate(plan.steps, start=1):
+            do = self._macro(f"do_{step.kind}", step.args)
+            undo = "" if step.owner else self._macro(f"undo_{step.kind}", step.args)
+            why = textwrap.wrap(step.why, width=78)
+            rendered.append(RenderedStep(number, step.title, why, do, undo, step.owner))
+        return rendered
+
+    def _macro(self, name: str, args: dict[str, Any]) -> str:
+        macro = getattr(self.macros, name)
+        return str(macro(args)).strip("\n")
+
+    def script(self, name: str, plan: Plan, steps: list[RenderedStep] | None = None) -> str:
+        template = self.env.get_template(f"{name}.j2")
+        text = template.render(
+            plan=plan,
+            steps=steps if steps is not None else self.steps(plan),
+            macros=self.macros,
+            version=__version__,
+        )
+        return "\n".join(line.rstrip() for line in text.split("\n"))
+
+    def preflight(self, plan: Plan) -> str:
+        """The preflight checks alone, as the bash lines setup.sh runs (for `nsgen up`)."""
+        return "\n".join(
+            self._macro(f"preflight_{check.kind}", check.args) for check in plan.preflight
+        )
+
+
+def render_scripts(plan: Plan) -> dict[str, str]:
+    """All scripts of a plan, by file name."""
+    renderer = Renderer()
+    steps = renderer.steps(plan)
+    return {name: renderer.script(name, plan, steps) for name in SCRIPTS}
+
+
+def write_scripts(scripts: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write scripts into out_dir (created if needed), executable (0755). Returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in scripts.items():
+        path = out_dir / name
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755)
+        written.append(path)
+    return written

@@ -1,0 +1,164 @@
+"""Checks that relate objects of a topology to each other: references exist, names and addresses
+are unique, gateways are reachable. Field syntax was already checked by `nsgen.model`."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from nsgen.errors import Problem
+from nsgen.model import HOST, Topology, _check_name
+from nsgen.names import near_name, peer_name
+
+AnyInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@dataclass
+class _Space:
+    """What one namespace will hold: interface names (with where they were declared) and subnets."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    external: set[str] = field(default_factory=set)
+    subnets: list[AnyInterface] = field(default_factory=list)
+
+
+def _space_path(netns: str) -> str:
+    return HOST if netns == HOST else f"namespaces.{netns}"
+
+
+def check_topology(topology: Topology) -> list[Problem]:
+    """Every cross-object problem of a topology, in file order; an empty list means it is usable."""
+    problems: list[Problem] = []
+    spaces = {netns: _Space() for netns, _ in topology.spaces()}
+    addresses: dict[str, str] = {}
+
+    def claim_name(netns: str, name: str, path: str) -> None:
+        space = spaces[netns]
+        if name in space.names:
+            problems.append(
+                Problem(
+                    path,
+                    f"interface name {name!r} is already used in namespace {netns} "
+                    f"(by {space.names[name]})",
+                )
+            )
+        else:
+            space.names[name] = path
+
+    def claim_addresses(netns: str, values: list[str], path: str) -> None:
+        for k, value in enumerate(values):
+            iface = ipaddress.ip_interface(value)
+            where = f"{path}.addresses[{k}]"
+            ip = str(iface.ip)
+            if ip in addresses:
+                problems.append(Problem(where, f"address {ip} is already assigned (at {addresses[ip]})"))
+            else:
+                addresses[ip] = where
+            if netns in spaces:
+                spaces[netns].subnets.append(iface)
+
+    def derived(name: str, path: str) -> bool:
+        try:
+            _check_name(name, "interface name")
+        except ValueError as exc:
+            problems.append(Problem(path, f"derived {exc}; set it explicitly"))
+            return False
+        return True
+
+    # Pass 1: names and addresses, namespace by namespace, in file order.
+    for netns, spec in topology.spaces():
+        base = _space_path(netns)
+        if netns == HOST:
+            if spec.loopback is not None:
+                problems.append(
+                    Problem(f"{base}.loopback", "the root namespace's loopback is the machine's own; "
+                            "nsgen never changes it")
+                )
+            if spec.dns is not None:
+                problems.append(
+                    Problem(f"{base}.dns", "the root namespace's /etc/resolv.conf and /etc/hosts are "
+                            "the machine's own; declare dns only in named namespaces")
+                )
+        elif spec.external:
+            problems.append(
+                Problem(f"{base}.external", "a namespace nsgen creates starts empty, so it has no "
+                        "external interfaces; declare them under host")
+            )
+        for i, name in enumerate(spec.external):
+            claim_name(netns, name, f"{base}.external[{i}]")
+            spaces[netns].external.add(name)
+        for name, bridge in spec.bridges.items():
+            claim_name(netns, name, f"{base}.bridges.{name}")
+            claim_addresses(netns, bridge.addresses, f"{base}.bridges.{name}")
+        for i, iface in enumerate(spec.interfaces):
+            path = f"{base}.interfaces[{i}]"
+            if netns == HOST and iface.name is None:
+                problems.append(Problem(f"{path}.name", "a veth end in the root namespace needs an "
+                                        "explicit name"))
+                continue
+            near = near_name(netns, iface)
+            if derived(near, f"{path}.name"):
+                claim_name(netns, near, path)
+            claim_addresses(netns, iface.addresses, path)
+            far_ns = iface.peer.netns
+            if far_ns not in spaces:
+                problems.append(Problem(f"{path}.peer.netns", f"namespace {far_ns!r} is not declared"))
+                continue
+            if iface.peer.bridge is not None:
+                far_spec = dict(topology.spaces())[far_ns]
+                if iface.peer.bridge not in far_spec.bridges:
+                    problems.append(
+                        Problem(f"{path}.peer.bridge", f"bridge {iface.peer.bridge!r} is not declared "
+                                f"in namespace {far_ns} (under {_space_path(far_ns)}.bridges)")
+                    )
+            far = peer_name(netns, iface)
+            if derived(far, f"{path}.peer.name"):
+                claim_name(far_ns, far, f"{path}.peer")
+            claim_addresses(far_ns, iface.peer.addresses, f"{path}.peer")
+
+    # Pass 2: what refers to names and subnets (routes, NAT).
+    for netns, spec in topology.spaces():
+        base = _space_path(netns)
+        space = spaces[netns]
+        seen_routes: dict[tuple[int, str], str] = {}
+        for j, route in enumerate(spec.routes):
+            path = f"{base}.routes[{j}]"
+            if route.via is None and route.dev is None:
+                problems.append(Problem(path, "a route needs 'via' (a gateway), 'dev', or both"))
+                continue
+            if route.dev is not None and route.dev not in space.names:
+                problems.append(Problem(f"{path}.dev", f"interface {route.dev!r} is not declared in "
+                                        f"namespace {netns}"))
+            family = 6 if ":" in (route.via or route.to) else 4
+            if route.to != "default" and route.via is not None:
+                if ipaddress.ip_network(route.to).version != ipaddress.ip_address(route.via).version:
+                    problems.append(Problem(f"{path}.via", f"gateway {route.via} and destination "
+                                            f"{route.to} are of different IP versions"))
+                    continue
+            key = (family, route.to)
+            if key in seen_routes:
+                problems.append(Problem(f"{path}.to", f"a route to {route.to} is already declared "
+                                        f"(at {seen_routes[key]})"))
+            else:
+                seen_routes[key] = path
+            if route.via is not None and route.dev not in space.external:
+                gateway = ipaddress.ip_address(route.via)
+                attached = [s.network for s in space.subnets if s.version == gateway.version]
+                if not any(gateway in net for net in attached):
+                    listing = ", ".join(sorted({str(n) for n in attached})) or "none"
+                    problems.append(
+                        Problem(f"{path}.via", f"gateway {route.via} is outside every subnet attached "
+                                f"to namespace {netns} (attached: {listing})")
+                    )
+        for j, masq in enumerate(spec.masquerade):
+            if masq.out not in space.names:
+                problems.append(Problem(f"{base}.masquerade[{j}].out", f"interface {masq.out!r} is not "
+                                        f"declared in namespace {netns}"))
+        seen_masq = {}
+        for j, masq in enumerate(spec.masquerade):
+            key2 = (masq.source, masq.out)
+            if key2 in seen_masq:
+                problems.append(Problem(f"{base}.masquerade[{j}]", f"the same rule is already declared "
+                                        f"(at {seen_masq[key2]})"))
+            seen_masq[key2] = f"{base}.masquerade[{j}]"
+    return problems
