@@ -24,7 +24,7 @@ system-deps:  ## the Debian packages above (skipped when all are present)
 	fi
 
 test: system-deps install  ## unit, property and (as root) sandboxed integration tests
-	$(SUDO) $(BIN)/pytest -q
+	$(SUDO) env PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check nsgen tests

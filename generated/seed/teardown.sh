@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# teardown.sh for the nsgen topology seed
+#   red and blue namespaces on bridge br0, masqueraded out of eth0
+#
+# Rendered by nsgen 0.1.0 from a topology whose sha256 is
+# d870dca8b8c6247d01dff8870285aa75a671a3a93dcf1d92185c858ab3e4e9b3.
+# Do not edit: change the topology file and render again.
+# Needs only bash, iproute2 and iptables, and root.
+#
+# It removes what setup.sh created, and nothing else: it undoes, newest first, only
+# the steps that setup.sh recorded as begun in /run/nsgen/seed/journal, puts back
+# saved sysctl values, and then deletes that record. With no record there is nothing
+# of this topology here, and it exits 0 without touching anything; so does a second run.
+#
+# Exit status: 0 removed (or nothing to remove); 1 refused (not root, or the record is
+# from a different version of the topology); 4 some undo failed (listed; run again).
+set -euo pipefail
+
+readonly NSGEN_TOPOLOGY=seed
+readonly NSGEN_DIGEST=d870dca8b8c6247d01dff8870285aa75a671a3a93dcf1d92185c858ab3e4e9b3
+# What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
+readonly NSGEN_STATE=/run/nsgen/seed
+readonly NSGEN_STEPS=17
+
+# ---- helpers (the same in every nsgen script) -------------------------------
+# Logging goes to stderr so that stdout stays free for the commands' own output.
+nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
+
+# Existence tests. Undo steps use them so that undoing something that is not
+# there (a partial setup, a second teardown) is a no-op instead of an error.
+nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
+nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
+nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
+nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+
+# A sysctl's previous value is kept in the state directory the first time it
+# is changed, and written back (once) when the change is undone.
+nsgen_save_sysctl() {
+  local saved="$NSGEN_STATE/sysctl.$1"
+  [[ -e $saved ]] || cat "/proc/sys/${1//.//}" >"$saved"
+}
+nsgen_restore_sysctl() {
+  local saved="$NSGEN_STATE/sysctl.$1"
+  if [[ -e $saved ]]; then
+    cat "$saved" >"/proc/sys/${1//.//}"
+    rm -f "$saved"
+  fi
+}
+
+# /etc/netns/<namespace>/ is removed again only if this topology created it.
+nsgen_make_netns_dir() {
+  if [[ ! -d /etc/netns/$1 ]]; then
+    mkdir -p "/etc/netns/$1"
+    : >"$NSGEN_STATE/netns-dir.$1"
+  fi
+}
+nsgen_remove_netns_dir() {
+  if [[ -e $NSGEN_STATE/netns-dir.$1 ]]; then
+    rmdir "/etc/netns/$1"
+    rm -f "$NSGEN_STATE/netns-dir.$1"
+  fi
+}
+
+# ---- undo step 17/17: write /etc/netns/blue/resolv.conf
+nsgen_undo_17() {
+  rm -f /etc/netns/blue/resolv.conf
+  nsgen_remove_netns_dir blue
+}
+
+# ---- undo step 16/17: set net.ipv4.ip_forward=1
+nsgen_undo_16() {
+  nsgen_restore_sysctl net.ipv4.ip_forward
+}
+
+# ---- undo step 15/17: masquerade 192.168.15.0/24 out of eth0
+nsgen_undo_15() {
+  if iptables -w -t nat -C POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE 2>/dev/null; then
+    iptables -w -t nat -D POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE
+  fi
+}
+
+# ---- undo step 6/17: create veth pair veth-blue <-> veth-blue-br
+nsgen_undo_6() {
+  if nsgen_has_link veth-blue-br; then ip link delete veth-blue-br; fi
+}
+
+# ---- undo step 5/17: create veth pair veth-red <-> veth-red-br
+nsgen_undo_5() {
+  if nsgen_has_link veth-red-br; then ip link delete veth-red-br; fi
+}
+
+# ---- undo step 3/17: create bridge br0
+nsgen_undo_3() {
+  if nsgen_has_link br0; then ip link delete br0; fi
+}
+
+# ---- undo step 2/17: create namespace blue
+nsgen_undo_2() {
+  if nsgen_has_netns blue; then ip netns delete blue; fi
+}
+
+# ---- undo step 1/17: create namespace red
+nsgen_undo_1() {
+  if nsgen_has_netns red; then ip netns delete red; fi
+}
+
+# ---- main ---------------------------------------------------------------------
+[[ $EUID -eq 0 ]] || { nsgen_log "must run as root (try: sudo $0)"; exit 1; }
+if [[ ! -d $NSGEN_STATE ]]; then
+  nsgen_log "$NSGEN_TOPOLOGY is not set up here (no $NSGEN_STATE): nothing to do"
+  exit 0
+fi
+if [[ $(cat "$NSGEN_STATE/digest" 2>/dev/null) != "$NSGEN_DIGEST" ]]; then
+  nsgen_log "$NSGEN_STATE was made from a different version of $NSGEN_TOPOLOGY; use the teardown.sh rendered with it (or nsgen down $NSGEN_TOPOLOGY)"
+  exit 1
+fi
+declare -A nsgen_begun=()
+while read -r word number; do
+  if [[ $word == begin ]]; then nsgen_begun[$number]=1; fi
+done <"$NSGEN_STATE/journal"
+
+nsgen_leftovers=()
+nsgen_undo() {
+  [[ -n ${nsgen_begun[$1]:-} ]] || return 0
+  nsgen_log "undo $1/$NSGEN_STEPS $2"
+  local status
+  # (a subshell outside any && or || list, so that set -e applies inside it)
+  set +e
+  (set -e; "nsgen_undo_$1")
+  status=$?
+  set -e
+  ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
+}
+nsgen_undo 17 'write /etc/netns/blue/resolv.conf'
+nsgen_undo 16 'set net.ipv4.ip_forward=1'
+nsgen_undo 15 'masquerade 192.168.15.0/24 out of eth0'
+nsgen_undo 6 'create veth pair veth-blue <-> veth-blue-br'
+nsgen_undo 5 'create veth pair veth-red <-> veth-red-br'
+nsgen_undo 3 'create bridge br0'
+nsgen_undo 2 'create namespace blue'
+nsgen_undo 1 'create namespace red'
+
+if ((${#nsgen_leftovers[@]})); then
+  nsgen_log "teardown incomplete; these steps could not be undone:"
+  printf '[nsgen]   %s\n' "${nsgen_leftovers[@]}" >&2
+  exit 4
+fi
+rm -rf -- "$NSGEN_STATE"
+nsgen_log "$NSGEN_TOPOLOGY is down"

@@ -1,0 +1,76 @@
+"""Helpers for the integration tests: run a test body in a fresh sandbox, render examples,
+run scripts and commands, and compare network snapshots."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nsgen.load import load_topology
+from nsgen.plan import build_plan
+from nsgen.render import render_scripts, write_scripts
+from nsgen.sandbox import require_sandbox, run_in_sandbox
+from nsgen.snapshot import diff_snapshots, take_snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="builds namespaces: needs root")
+
+
+def sandboxed(test: Callable[..., None]) -> Callable[..., None]:
+    """Run the test body in a forked child inside a fresh sandbox (see nsgen.sandbox)."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        run_in_sandbox(test, *args, **kwargs)
+
+    return pytest.mark.integration(needs_root(wrapper))
+
+
+def render_example(name: str, out: Path) -> Path:
+    """Render examples/<name>.yaml into out/ and return out."""
+    write_scripts(render_scripts(build_plan(load_topology(EXAMPLES / f"{name}.yaml"))), out)
+    return out
+
+
+def run(*args: str | Path, netns: str | None = None, timeout: float = 60,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command (inside `netns` if given); never raises on a non-zero exit."""
+    require_sandbox()
+    argv = [str(a) for a in args]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def ping(target: str, netns: str | None = None) -> bool:
+    """One bounded ping (1 packet, 1 s)."""
+    return run("ping", "-c", "1", "-W", "1", "-q", target, netns=netns).returncode == 0
+
+
+def assert_same_state(before: dict[str, Any], after: dict[str, Any] | None = None) -> None:
+    after = after if after is not None else take_snapshot()
+    differences = diff_snapshots(before, after)
+    assert differences == [], "network state changed:\n" + "\n".join(differences)
+
+
+def make_canary() -> None:
+    """State of "the user's" that nsgen must never touch: a bridge, a namespace and iptables
+    rules in the nat and filter tables (one of them a MASQUERADE much like nsgen's own)."""
+    for argv in (
+        ["ip", "link", "add", "user-br", "type", "bridge"],
+        ["ip", "addr", "add", "10.99.0.1/24", "dev", "user-br"],
+        ["ip", "netns", "add", "user-ns"],
+        ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/24", "-o", "eth0",
+         "-j", "MASQUERADE"],
+        ["iptables", "-w", "-A", "FORWARD", "-s", "10.99.0.0/24", "-j", "ACCEPT"],
+    ):
+        result = run(*argv)
+        assert result.returncode == 0, result.stderr

@@ -1,0 +1,62 @@
+"""setup.sh rolls itself back: for every state-changing `ip`/`iptables` call of the seed, a run
+that fails exactly that call exits 3 and leaves the network exactly as it was."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nsgen.snapshot import diff_snapshots, take_snapshot
+from nsgen.sandbox import upstream
+from tests.faults import calls_made, fail_at, install_stand_ins
+from tests.harness import make_canary, render_example, run, sandboxed
+
+
+@sandboxed
+def test_setup_rolls_back_every_injected_fault_and_restores_the_snapshot(tmp_path: Path) -> None:
+    scripts = render_example("seed", tmp_path / "out")
+    env = install_stand_ins(tmp_path / "bin")
+    with upstream(["eth0"]):
+        make_canary()
+        before = take_snapshot()
+
+        clean = run(scripts / "setup.sh", env=fail_at(env, 0))
+        assert clean.returncode == 0, clean.stderr
+        total = calls_made(env)
+        assert total >= 17, f"only {total} state-changing calls counted"
+        assert run(scripts / "teardown.sh").returncode == 0
+
+        failed_steps = set()
+        for k in range(1, total + 1):
+            result = run(scripts / "setup.sh", env=fail_at(env, k))
+            assert result.returncode == 3, f"fault {k}: exit {result.returncode}\n{result.stderr}"
+            assert f"injected fault on state-changing call {k}" in result.stderr
+            match = re.search(r"step (\d+)/17 \(.*\) failed", result.stderr)
+            assert match, result.stderr
+            failed_steps.add(int(match.group(1)))
+            assert "rolled back: everything this run created is gone" in result.stderr
+            differences = diff_snapshots(before, take_snapshot())
+            assert differences == [], f"fault {k} left:\n" + "\n".join(differences)
+        # the sysctl and DNS steps change files, not links: no ip/iptables call to fail there
+        assert failed_steps >= set(range(1, 16)), sorted(failed_steps)
+
+
+@sandboxed
+def test_teardown_after_an_interrupted_setup_finishes_the_job(tmp_path: Path) -> None:
+    """A setup killed with SIGKILL leaves its journal; teardown undoes what it had begun."""
+    scripts = render_example("seed", tmp_path / "out")
+    with upstream(["eth0"]):
+        before = take_snapshot()
+        # Stop setup for good in the middle of step 8 (after the bridge and veths exist).
+        text = (scripts / "setup.sh").read_text()
+        cut = text.index("nsgen_begin 8 ")
+        partial = tmp_path / "partial-setup.sh"
+        partial.write_text(text[:cut] + "nsgen_begin 8 'killed'\nkill -9 $$\n")
+        partial.chmod(0o755)
+        killed = run(partial)
+        assert killed.returncode == -9
+        assert run("ip", "link", "show", "br0").returncode == 0
+        teardown = run(scripts / "teardown.sh")
+        assert teardown.returncode == 0, teardown.stderr
+        differences = diff_snapshots(before, take_snapshot())
+        assert differences == [], "\n".join(differences)
