@@ -12,10 +12,11 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from nsgen import __version__
-from nsgen.errors import NsgenError
+from nsgen.errors import NsgenError, UsageError
 from nsgen.load import load_topology
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts, write_scripts
+from nsgen.run import Console, Executor, Options, down_from_record
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -95,6 +96,82 @@ def render(
     plan = build_plan(load_topology(file))
     for path in write_scripts(render_scripts(plan), out):
         typer.echo(str(path))
+
+
+LogOption = Annotated[
+    Path | None,
+    typer.Option("--log", metavar="PATH",
+                 help="JSON Lines log of every step (default: /run/nsgen/<topology>/log.jsonl)."),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures.")]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print each step's commands and output.")
+]
+LockTimeout = Annotated[
+    float,
+    typer.Option("--lock-timeout", metavar="SECONDS",
+                 help="How long to wait for another nsgen run of the same topology."),
+]
+
+
+@app.command(
+    epilog="Example: sudo nsgen up examples/seed.yaml   (preview: nsgen up --dry-run FILE)"
+)
+@reported
+def up(
+    file: TopologyFile,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="If it is up with other YAML: down, then up.")
+    ] = False,
+    log: LogOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    lock_timeout: LockTimeout = 30.0,
+) -> None:
+    """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
+    Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal)."""
+    executor = Executor(build_plan(load_topology(file)))
+    if dry_run:
+        typer.echo(executor.describe())
+        return
+    console = Console(quiet=quiet, verbose=verbose)
+    summary = executor.up(Options(console, log, lock_timeout), replace=replace)
+    typer.echo(summary, err=True)
+
+
+@app.command(
+    epilog="Examples: sudo nsgen down examples/seed.yaml   sudo nsgen down seed"
+)
+@reported
+def down(
+    target: Annotated[
+        str, typer.Argument(metavar="FILE|NAME", help="Topology file, or the topology's name.")
+    ],
+    log: LogOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    lock_timeout: LockTimeout = 30.0,
+) -> None:
+    """Remove what 'nsgen up' (or setup.sh) built, from its record in /run/nsgen/<name>/, so
+    it works even if the file changed or is gone. Exit 0 if it is not up."""
+    executor = None
+    if Path(target).is_file():
+        executor = Executor(build_plan(load_topology(target)))
+        name = executor.plan.topology
+    else:
+        name = _topology_name(target)
+    console = Console(quiet=quiet, verbose=verbose)
+    typer.echo(down_from_record(name, executor, Options(console, log, lock_timeout)), err=True)
+
+
+def _topology_name(text: str) -> str:
+    from nsgen.model import _topology_name as check
+
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise UsageError(f"{text}: no such file, and not a topology name: {exc}") from None
 
 
 def main() -> None:

@@ -85,19 +85,20 @@ class Renderer:
         return str(macro(args)).strip("\n")
 
     def script(self, name: str, plan: Plan, steps: list[RenderedStep] | None = None) -> str:
-        template = self.env.get_template(f"{name}.j2")
-        text = template.render(
-            plan=plan,
-            steps=steps if steps is not None else self.steps(plan),
-            macros=self.macros,
-            version=__version__,
-        )
+        text = self._render(f"{name}.j2", plan, steps if steps is not None else self.steps(plan))
         return "\n".join(line.rstrip() for line in text.split("\n"))
 
-    def preflight(self, plan: Plan) -> str:
-        """The preflight checks alone, as the bash lines setup.sh runs (for `nsgen up`)."""
-        return "\n".join(
-            self._macro(f"preflight_{check.kind}", check.args) for check in plan.preflight
+    def prelude(self, plan: Plan, steps: list[RenderedStep]) -> str:
+        """The variables and helpers every step runs with (the top of setup.sh)."""
+        return self._render("_prelude.j2", plan, steps).rstrip("\n")
+
+    def preflight_script(self, plan: Plan, steps: list[RenderedStep]) -> str:
+        """setup.sh's preflight alone: exits 1 listing every problem, or 0; changes nothing."""
+        return self._render("preflight.sh.j2", plan, steps)
+
+    def _render(self, template: str, plan: Plan, steps: list[RenderedStep]) -> str:
+        return self.env.get_template(template).render(
+            plan=plan, steps=steps, macros=self.macros, version=__version__
         )
 
 
