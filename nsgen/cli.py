@@ -16,7 +16,9 @@ from nsgen.errors import NsgenError, UsageError
 from nsgen.load import load_topology
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts, write_scripts
+from nsgen.lab import run_lab
 from nsgen.run import Console, Executor, Options, down_from_record
+from nsgen.sandbox import DNS_SERVER
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -163,6 +165,34 @@ def down(
         name = _topology_name(target)
     console = Console(quiet=quiet, verbose=verbose)
     typer.echo(down_from_record(name, executor, Options(console, log, lock_timeout)), err=True)
+
+
+@app.command(
+    epilog="Examples: sudo nsgen lab examples/seed.yaml   (a shell inside)\n"
+    "sudo nsgen lab examples/seed.yaml -- ip netns exec blue ping -c 2 192.0.2.10"
+)
+@reported
+def lab(
+    file: TopologyFile,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[-- CMD...]", help="Command to run inside (default: a shell).",
+                       show_default=False),
+    ] = None,
+    dns: Annotated[
+        bool, typer.Option("--dns", help=f"Run a DNS server (dnsmasq) at {DNS_SERVER} upstream.")
+    ] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build the topology in a throwaway sandbox (private network and /run/netns, /etc/netns,
+    /run/nsgen), with a simulated upstream behind every external interface; run CMD or a
+    shell; tear down; leave nothing behind. Exits with CMD's status."""
+    topology = load_topology(file)
+    result = run_lab(topology, command or None, Console(quiet=quiet, verbose=verbose), dns=dns)
+    if result.leftovers:
+        raise typer.Exit(1)
+    raise typer.Exit(result.exit_code)
 
 
 def _topology_name(text: str) -> str:

@@ -263,16 +263,15 @@ class Executor:
                     return verdict
                 down_from_record(self.plan.topology, None, options, locked=True)
             self._preflight()
-            log = Log(options.log_path or self.state.path / "log.jsonl")
             signals = _Signals()
-            try:
-                with signals.deferred():
-                    self.state.create(self.plan.digest)
-                    self.state.write_plan(self.applied.to_json())
-                    runner = Runner(self.prelude, console, log)
-                    return self._apply(runner, signals)
-            finally:
-                log.close()
+            with signals.deferred():
+                self.state.create(self.plan.digest)
+                self.state.write_plan(self.applied.to_json())
+                log = Log(options.log_path or self.state.path / "log.jsonl")
+                try:
+                    return self._apply(Runner(self.prelude, console, log), signals)
+                finally:
+                    log.close()
 
     def _already_up(self, replace: bool) -> str | None:
         name = self.plan.topology
