@@ -11,6 +11,7 @@ text, and nothing but the topology goes into it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -172,7 +173,7 @@ def _host_drawn(topology: Topology) -> bool:
         return True
     return any(
         iface.peer.netns == HOST
-        for _, spec in topology.namespaces.items()
+        for spec in topology.namespaces.values()
         for iface in spec.interfaces
     )
 
@@ -186,6 +187,15 @@ def _masquerades(topology: Topology) -> dict[tuple[str, str], list[str]]:
     return found
 
 
+def _masquerade_lines(
+    masq: dict[tuple[str, str], list[str]], netns: str, name: str, *, named: bool
+) -> list[str]:
+    """'MASQUERADE <subnet>' for each rule leaving through `name`, plus 'out <name>' where the
+    picture alone would not tell which interface it is (a bridge, either end of a veth pair)."""
+    suffix = f" out {name}" if named else ""
+    return [f"MASQUERADE {source}{suffix}" for source in masq.get((netns, name), [])]
+
+
 def _namespace_groups(topology: Topology, drawing: Drawing) -> None:
     """One group per namespace: its stack, bridges and external interfaces, and their links."""
     masq = _masquerades(topology)
@@ -197,7 +207,7 @@ def _namespace_groups(topology: Topology, drawing: Drawing) -> None:
         group.nodes.append(stack)
         for name, bridge in spec.bridges.items():
             lines = [name, *bridge.addresses]
-            lines += [f"MASQUERADE {source} out {name}" for source in masq.get((netns, name), [])]
+            lines += _masquerade_lines(masq, netns, name, named=True)
             node = Node(bridge_id(netns, name), "bridge", tuple(lines))
             group.nodes.append(node)
             if bridge.addresses:
@@ -207,7 +217,7 @@ def _namespace_groups(topology: Topology, drawing: Drawing) -> None:
             node = Node(external_id(netns, name), "external", (name, "external uplink"))
             group.nodes.append(node)
             drawing.links.append(Link(stack.id, node.id, "attach"))
-            rules = tuple(f"MASQUERADE {source}" for source in masq.get((netns, name), []))
+            rules = tuple(_masquerade_lines(masq, netns, name, named=False))
             drawing.links.append(Link(node.id, UPSTREAM_ID, "uplink", rules))
         drawing.groups.append(group)
     if any(spec.external for _, spec in topology.spaces()):
@@ -226,7 +236,7 @@ def _veth_links(topology: Topology, drawing: Drawing) -> None:
                 target = bridge_id(far_ns, iface.peer.bridge)
             lines = [_end(near, iface.addresses), _end(far, iface.peer.addresses)]
             for where, name in ((netns, near), (far_ns, far)):
-                lines += [f"MASQUERADE {source} out {name}" for source in masq.get((where, name), [])]
+                lines += _masquerade_lines(masq, where, name, named=True)
             drawing.links.append(Link(stack_id(netns), target, "veth", tuple(lines)))
 
 
@@ -300,7 +310,8 @@ def _mermaid_node(node: Node) -> str:
 
 def mermaid_drawing(drawing: Drawing) -> str:
     """Spell a Drawing as a Mermaid flowchart, ending with a newline."""
-    out = ["---", f'title: "{mermaid_escape(drawing.title)}"', "---", "flowchart TB"]
+    # the title is YAML front matter, not a label: a JSON string is a YAML double-quoted one
+    out = ["---", f"title: {json.dumps(drawing.title)}", "---", "flowchart TB"]
     for node in drawing.nodes:
         out.append("    " + _mermaid_node(node))
     for group in drawing.groups:
@@ -342,9 +353,10 @@ _DOT_LINKS: dict[LinkKind, str] = {
 
 
 def dot_escape(text: str) -> str:
-    """One line of label text, safe inside a DOT "quoted" string (no escString sequences)."""
+    """One line of label text, safe inside a DOT "quoted" string and shown as written: no
+    escString sequences (\\N, \\n), no entity references (Graphviz decodes &amp; in labels)."""
     text = "".join(" " if c.isspace() or not c.isprintable() else c for c in text)
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("&", "&amp;")
 
 
 def _dot_quote(text: str) -> str:

@@ -78,6 +78,8 @@ def format_path(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         elif part == "[key]":
             continue
+        elif not str(part).isprintable():
+            out += f"[{str(part)!r}]"  # one printable line, whatever the key holds
         else:
             out += f".{part}" if out else str(part)
     return out

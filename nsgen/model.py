@@ -41,6 +41,12 @@ def _check_name(value: str, what: str, pattern: re.Pattern[str] = _NAME_RE) -> s
     return value
 
 
+def _description(value: str) -> str:
+    if any(not (ch.isprintable() or ch == "\n") for ch in value):
+        raise ValueError("the description may hold printable text and line breaks only")
+    return value
+
+
 def _ifname(value: str) -> str:
     return _check_name(value, "interface name")
 
@@ -219,7 +225,9 @@ class Topology(Strict):
     """A whole topology file."""
 
     name: TopologyName = Field(description="Names the scripts, /run/nsgen/<name>/ and rule tags.")
-    description: str = Field("", description="Free text, copied into the scripts' header.")
+    description: Annotated[str, AfterValidator(_description)] = Field(
+        "", description="Free text, copied into the scripts' header."
+    )
     host: Namespace = Field(default_factory=Namespace, description="The root namespace.")
     namespaces: dict[NsName, Namespace] = Field(
         default_factory=dict, description="Named namespaces to create, by name, in order."

@@ -5,9 +5,10 @@ Layout (all plain text, so the scripts and nsgen read the same record):
   digest       sha256 of the topology that was set up
   journal      "begin N" before step N runs, "done N" after, "complete" at the end
   plan.json    (nsgen up only) the steps' titles and undo texts, so `down` needs no YAML
-  sysctl.KEY   a sysctl's value before setup changed it
   netns-dir.NS marks an /etc/netns/NS/ directory this topology created
   log.jsonl    (nsgen up, by default) the step log
+Shared by all topologies: /run/nsgen/.sysctl/KEY/ (a root-namespace sysctl's original value
+and which topologies changed it; see templates/_helpers.sh).
 """
 
 from __future__ import annotations

@@ -9,18 +9,49 @@ nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
 nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
 nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
 
-# A sysctl's previous value is kept in the state directory the first time it
-# is changed, and written back (once) when the change is undone.
+# A sysctl of the root namespace may be changed by several topologies at once.
+# /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
+# each topology that changed it leaves a file named after itself beside it, and the
+# last one to undo its change puts the original value back. A lock directory keeps
+# two runs from reading and writing that record at the same time.
+nsgen_lock_sysctls() {
+  local tries
+  for ((tries = 0; tries < 500; tries++)); do
+    if mkdir /run/nsgen/.sysctl.lock 2>/dev/null; then return 0; fi
+    sleep 0.01
+  done
+  nsgen_log "/run/nsgen/.sysctl.lock has been held for 5 s; if no nsgen run is active, remove it"
+  return 1
+}
+nsgen_unlock_sysctls() { rmdir /run/nsgen/.sysctl.lock; }
 nsgen_save_sysctl() {
-  local saved="$NSGEN_STATE/sysctl.$1"
-  [[ -e $saved ]] || cat "/proc/sys/${1//.//}" >"$saved"
+  local record=/run/nsgen/.sysctl/$1 status=0
+  nsgen_lock_sysctls || return 1
+  {
+    mkdir -p "$record" &&
+      { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
+      : >"$record/$NSGEN_TOPOLOGY"
+  } || status=$?
+  nsgen_unlock_sysctls
+  return "$status"
 }
 nsgen_restore_sysctl() {
-  local saved="$NSGEN_STATE/sysctl.$1"
-  if [[ -e $saved ]]; then
-    cat "$saved" >"/proc/sys/${1//.//}"
-    rm -f "$saved"
+  local record=/run/nsgen/.sysctl/$1 status=0 entry last=1
+  [[ -e $record/$NSGEN_TOPOLOGY ]] || return 0
+  nsgen_lock_sysctls || return 1
+  rm -f -- "$record/$NSGEN_TOPOLOGY" || status=$?
+  for entry in "$record"/*; do
+    [[ $entry == "$record/original" ]] || last=0
+  done
+  if ((status == 0 && last)); then
+    {
+      cat "$record/original" >"/proc/sys/${1//.//}" &&
+        rm -f -- "$record/original" && rmdir -- "$record"
+    } || status=$?
+    rmdir -- /run/nsgen/.sysctl 2>/dev/null || true
   fi
+  nsgen_unlock_sysctls
+  return "$status"
 }
 
 # /etc/netns/<namespace>/ is removed again only if this topology created it.

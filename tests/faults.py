@@ -2,8 +2,10 @@
 
 Each stand-in counts the calls that would change state (ip ... add/del/set/..., iptables
 -A/-D/-I/-N/-X/-F/-P/-R) in a shared counter file and fails the one whose number is
-$NSGEN_FAIL_AT, with exit status 2 and a message, as a real failing command would. Every
-other call runs the real program. Read-only calls (show, list, -C, -L, -S) are never failed.
+$NSGEN_FAIL_AT, with exit status 2 and a message, as a real failing command would; calls whose
+arguments match the regex $NSGEN_FAIL_MATCH fail every time. $NSGEN_SLOW (seconds) delays
+every state-changing call. Every other call runs the real program. Read-only calls (show,
+list, -C, -L, -S) are never failed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ if ((mutating)); then
     echo "{name}: injected fault on state-changing call $count: {name} $*" >&2
     exit 2
   fi
+  if [[ -n ${{NSGEN_FAIL_MATCH:-}} && "$*" =~ $NSGEN_FAIL_MATCH ]]; then
+    echo "{name}: injected persistent fault: {name} $*" >&2
+    exit 2
+  fi
+  if [[ -n ${{NSGEN_SLOW:-}} ]]; then sleep "$NSGEN_SLOW"; fi
 fi
 exec {real} "$@"
 """
