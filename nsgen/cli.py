@@ -16,9 +16,12 @@ from nsgen.errors import NsgenError, UsageError
 from nsgen.load import load_topology
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts, write_scripts
+from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
 from nsgen.lab import run_lab
 from nsgen.run import Console, Executor, Options, down_from_record
 from nsgen.sandbox import DNS_SERVER
+from nsgen.schema import schema_text
+from nsgen.status import drifted, format_table, to_json, topology_status
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -193,6 +196,59 @@ def lab(
     if result.leftovers:
         raise typer.Exit(1)
     raise typer.Exit(result.exit_code)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead.")]
+
+
+@app.command(epilog="Example: sudo nsgen status examples/seed.yaml --json")
+@reported
+def status(file: TopologyFile, json_out: JsonOption = False) -> None:
+    """Compare every declared object (namespace, link, address, route, rule, sysctl, DNS file)
+    with the live kernel state: present, missing or different. Exit 0 if all match, 1 if not."""
+    topology = load_topology(file)
+    rows = topology_status(topology)
+    typer.echo(to_json(rows, topology.name) if json_out else format_table(rows))
+    if drifted(rows):
+        raise typer.Exit(1)
+
+
+@app.command(
+    epilog="Examples: nsgen diagram examples/seed.yaml > seed.mmd   "
+    "nsgen diagram examples/seed.yaml --format svg -o seed.svg"
+)
+@reported
+def diagram(
+    file: TopologyFile,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="mermaid (default), dot, svg or png.")
+    ] = "mermaid",
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", metavar="FILE", help="Write here (svg/png: required).")
+    ] = None,
+) -> None:
+    """Draw the topology: namespaces, bridges, veth pairs with both ends' names and addresses,
+    uplinks and NAT. Mermaid renders on GitHub; svg and png need Graphviz's dot."""
+    topology = load_topology(file)
+    if fmt in ("mermaid", "dot"):
+        text = mermaid(topology) if fmt == "mermaid" else dot(topology)
+        if out is None:
+            typer.echo(text, nl=not text.endswith("\n"))
+        else:
+            out.write_text(text)
+        return
+    if fmt not in IMAGE_FORMATS:
+        raise UsageError(f"--format {fmt}: expected mermaid, dot, svg or png")
+    if out is None:
+        raise UsageError(f"--format {fmt} writes a file: give -o FILE")
+    render_image(dot(topology), fmt, out)
+    typer.echo(str(out))
+
+
+@app.command(epilog="Example: nsgen schema > topology.schema.json")
+def schema() -> None:
+    """Print the JSON Schema of the topology format (for editors: yaml-language-server)."""
+    typer.echo(schema_text(), nl=False)
 
 
 def _topology_name(text: str) -> str:
