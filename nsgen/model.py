@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -126,6 +127,48 @@ def _sysctl_value(value: int | str) -> str:
     return text
 
 
+_CHAIN_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}")
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+BUILTIN_CHAINS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
+}
+_RULE_FORBIDDEN = {"-t", "--table", "-A", "--append", "-I", "--insert", "-D", "--delete", "-N",
+                   "--new-chain", "-X", "--delete-chain", "-F", "--flush", "-P", "--policy", "-Z",
+                   "--zero", "-R", "--replace", "-E", "--rename-chain", "-L", "--list", "-S"}
+
+
+def _chain(value: str) -> str:
+    if not _CHAIN_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid chain name: 1 to 28 letters, digits, '_', "
+                         "'-', '.', not starting with '-' or '.'")
+    return value
+
+
+def _mac(value: str) -> str:
+    if not _MAC_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a MAC address (write it as 02:00:00:00:00:01)")
+    return value
+
+
+def _rule(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a rule must not be empty")
+    if not value.isprintable():
+        raise ValueError(f"{value!r}: a rule is one line of printable text")
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid rule: {exc}") from None
+    used = sorted(_RULE_FORBIDDEN.intersection(words))
+    if used:
+        raise ValueError(f"{value!r}: give only matches and a target; the table, chain and "
+                         f"operation come from the other keys (remove {', '.join(used)})")
+    return value
+
+
 IfName = Annotated[str, AfterValidator(_ifname)]
 NsName = Annotated[str, AfterValidator(_nsname)]
 NsRef = Annotated[str, AfterValidator(_nsref)]
@@ -137,6 +180,10 @@ RouteDest = Annotated[str, AfterValidator(_route_dest)]
 HostName = Annotated[str, AfterValidator(_hostname)]
 SysctlKey = Annotated[str, AfterValidator(_sysctl_key)]
 SysctlValue = Annotated[int | str, AfterValidator(_sysctl_value)]
+ChainName = Annotated[str, AfterValidator(_chain)]
+MacAddr = Annotated[str, AfterValidator(_mac)]
+RuleText = Annotated[str, AfterValidator(_rule)]
+Table = Literal["filter", "nat", "mangle", "raw"]
 
 
 class Strict(BaseModel):
@@ -154,8 +201,10 @@ class Peer(Strict):
     )
     name: IfName | None = Field(
         None,
-        description="Interface name of the far end. Default: '<near name>-br' on a bridge, "
-        "'veth-<namespace>' in a named namespace, '<near name>-host' in the root namespace.",
+        description="Interface name of the far end. Default, when the near end's name is "
+        "derived: 'veth-<namespace>-br' on a bridge, 'veth-<namespace>-host' in the root "
+        "namespace; when it is given: '<namespace>-<near name>'; in another named namespace "
+        "off any bridge: 'veth-<namespace>'.",
     )
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of the far end.")
 
@@ -177,9 +226,15 @@ class Bridge(Strict):
 
 
 class Route(Strict):
+    """A route in the namespace's main table."""
+
     to: RouteDest = Field(description="Destination subnet, or 'default'.")
     via: IpAddr | None = Field(None, description="Gateway; must lie in an attached subnet.")
     dev: IfName | None = Field(None, description="Outgoing interface.")
+    onlink: bool = Field(
+        False, description="Treat the gateway as directly reachable on dev (needs dev), even "
+        "outside its subnets; flannel's host routes to other nodes' vxlan addresses are such."
+    )
 
 
 class Masquerade(Strict):
@@ -187,6 +242,56 @@ class Masquerade(Strict):
 
     source: Subnet = Field(description="Subnet whose packets are rewritten.")
     out: IfName = Field(description="Interface the packets leave through (often the uplink).")
+
+
+class Vxlan(Strict):
+    """A VXLAN device: an Ethernet segment tunnelled in UDP over an underlay interface."""
+
+    id: int = Field(ge=0, le=16777215, description="VXLAN network identifier (VNI).")
+    local: IpAddr | None = Field(None, description="Source address of the tunnel's packets.")
+    dev: IfName | None = Field(None, description="Underlay interface.")
+    port: int = Field(4789, ge=1, le=65535, description="UDP port (flannel uses 8472).")
+    mac: MacAddr | None = Field(None, description="Fixed MAC address of the device.")
+    learning: bool = Field(True, description="Learn remote MACs from traffic (flannel: false).")
+    addresses: list[IfAddr] = Field(default_factory=list)
+
+
+class Neighbor(Strict):
+    """A permanent neighbour (ARP) entry: `address` is at `lladdr` on `dev`."""
+
+    dev: IfName
+    address: IpAddr
+    lladdr: MacAddr
+
+
+class FdbEntry(Strict):
+    """A bridge forwarding-database entry: frames for `lladdr` on `dev` go to VTEP `dst`."""
+
+    dev: IfName
+    lladdr: MacAddr
+    dst: IpAddr
+
+
+class Chain(Strict):
+    """An iptables chain of nsgen's own; teardown empties and deletes it."""
+
+    table: Table = "filter"
+    name: ChainName
+
+
+class Rule(Strict):
+    """One iptables rule. In the root namespace every rule carries the topology's comment tag,
+    so teardown removes exactly it."""
+
+    table: Table = "filter"
+    chain: ChainName = Field(description="A built-in chain of the table, or a declared chain.")
+    rule: RuleText = Field(description="Matches and target, e.g. '-s 10.0.0.0/8 -j ACCEPT'.")
+    insert: bool = Field(False, description="Insert at the top of the chain instead of appending.")
+
+
+class Iptables(Strict):
+    chains: list[Chain] = Field(default_factory=list, description="Own chains, created first.")
+    rules: list[Rule] = Field(default_factory=list, description="Rules, in order.")
 
 
 class Dns(Strict):
@@ -211,8 +316,14 @@ class Namespace(Strict):
     )
     bridges: dict[IfName, Bridge] = Field(default_factory=dict, description="Bridges by name.")
     interfaces: list[Interface] = Field(default_factory=list, description="veth ends.")
-    routes: list[Route] = Field(default_factory=list)
-    masquerade: list[Masquerade] = Field(default_factory=list)
+    vxlans: dict[IfName, Vxlan] = Field(default_factory=dict, description="VXLAN devices.")
+    routes: list[Route] = Field(default_factory=list, description="Routes, in order.")
+    neighbors: list[Neighbor] = Field(default_factory=list, description="Permanent ARP entries.")
+    fdb: list[FdbEntry] = Field(default_factory=list, description="Bridge FDB entries (VXLAN).")
+    masquerade: list[Masquerade] = Field(
+        default_factory=list, description="Source NAT out of an interface (the tutorial's rule)."
+    )
+    iptables: Iptables = Field(default_factory=Iptables, description="Own chains and rules.")
     sysctls: dict[SysctlKey, SysctlValue] = Field(
         default_factory=dict,
         description="Network sysctls to set, e.g. net.ipv4.ip_forward: 1. Previous values are "

@@ -13,15 +13,19 @@ def near_name(netns: str, iface: Interface) -> str:
 
 
 def peer_name(netns: str, iface: Interface) -> str:
-    """Name of the far end of a veth pair declared in `netns`."""
+    """Name of the far end of a veth pair declared in `netns`.
+
+    In another named namespace, not on a bridge: 'veth-<that namespace>' (red's veth to blue
+    has the ends veth-red and veth-blue, as in the tutorial's style). Otherwise: 'veth-<netns>-br' on a bridge and
+    'veth-<netns>-host' without one when the near end's name was derived, and
+    '<netns>-<near name>' when it was given (router's 'front' gets 'router-front')."""
     if iface.peer.name:
         return iface.peer.name
-    near = near_name(netns, iface)
-    if iface.peer.bridge:
-        return f"{near}-br"
-    if iface.peer.netns != HOST:
+    if iface.peer.netns != HOST and not iface.peer.bridge:
         return f"veth-{iface.peer.netns}"
-    return f"{near}-host"
+    if iface.name is None:
+        return f"veth-{netns}-br" if iface.peer.bridge else f"veth-{netns}-host"
+    return f"{netns}-{iface.name}"
 
 
 def chain_tag(topology: str) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from nsgen.model import HOST, Topology
+from nsgen.model import HOST, Namespace, Topology
 from nsgen.names import chain_tag, near_name, peer_name
 
 
@@ -65,6 +66,23 @@ def _where(netns: str) -> str:
 def _in(netns: str) -> str:
     """Suffix for step titles: where a step acts, when that is not the root namespace."""
     return "" if netns == HOST else f" (in {netns})"
+
+
+def _owned_link(spec: Namespace, dev: str) -> str | None:
+    """The link that takes an entry on `dev` with it, if nsgen creates that link."""
+    if dev in spec.vxlans:
+        return f"vxlan {dev}"
+    if dev in spec.bridges:
+        return f"bridge {dev}"
+    return None
+
+
+def _tagged(rule: str, tag: str) -> list[str]:
+    """The rule's words with `-m comment --comment TAG` before the target (-j/-g)."""
+    words = shlex.split(rule)
+    at = next((i for i, w in enumerate(words) if w in ("-j", "--jump", "-g", "--goto")),
+              len(words))
+    return [*words[:at], "-m", "comment", "--comment", tag, *words[at:]]
 
 
 def _sysctl_path(key: str) -> str:
@@ -186,10 +204,33 @@ def build_plan(topology: Topology) -> Plan:
 
     for netns, spec in topology.spaces():
         owner = None if netns == HOST else f"namespace {netns}"
+        for name, vxlan in spec.vxlans.items():
+            over = f" over {vxlan.dev}" if vxlan.dev else ""
+            steps.append(
+                Step(
+                    "vxlan",
+                    f"create vxlan {name} (VNI {vxlan.id}){over}{_in(netns)}",
+                    "A VXLAN device carries Ethernet frames inside UDP packets to other hosts "
+                    f"(port {vxlan.port}): an overlay network across the underlay"
+                    + (f" reached through {vxlan.dev}." if vxlan.dev else ".")
+                    + ("" if vxlan.learning else " Learning is off: where each remote MAC lives "
+                       "is written into the forwarding database below, as flannel does."),
+                    {"netns": netns, "name": name, "id": vxlan.id, "local": vxlan.local,
+                     "dev": vxlan.dev, "port": vxlan.port, "mac": vxlan.mac,
+                     "learning": vxlan.learning, "addresses": vxlan.addresses},
+                    owner,
+                )
+            )
+            if netns == HOST:
+                checks.append(Check("link_absent", {"name": name}))
+
+    for netns, spec in topology.spaces():
+        owner = None if netns == HOST else f"namespace {netns}"
         for route in spec.routes:
             target = "default route" if route.to == "default" else f"route to {route.to}"
             how = " ".join(x for x in (f"via {route.via}" if route.via else "",
-                                        f"dev {route.dev}" if route.dev else "") if x)
+                                        f"dev {route.dev}" if route.dev else "",
+                                        "onlink" if route.onlink else "") if x)
             steps.append(
                 Step(
                     "route",
@@ -201,12 +242,78 @@ def build_plan(topology: Topology) -> Plan:
                         "dropped as unreachable."
                     ),
                     {"netns": netns, "to": route.to, "via": route.via, "dev": route.dev,
-                     "family": 6 if ":" in (route.via or route.to) else 4},
+                     "onlink": route.onlink, "family": 6 if ":" in (route.via or route.to) else 4},
                     owner,
                 )
             )
             if netns == HOST and route.to != "default":
                 checks.append(Check("route_absent", {"to": route.to}))
+
+    for netns, spec in topology.spaces():
+        owner = None if netns == HOST else f"namespace {netns}"
+        for neighbor in spec.neighbors:
+            steps.append(
+                Step(
+                    "neighbor",
+                    f"add neighbour {neighbor.address} at {neighbor.lladdr} on {neighbor.dev}"
+                    f"{_in(netns)}",
+                    f"A permanent ARP entry: {neighbor.address} is answered from this table, "
+                    "with no ARP request on the wire.",
+                    {"netns": netns, "dev": neighbor.dev, "address": neighbor.address,
+                     "lladdr": neighbor.lladdr},
+                    owner or _owned_link(spec, neighbor.dev),
+                )
+            )
+        for entry in spec.fdb:
+            steps.append(
+                Step(
+                    "fdb",
+                    f"forward {entry.lladdr} on {entry.dev} to {entry.dst}{_in(netns)}",
+                    f"Frames for {entry.lladdr} are sent through the tunnel to the host at "
+                    f"{entry.dst}.",
+                    {"netns": netns, "dev": entry.dev, "lladdr": entry.lladdr, "dst": entry.dst},
+                    owner or _owned_link(spec, entry.dev),
+                )
+            )
+
+    for netns, spec in topology.spaces():
+        owner = None if netns == HOST else f"namespace {netns}"
+        for chain in spec.iptables.chains:
+            steps.append(
+                Step(
+                    "chain",
+                    f"create iptables chain {chain.name} in table {chain.table}{_in(netns)}",
+                    "A chain of this topology's own: its rules are kept apart from everyone "
+                    "else's, and teardown empties and deletes exactly this chain.",
+                    {"netns": netns, "table": chain.table, "name": chain.name},
+                    owner,
+                )
+            )
+            if netns == HOST:
+                checks.append(Check("chain_absent", {"table": chain.table, "name": chain.name}))
+                if "iptables" not in tools:
+                    tools.append("iptables")
+        own = {(c.table, c.name) for c in spec.iptables.chains}
+        for rule in spec.iptables.rules:
+            words = _tagged(rule.rule, tag)
+            in_own_chain = (rule.table, rule.chain) in own
+            rule_args = {"netns": netns, "table": rule.table, "chain": rule.chain,
+                         "words": words, "insert": rule.insert}
+            steps.append(
+                Step(
+                    "rule",
+                    f"{'insert into' if rule.insert else 'append to'} {rule.table} {rule.chain}: "
+                    f"{rule.rule}{_in(netns)}",
+                    "" if in_own_chain or netns != HOST else
+                    f"The rule carries the comment {tag} so teardown deletes exactly this rule.",
+                    rule_args,
+                    owner or (f"chain {rule.chain}" if in_own_chain else None),
+                )
+            )
+            if netns == HOST and not in_own_chain:
+                checks.append(Check("rule_absent", rule_args))
+            if "iptables" not in tools:
+                tools.append("iptables")
 
     for netns, spec in topology.spaces():
         owner = None if netns == HOST else f"namespace {netns}"

@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from nsgen.errors import Problem
-from nsgen.model import HOST, Topology, _check_name
+from nsgen.model import BUILTIN_CHAINS, HOST, Topology, _check_name
 from nsgen.names import near_name, peer_name
 
 AnyInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -116,7 +116,11 @@ def check_topology(topology: Topology) -> list[Problem]:
                 claim_name(far_ns, far, f"{path}.peer")
             claim_addresses(far_ns, iface.peer.addresses, f"{path}.peer")
 
-    # Pass 2: what refers to names and subnets (routes, NAT).
+        for name, vxlan in spec.vxlans.items():
+            claim_name(netns, name, f"{base}.vxlans.{name}")
+            claim_addresses(netns, vxlan.addresses, f"{base}.vxlans.{name}")
+
+    # Pass 2: what refers to names and subnets (routes, NAT, neighbours, rules).
     for netns, spec in topology.spaces():
         base = _space_path(netns)
         space = spaces[netns]
@@ -141,7 +145,10 @@ def check_topology(topology: Topology) -> list[Problem]:
                                         f"(at {seen_routes[key]})"))
             else:
                 seen_routes[key] = path
-            if route.via is not None and route.dev not in space.external:
+            if route.onlink and route.dev is None:
+                problems.append(Problem(f"{path}.onlink", "onlink needs dev (the interface the "
+                                        "gateway is directly reachable on)"))
+            if route.via is not None and route.dev not in space.external and not route.onlink:
                 gateway = ipaddress.ip_address(route.via)
                 attached = [s.network for s in space.subnets if s.version == gateway.version]
                 if not any(gateway in net for net in attached):
@@ -154,7 +161,34 @@ def check_topology(topology: Topology) -> list[Problem]:
             if masq.out not in space.names:
                 problems.append(Problem(f"{base}.masquerade[{j}].out", f"interface {masq.out!r} is not "
                                         f"declared in namespace {netns}"))
-        seen_masq = {}
+        for name, vxlan in spec.vxlans.items():
+            if vxlan.dev is not None and vxlan.dev not in space.names:
+                problems.append(Problem(f"{base}.vxlans.{name}.dev", f"interface {vxlan.dev!r} is "
+                                        f"not declared in namespace {netns}"))
+        for key, entries in (("neighbors", spec.neighbors), ("fdb", spec.fdb)):
+            for j, entry in enumerate(entries):
+                if entry.dev not in space.names:
+                    problems.append(Problem(f"{base}.{key}[{j}].dev", f"interface {entry.dev!r} "
+                                            f"is not declared in namespace {netns}"))
+        declared: dict[tuple[str, str], str] = {}
+        for j, chain in enumerate(spec.iptables.chains):
+            where = f"{base}.iptables.chains[{j}]"
+            if chain.name in BUILTIN_CHAINS[chain.table]:
+                problems.append(Problem(f"{where}.name", f"{chain.name} is a built-in chain of "
+                                        f"the {chain.table} table"))
+            elif (chain.table, chain.name) in declared:
+                problems.append(Problem(f"{where}.name", f"chain {chain.name} of table "
+                                        f"{chain.table} is already declared (at "
+                                        f"{declared[(chain.table, chain.name)]})"))
+            else:
+                declared[(chain.table, chain.name)] = where
+        for j, rule in enumerate(spec.iptables.rules):
+            if (rule.chain not in BUILTIN_CHAINS[rule.table]
+                    and (rule.table, rule.chain) not in declared):
+                problems.append(Problem(f"{base}.iptables.rules[{j}].chain", f"chain "
+                                        f"{rule.chain} is neither built into the {rule.table} "
+                                        "table nor declared under iptables.chains"))
+        seen_masq: dict[tuple[str, str], str] = {}
         for j, masq in enumerate(spec.masquerade):
             key2 = (masq.source, masq.out)
             if key2 in seen_masq:

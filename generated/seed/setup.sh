@@ -3,7 +3,7 @@
 #   red and blue namespaces on bridge br0, masqueraded out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# d870dca8b8c6247d01dff8870285aa75a671a3a93dcf1d92185c858ab3e4e9b3.
+# e3b603bd68b0ca5ce510af75dced18c819281d8b9f208814180739156310512b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=seed
-readonly NSGEN_DIGEST=d870dca8b8c6247d01dff8870285aa75a671a3a93dcf1d92185c858ab3e4e9b3
+readonly NSGEN_DIGEST=e3b603bd68b0ca5ce510af75dced18c819281d8b9f208814180739156310512b
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
 readonly NSGEN_STEPS=17

@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3c74b28e24935baff28fc423fa86ced0e53b4d3a2c23b410c9bd4cdcf9cf5411.
+# f1a6387ac50e19271437eb51c85684f84d94644483c707343147c86453458060.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=3c74b28e24935baff28fc423fa86ced0e53b4d3a2c23b410c9bd4cdcf9cf5411
+readonly NSGEN_DIGEST=f1a6387ac50e19271437eb51c85684f84d94644483c707343147c86453458060
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=35
