@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from nsgen.errors import Problem, TopologyError, UsageError
+from nsgen.expand import expand, split_sugar
 from nsgen.model import Topology
 from nsgen.validate import check_topology
 
@@ -130,13 +131,13 @@ _TYPE_WORDS = {
 }
 
 
-def _describe(error: Any) -> Problem:
+def _describe(error: Any, prefix: tuple[int | str, ...] = ()) -> Problem:
     loc = tuple(error["loc"])
-    path = format_path(loc)
+    path = format_path(prefix + loc)
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1]) if not prefix else None
         known = sorted(model.model_fields) if model else []
         hint = difflib.get_close_matches(key, known, n=1)
         message = f"unknown key {key!r}"
@@ -158,15 +159,25 @@ def topology_from_data(data: Any, source: str) -> Topology:
     """Validate parsed YAML into a Topology, or raise a TopologyError listing every problem."""
     if not isinstance(data, dict):
         raise TopologyError(source, [Problem("", "the file must hold a mapping (name:, host:, ...)")])
+    core, sugar = split_sugar(data)
     try:
-        topology = Topology.model_validate(data)
+        topology = Topology.model_validate(core)
     except ValidationError as exc:
-        problems = sorted({_describe(e) for e in exc.errors()}, key=_problem_order(data))
-        raise TopologyError(source, problems) from None
+        raise TopologyError(source, pydantic_problems(exc, (), data)) from None
+    topology, problems = expand(topology, sugar)
+    if problems:
+        raise TopologyError(source, problems)
     problems = check_topology(topology)
     if problems:
         raise TopologyError(source, problems)
     return topology
+
+
+def pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = (),
+                      data: Any = None) -> list[Problem]:
+    """A pydantic ValidationError as Problems (paths under `prefix`), deduplicated, in order."""
+    found = {_describe(e, prefix) for e in exc.errors()}
+    return sorted(found, key=_problem_order(data))
 
 
 def _problem_order(data: Any) -> Any:

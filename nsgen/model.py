@@ -1,195 +1,39 @@
 """The topology model: typed, strict (unknown keys are errors), one shape for every namespace.
 
-Field-level rules (name syntax, address syntax) live here as validators; rules that relate
-one object to another (references, uniqueness, gateways) live in `nsgen.validate`.
+Field-level rules (name syntax, address syntax) live in `nsgen.fields` as validators; rules that
+relate one object to another (references, uniqueness, gateways) live in `nsgen.validate`.
+Docker- and Kubernetes-style sugar (`networks`, `containers`, `cluster`) is declared by the
+expanders in `nsgen.expand`, which turn it into the core objects below.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import shlex
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import Field
 
-HOST = "host"
-"""How a topology names the root namespace (the machine's own network stack)."""
+from nsgen.fields import (
+    HOST,
+    ChainName,
+    HostName,
+    IfAddr,
+    IfName,
+    IpAddr,
+    MacAddr,
+    NsName,
+    NsRef,
+    RouteDest,
+    RuleText,
+    Strict,
+    Subnet,
+    SysctlKey,
+    SysctlValue,
+    Table,
+    TopologyName,
+    description_text,
+)
 
-IFNAMSIZ = 15
-"""Longest interface name the kernel accepts, in bytes (IFNAMSIZ is 16 with the NUL)."""
-
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_TOPOLOGY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-_HOSTNAME_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
-_SYSCTL_RE = re.compile(r"net(\.[A-Za-z0-9_-]+)+")
-_SYSCTL_VALUE_RE = re.compile(r"-?[0-9]+")
-
-
-def _check_name(value: str, what: str, pattern: re.Pattern[str] = _NAME_RE) -> str:
-    if not value:
-        raise ValueError(f"{what} must not be empty")
-    if value.startswith("-"):
-        raise ValueError(f"{value!r} is not a valid {what}: it must not start with '-'")
-    if not pattern.fullmatch(value):
-        allowed = "letters, digits, '_', '-'" + (", '.'" if pattern is _NAME_RE else "")
-        raise ValueError(f"{value!r} is not a valid {what}: use only {allowed}")
-    if len(value.encode()) > IFNAMSIZ:
-        raise ValueError(
-            f"{value!r} is not a valid {what}: {len(value.encode())} bytes, over the limit of "
-            f"{IFNAMSIZ}"
-        )
-    return value
-
-
-def _description(value: str) -> str:
-    if any(not (ch.isprintable() or ch == "\n") for ch in value):
-        raise ValueError("the description may hold printable text and line breaks only")
-    return value
-
-
-def _ifname(value: str) -> str:
-    return _check_name(value, "interface name")
-
-
-def _nsname(value: str) -> str:
-    _check_name(value, "namespace name")
-    if value == HOST:
-        raise ValueError(f"{HOST!r} is reserved for the root namespace: declare it under 'host:'")
-    return value
-
-
-def _nsref(value: str) -> str:
-    return value if value == HOST else _check_name(value, "namespace name")
-
-
-def _topology_name(value: str) -> str:
-    return _check_name(value, "topology name", _TOPOLOGY_RE)
-
-
-def _family(value: str) -> str:
-    return "IPv6" if ":" in value else "IPv4"
-
-
-def _ifaddr(value: str) -> str:
-    if "/" not in value:
-        raise ValueError(f"{value!r} has no prefix length (write it as ADDRESS/PREFIX, e.g. /24)")
-    try:
-        iface = ipaddress.ip_interface(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid {_family(value)} interface address") from None
-    if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
-        raise ValueError(f"{value!r} is the network address of its subnet, not a host address")
-    return str(iface)
-
-
-def _ipaddr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid {_family(value)} address") from None
-
-
-def _network(value: str) -> str:
-    try:
-        net = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid {_family(value)} subnet (CIDR)") from None
-    if str(net) != value and "/" in value:
-        raise ValueError(f"{value!r} has host bits set: the subnet is {net}")
-    if "/" not in value:
-        raise ValueError(f"{value!r} has no prefix length (write it as NETWORK/PREFIX)")
-    return str(net)
-
-
-def _route_dest(value: str) -> str:
-    return value if value == "default" else _network(value)
-
-
-def _hostname(value: str) -> str:
-    if not _HOSTNAME_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid host name")
-    return value
-
-
-def _sysctl_key(value: str) -> str:
-    if not _SYSCTL_RE.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a network sysctl nsgen manages: it must look like net.ipv4.ip_forward"
-        )
-    return value
-
-
-def _sysctl_value(value: int | str) -> str:
-    text = str(value)
-    if isinstance(value, bool) or not _SYSCTL_VALUE_RE.fullmatch(text):
-        raise ValueError(f"{value!r} is not a valid sysctl value: nsgen writes integers only")
-    return text
-
-
-_CHAIN_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}")
-_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
-BUILTIN_CHAINS = {
-    "filter": ("INPUT", "FORWARD", "OUTPUT"),
-    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-    "raw": ("PREROUTING", "OUTPUT"),
-}
-_RULE_FORBIDDEN = {"-t", "--table", "-A", "--append", "-I", "--insert", "-D", "--delete", "-N",
-                   "--new-chain", "-X", "--delete-chain", "-F", "--flush", "-P", "--policy", "-Z",
-                   "--zero", "-R", "--replace", "-E", "--rename-chain", "-L", "--list", "-S"}
-
-
-def _chain(value: str) -> str:
-    if not _CHAIN_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid chain name: 1 to 28 letters, digits, '_', "
-                         "'-', '.', not starting with '-' or '.'")
-    return value
-
-
-def _mac(value: str) -> str:
-    if not _MAC_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a MAC address (write it as 02:00:00:00:00:01)")
-    return value
-
-
-def _rule(value: str) -> str:
-    if not value.strip():
-        raise ValueError("a rule must not be empty")
-    if not value.isprintable():
-        raise ValueError(f"{value!r}: a rule is one line of printable text")
-    try:
-        words = shlex.split(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a valid rule: {exc}") from None
-    used = sorted(_RULE_FORBIDDEN.intersection(words))
-    if used:
-        raise ValueError(f"{value!r}: give only matches and a target; the table, chain and "
-                         f"operation come from the other keys (remove {', '.join(used)})")
-    return value
-
-
-IfName = Annotated[str, AfterValidator(_ifname)]
-NsName = Annotated[str, AfterValidator(_nsname)]
-NsRef = Annotated[str, AfterValidator(_nsref)]
-TopologyName = Annotated[str, AfterValidator(_topology_name)]
-IfAddr = Annotated[str, AfterValidator(_ifaddr)]
-IpAddr = Annotated[str, AfterValidator(_ipaddr)]
-Subnet = Annotated[str, AfterValidator(_network)]
-RouteDest = Annotated[str, AfterValidator(_route_dest)]
-HostName = Annotated[str, AfterValidator(_hostname)]
-SysctlKey = Annotated[str, AfterValidator(_sysctl_key)]
-SysctlValue = Annotated[int | str, AfterValidator(_sysctl_value)]
-ChainName = Annotated[str, AfterValidator(_chain)]
-MacAddr = Annotated[str, AfterValidator(_mac)]
-RuleText = Annotated[str, AfterValidator(_rule)]
-Table = Literal["filter", "nat", "mangle", "raw"]
-
-
-class Strict(BaseModel):
-    """Base of every model: unknown keys are errors, values are never coerced between types."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+__all__ = ["HOST"]
 
 
 class Peer(Strict):
@@ -332,16 +176,50 @@ class Namespace(Strict):
     dns: Dns | None = Field(None, description="resolv.conf and hosts (named namespaces only).")
 
 
+class Check(Strict):
+    """A connectivity check: `from` a namespace, `to` an address or a namespace's name."""
+
+    model_config = Strict.model_config | {"populate_by_name": True}
+
+    from_: NsRef = Field(HOST, alias="from", description="Namespace the probe runs in.")
+    to: str | None = Field(
+        None, description="Address, or a namespace's name (its first address). Not for dns."
+    )
+    kind: Literal["ping", "tcp", "dns"] = Field("ping", description="What to probe.")
+    port: int | None = Field(None, ge=1, le=65535, description="TCP port (tcp only).")
+    listen: bool = Field(
+        False, description="tcp: start a short-lived listener in the target namespace first."
+    )
+    name: HostName | None = Field(None, description="dns: the name that must resolve.")
+    expect: Literal["reach", "blocked"] = Field(
+        "reach", description="reach: must answer; blocked: must not (isolation holds)."
+    )
+    timeout: float = Field(2.0, gt=0, le=30, description="Seconds each probe may take.")
+
+
+class Group(Strict):
+    """Namespaces that belong together in a picture (a Docker network, a Kubernetes node)."""
+
+    name: str = Field(description="Label of the group.")
+    kind: str = Field("group", description="What the group stands for, e.g. 'k8s node'.")
+    members: list[NsRef] = Field(default_factory=list)
+
+
 class Topology(Strict):
     """A whole topology file."""
 
     name: TopologyName = Field(description="Names the scripts, /run/nsgen/<name>/ and rule tags.")
-    description: Annotated[str, AfterValidator(_description)] = Field(
+    description: description_text = Field(
         "", description="Free text, copied into the scripts' header."
     )
     host: Namespace = Field(default_factory=Namespace, description="The root namespace.")
     namespaces: dict[NsName, Namespace] = Field(
         default_factory=dict, description="Named namespaces to create, by name, in order."
+    )
+
+    checks: list[Check] = Field(default_factory=list, description="Connectivity checks.")
+    groups: list[Group] = Field(
+        default_factory=list, description="Groupings for diagrams (set by the expanders)."
     )
 
     def spaces(self) -> list[tuple[str, Namespace]]:

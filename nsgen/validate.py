@@ -7,7 +7,8 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from nsgen.errors import Problem
-from nsgen.model import BUILTIN_CHAINS, HOST, Topology, _check_name
+from nsgen.fields import BUILTIN_CHAINS, _check_name
+from nsgen.model import HOST, Topology
 from nsgen.names import near_name, peer_name
 
 AnyInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -195,4 +196,63 @@ def check_topology(topology: Topology) -> list[Problem]:
                 problems.append(Problem(f"{base}.masquerade[{j}]", f"the same rule is already declared "
                                         f"(at {seen_masq[key2]})"))
             seen_masq[key2] = f"{base}.masquerade[{j}]"
+    problems.extend(_check_checks(topology, spaces))
+    return problems
+
+
+def first_address(topology: Topology, netns: str) -> str | None:
+    """The address a check `to: <namespace>` means: the namespace's first declared address."""
+    for space, spec in topology.spaces():
+        for iface in spec.interfaces:
+            if space == netns and iface.addresses:
+                return str(ipaddress.ip_interface(iface.addresses[0]).ip)
+            if iface.peer.netns == netns and iface.peer.addresses:
+                return str(ipaddress.ip_interface(iface.peer.addresses[0]).ip)
+        if space == netns:
+            for bridge in spec.bridges.values():
+                if bridge.addresses:
+                    return str(ipaddress.ip_interface(bridge.addresses[0]).ip)
+    return None
+
+
+def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, check in enumerate(topology.checks):
+        path = f"checks[{i}]"
+        if check.from_ not in spaces:
+            problems.append(Problem(f"{path}.from", f"namespace {check.from_!r} is not declared"))
+        if check.kind == "dns":
+            if check.name is None:
+                problems.append(Problem(f"{path}.name", "a dns check needs the name to resolve"))
+            for key, value in (("to", check.to), ("port", check.port)):
+                if value is not None:
+                    problems.append(Problem(f"{path}.{key}", f"a dns check has no {key}"))
+            continue
+        if check.name is not None:
+            problems.append(Problem(f"{path}.name", f"only dns checks have a name"))
+        if check.to is None:
+            problems.append(Problem(f"{path}.to", "required: an address or a namespace's name"))
+            continue
+        is_address = True
+        try:
+            ipaddress.ip_address(check.to)
+        except ValueError:
+            is_address = False
+        if not is_address:
+            if check.to not in spaces:
+                problems.append(Problem(f"{path}.to", f"{check.to!r} is neither an address nor a "
+                                        "declared namespace"))
+            elif first_address(topology, check.to) is None:
+                problems.append(Problem(f"{path}.to", f"namespace {check.to} has no address to "
+                                        "check against"))
+        if check.kind == "tcp" and check.port is None:
+            problems.append(Problem(f"{path}.port", "a tcp check needs a port"))
+        if check.kind == "ping" and check.port is not None:
+            problems.append(Problem(f"{path}.port", "a ping check has no port"))
+        if check.listen:
+            if check.kind != "tcp":
+                problems.append(Problem(f"{path}.listen", "only tcp checks start a listener"))
+            elif is_address:
+                problems.append(Problem(f"{path}.listen", "to start a listener, 'to' must name "
+                                        "the namespace to listen in"))
     return problems

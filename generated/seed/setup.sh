@@ -3,7 +3,7 @@
 #   red and blue namespaces on bridge br0, masqueraded out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# e3b603bd68b0ca5ce510af75dced18c819281d8b9f208814180739156310512b.
+# 879fe9602a9fcf36061e38baaad0cf377804773d3b1a6bbb3e16e77f5fae2615.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=seed
-readonly NSGEN_DIGEST=e3b603bd68b0ca5ce510af75dced18c819281d8b9f208814180739156310512b
+readonly NSGEN_DIGEST=879fe9602a9fcf36061e38baaad0cf377804773d3b1a6bbb3e16e77f5fae2615
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
 readonly NSGEN_STEPS=17

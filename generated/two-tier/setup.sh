@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# f1a6387ac50e19271437eb51c85684f84d94644483c707343147c86453458060.
+# 3705e5d656de9d3c78f465e1be12768ec011103a784dd2f4266d5e35d195fe3d.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=f1a6387ac50e19271437eb51c85684f84d94644483c707343147c86453458060
+readonly NSGEN_DIGEST=3705e5d656de9d3c78f465e1be12768ec011103a784dd2f4266d5e35d195fe3d
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=35

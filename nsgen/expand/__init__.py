@@ -1,0 +1,59 @@
+"""The expansion layer: Docker- and Kubernetes-style vocabulary (sugar) becomes plain core
+objects (namespaces, bridges, veth pairs, routes, iptables rules). The planner never sees sugar.
+
+An expander is a module with:
+  KEYS: tuple[str, ...]        top-level YAML keys it owns (e.g. ("networks", "containers"))
+  expand(topology, sugar) -> (Topology, list[Problem])
+        topology: the validated core part of the file; sugar: {key: raw YAML value} for its
+        KEYS that the file has. Returns the topology with the generated core objects added
+        (and `groups` for diagrams), and every problem found in the sugar, with field paths
+        as they appear in the file (e.g. "containers.web.publish[0]").
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from nsgen.errors import Problem
+from nsgen.model import Topology
+
+EXPANDERS = ("nsgen.expand.docker", "nsgen.expand.k8s")
+
+
+def expanders() -> list[ModuleType]:
+    """The expander modules present in this installation, in order."""
+    found = []
+    for name in EXPANDERS:
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return found
+
+
+def sugar_keys() -> dict[str, ModuleType]:
+    return {key: module for module in expanders() for key in module.KEYS}
+
+
+def split_sugar(data: dict[str, Any]) -> tuple[dict[str, Any], dict[ModuleType, dict[str, Any]]]:
+    """Separate the core keys of a parsed file from each expander's keys."""
+    owners = sugar_keys()
+    core = {k: v for k, v in data.items() if k not in owners}
+    sugar: dict[ModuleType, dict[str, Any]] = {}
+    for key, value in data.items():
+        if key in owners:
+            sugar.setdefault(owners[key], {})[key] = value
+    return core, sugar
+
+
+def expand(topology: Topology, sugar: dict[ModuleType, dict[str, Any]]) -> tuple[Topology, list[Problem]]:
+    """Apply every expander that has keys in the file, in EXPANDERS order."""
+    problems: list[Problem] = []
+    for module in expanders():
+        if module in sugar:
+            topology, found = module.expand(topology, sugar[module])
+            problems.extend(found)
+    return topology, problems
