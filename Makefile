@@ -35,7 +35,7 @@ generate: install  ## re-render generated/ from examples/ (review the diff, then
 	$(BIN)/python -m nsgen.generate
 
 demo: system-deps install  ## the seed topology, built, checked and removed inside a sandbox
-	$(SUDO) $(BIN)/nsgen lab examples/seed.yaml -- bash examples/seed-demo.sh
+	$(SUDO) $(BIN)/nsgen lab examples/seed.yaml --check -- bash examples/seed-demo.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

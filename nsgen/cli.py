@@ -15,7 +15,9 @@ from nsgen import __version__
 from nsgen.errors import NsgenError, UsageError
 from nsgen.load import load_topology
 from nsgen.plan import build_plan
-from nsgen.render import render_scripts, write_scripts
+from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
+from nsgen.plan import Plan
+from nsgen.render import SCRIPTS, Renderer, unit_name, write_scripts
 from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
 from nsgen.lab import run_lab
 from nsgen.run import Console, Executor, Options, down_from_record
@@ -88,19 +90,74 @@ def validate(file: TopologyFile) -> None:
     )
 
 
-@app.command(epilog="Example: nsgen render examples/seed.yaml -o out/  (then: sudo out/setup.sh)")
+@app.command(
+    epilog="Examples: nsgen render examples/seed.yaml -o out/   (then: sudo out/setup.sh)\n"
+    "nsgen render examples/seed.yaml --install-to image/   (for a provisioning image)"
+)
 @reported
 def render(
     file: TopologyFile,
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option("-o", "--out", metavar="DIR", help="Directory to write the scripts into."),
-    ],
+    ] = None,
+    systemd: Annotated[
+        bool,
+        typer.Option("--systemd", help="Also write nsgen-<topology>.service running DIR's scripts."),
+    ] = False,
+    install_to: Annotated[
+        Path | None,
+        typer.Option("--install-to", metavar="PREFIX",
+                     help="Lay out PREFIX/usr/libexec/nsgen/<topology>/*.sh and "
+                     "PREFIX/etc/systemd/system/nsgen-<topology>.service for an image build."),
+    ] = None,
 ) -> None:
-    """Write DIR/setup.sh and DIR/teardown.sh: standalone bash (iproute2, iptables), mode 0755."""
+    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755."""
+    if out is None and install_to is None:
+        raise UsageError("render: give -o DIR, --install-to PREFIX, or both")
     plan = build_plan(load_topology(file))
-    for path in write_scripts(render_scripts(plan), out):
+    renderer = Renderer()
+    steps = renderer.steps(plan)
+    scripts = {name: renderer.script(name, plan, steps) for name in SCRIPTS}
+    written: list[Path] = []
+    if out is not None:
+        written += write_scripts(scripts, out)
+        if systemd:
+            unit = out / unit_name(plan)
+            unit.write_text(renderer.unit(plan, str(out.resolve())))
+            written.append(unit)
+    if install_to is not None:
+        libexec = f"/usr/libexec/nsgen/{plan.topology}"
+        written += write_scripts(scripts, install_to / libexec.lstrip("/"))
+        units = install_to / "etc/systemd/system"
+        units.mkdir(parents=True, exist_ok=True)
+        unit = units / unit_name(plan)
+        unit.write_text(renderer.unit(plan, libexec))
+        unit.chmod(0o644)
+        written.append(unit)
+    for path in written:
         typer.echo(str(path))
+
+
+@app.command(epilog="Example: sudo nsgen check examples/seed.yaml --json")
+@reported
+def check(file: TopologyFile, json_out: Annotated[
+    bool, typer.Option("--json", help="Machine-readable JSON instead.")] = False) -> None:
+    """Run the topology's declared checks (ping, tcp, dns; reach or blocked) against the live
+    network, through the same check.sh that render writes. Exit 1 if any check fails."""
+    plan = build_plan(load_topology(file))
+    results = run_checks(plan)
+    typer.echo(results_json(results, plan.topology) if json_out else format_results(results))
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)
+
+
+def run_checks(plan: Plan) -> list[CheckResult]:
+    """The plan's checks, run through its rendered check.sh."""
+    if not plan.probes:
+        raise UsageError(f"{plan.topology} declares no checks (add a checks: list)")
+    script = Renderer().script("check.sh", plan, [])
+    return run_check_script(script, budget(plan.probes))
 
 
 LogOption = Annotated[
@@ -185,6 +242,10 @@ def lab(
     dns: Annotated[
         bool, typer.Option("--dns", help=f"Run a DNS server (dnsmasq) at {DNS_SERVER} upstream.")
     ] = False,
+    run_checks_too: Annotated[
+        bool, typer.Option("--check", help="Run the declared checks after up (no shell unless "
+                           "CMD is given); exit 1 if one fails.")
+    ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -192,7 +253,8 @@ def lab(
     /run/nsgen), with a simulated upstream behind every external interface; run CMD or a
     shell; tear down; leave nothing behind. Exits with CMD's status."""
     topology = load_topology(file)
-    result = run_lab(topology, command or None, Console(quiet=quiet, verbose=verbose), dns=dns)
+    result = run_lab(topology, command or None, Console(quiet=quiet, verbose=verbose), dns=dns,
+                     checks=run_checks if run_checks_too else None)
     if result.leftovers:
         raise typer.Exit(1)
     raise typer.Exit(result.exit_code)

@@ -1,4 +1,5 @@
-"""`make generate`: render every example under examples/ into generated/<name>/ for review.
+"""`make generate`: render every example under examples/ into generated/<name>/ for review,
+with its diagram, and the topology format's JSON Schema into generated/topology.schema.json.
 
 The committed files are golden outputs: tests re-render and compare, so a change to the
 renderer shows up as a diff of generated/ in the same commit."""
@@ -8,24 +9,39 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from nsgen.diagram import dot, mermaid, render_image
 from nsgen.load import load_topology
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts, write_scripts
+from nsgen.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "generated" / "topology.schema.json"
 
 
 def generated_files(example: Path) -> dict[str, str]:
-    """Everything generated/ holds for one example, by file name."""
-    return render_scripts(build_plan(load_topology(example)))
+    """The text files generated/ holds for one example, by file name (scripts and diagrams)."""
+    topology = load_topology(example)
+    files = render_scripts(build_plan(topology))
+    files["diagram.mmd"] = mermaid(topology)
+    files["diagram.dot"] = dot(topology)
+    return files
 
 
 def main() -> int:
-    examples = sorted((ROOT / "examples").glob("*.yaml"))
-    for example in examples:
+    for example in sorted((ROOT / "examples").glob("*.yaml")):
         out = ROOT / "generated" / example.stem
-        for path in write_scripts(generated_files(example), out):
+        files = generated_files(example)
+        scripts = {name: text for name, text in files.items() if name.endswith(".sh")}
+        for path in write_scripts(scripts, out):
             print(path.relative_to(ROOT))
+        for name in ("diagram.mmd", "diagram.dot"):
+            (out / name).write_text(files[name])
+            print((out / name).relative_to(ROOT))
+        render_image(files["diagram.dot"], "svg", out / "diagram.svg")
+        print((out / "diagram.svg").relative_to(ROOT))
+    SCHEMA.write_text(schema_text())
+    print(SCHEMA.relative_to(ROOT))
     return 0
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from nsgen.checks import CheckResult, format_results
 from nsgen.model import Topology
-from nsgen.plan import build_plan
+from nsgen.plan import Plan, build_plan
 from nsgen.run import Console, Executor, Options, down_from_record
 from nsgen.sandbox import (
     DNS_SERVER,
@@ -42,10 +44,12 @@ def _run_inside(command: list[str], name: str) -> int:
 
 
 def run_lab(topology: Topology, command: list[str] | None, console: Console,
-            dns: bool = False) -> LabResult:
+            dns: bool = False,
+            checks: Callable[[Plan], list[CheckResult]] | None = None) -> LabResult:
     """Enter a new sandbox (this process stays in it), build the upstream and the topology,
-    run `command` (default: an interactive shell), tear down, and compare with the state
-    before `up`. Returns the command's exit code, or up's when up fails."""
+    run the declared checks if `checks` is given, then `command` (default, without checks:
+    an interactive shell), tear down, and compare with the state before `up`. The exit code
+    is the command's, or 1 if a check failed."""
     enter_sandbox()
     upstream = build_upstream(list(topology.host.external))
     try:
@@ -57,15 +61,21 @@ def run_lab(topology: Topology, command: list[str] | None, console: Console,
             console.info(f"lab: simulated internet host {INTERNET_HOST}"
                          + (f", DNS {DNS_SERVER} answering *.{TEST_ZONE}" if dns else ""))
         before = take_snapshot()
-        executor = Executor(build_plan(topology))
+        plan = build_plan(topology)
+        executor = Executor(plan)
         options = Options(console)
         console.info(executor.up(options))
         try:
-            if command is None:
+            code = 0
+            if checks is not None:
+                results = checks(plan)
+                console.say(format_results(results))
+                code = 0 if all(r.passed for r in results) else 1
+            if command is not None:
+                code = _run_inside(command, topology.name) or code
+            elif checks is None:
                 console.info("lab: a shell inside the lab; 'exit' tears everything down")
                 code = _run_inside(["bash", "--norc", "-i"], topology.name)
-            else:
-                code = _run_inside(command, topology.name)
         finally:
             console.info(down_from_record(topology.name, executor, options))
         leftovers = diff_snapshots(before, take_snapshot())

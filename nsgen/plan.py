@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from nsgen.checks import Probe, plan_probes
 from nsgen.model import HOST, Namespace, Topology
 from nsgen.names import chain_tag, near_name, peer_name
 
@@ -48,6 +49,7 @@ class Plan:
     steps: list[Step]
     preflight: list[Check]
     tools: list[str] = field(default_factory=lambda: ["ip"])
+    probes: list[Probe] = field(default_factory=list)
 
     @property
     def state_dir(self) -> str:
@@ -395,6 +397,7 @@ def build_plan(topology: Topology) -> Plan:
         steps=steps,
         preflight=_unique(checks),
         tools=tools,
+        probes=plan_probes(topology),
     )
 
 

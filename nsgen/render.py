@@ -6,6 +6,7 @@ runs. Output is deterministic: the same topology always gives byte-identical scr
 
 from __future__ import annotations
 
+import re
 import shlex
 import textwrap
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from typing import Any
 import jinja2
 
 from nsgen import __version__
+from nsgen.errors import UsageError
 from nsgen.plan import Plan
 
-SCRIPTS = ("setup.sh", "teardown.sh")
+SCRIPTS = ("setup.sh", "teardown.sh", "check.sh")
 
 
 def templates_dir() -> Path:
@@ -96,10 +98,25 @@ class Renderer:
         """setup.sh's preflight alone: exits 1 listing every problem, or 0; changes nothing."""
         return self._render("preflight.sh.j2", plan, steps)
 
-    def _render(self, template: str, plan: Plan, steps: list[RenderedStep]) -> str:
+    def _render(self, template: str, plan: Plan, steps: list[RenderedStep], **extra: Any) -> str:
         return self.env.get_template(template).render(
-            plan=plan, steps=steps, macros=self.macros, version=__version__
+            plan=plan, steps=steps, probes=plan.probes, macros=self.macros, version=__version__,
+            **extra,
         )
+
+    def unit(self, plan: Plan, libexec: str) -> str:
+        """A systemd unit running the scripts installed in `libexec` (an absolute path)."""
+        if not _UNIT_PATH.fullmatch(libexec):
+            raise UsageError(f"{libexec}: a systemd unit needs an absolute path of letters, "
+                             "digits and / . _ - only")
+        return self._render("unit.service.j2", plan, [], libexec=libexec)
+
+
+_UNIT_PATH = re.compile(r"/[A-Za-z0-9/._-]*")
+
+
+def unit_name(plan: Plan) -> str:
+    return f"nsgen-{plan.topology}.service"
 
 
 def render_scripts(plan: Plan) -> dict[str, str]:

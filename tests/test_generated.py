@@ -1,4 +1,4 @@
-"""generated/ holds what the renderer produces now for every example (golden files)."""
+"""generated/ holds what nsgen produces now for every example (golden files)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from nsgen.generate import ROOT, generated_files
+from nsgen.diagram import render_image
+from nsgen.generate import ROOT, SCHEMA, generated_files
+from nsgen.schema import schema_text
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_generated_scripts_are_what_the_renderer_produces_now(example: Path) -> None:
+def test_generated_files_are_what_nsgen_produces_now(example: Path) -> None:
     for name, text in generated_files(example).items():
         committed = ROOT / "generated" / example.stem / name
         assert committed.exists(), f"{committed} is missing: run make generate"
@@ -24,8 +26,31 @@ def test_generated_scripts_are_what_the_renderer_produces_now(example: Path) -> 
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_generated_diagram_svg_is_the_committed_dot_drawn_by_graphviz(
+    example: Path, tmp_path: Path
+) -> None:
+    committed = ROOT / "generated" / example.stem / "diagram.svg"
+    assert committed.exists(), f"{committed} is missing: run make generate"
+    render_image((ROOT / "generated" / example.stem / "diagram.dot").read_text(), "svg",
+                 tmp_path / "now.svg")
+    assert committed.read_text() == (tmp_path / "now.svg").read_text(), (
+        f"{committed} is stale: run make generate"
+    )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_generated_scripts_are_shellcheck_clean(example: Path) -> None:
     scripts = sorted((ROOT / "generated" / example.stem).glob("*.sh"))
-    assert scripts
+    assert len(scripts) == 3
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_committed_schema_is_the_generated_one() -> None:
+    assert SCHEMA.read_text() == schema_text(), f"{SCHEMA} is stale: run make generate"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_point_editors_at_the_schema(example: Path) -> None:
+    first = example.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../generated/topology.schema.json"

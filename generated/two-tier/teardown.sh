@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3705e5d656de9d3c78f465e1be12768ec011103a784dd2f4266d5e35d195fe3d.
+# d4c5e9c11dd205ebdb4a869d5567160ceb4e924230ccf6938ca9203c97a7c055.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=3705e5d656de9d3c78f465e1be12768ec011103a784dd2f4266d5e35d195fe3d
+readonly NSGEN_DIGEST=d4c5e9c11dd205ebdb4a869d5567160ceb4e924230ccf6938ca9203c97a7c055
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=35
