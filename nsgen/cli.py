@@ -13,6 +13,7 @@ import typer
 
 from nsgen import __version__
 from nsgen.errors import NsgenError, UsageError
+from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import load_topology
 from nsgen.plan import build_plan
 from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
@@ -314,10 +315,8 @@ def schema() -> None:
 
 
 def _topology_name(text: str) -> str:
-    from nsgen.model import _topology_name as check
-
     try:
-        return check(text)
+        return check_topology_name(text)
     except ValueError as exc:
         raise UsageError(f"{text}: no such file, and not a topology name: {exc}") from None
 

@@ -9,7 +9,7 @@ import re
 import shlex
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, Field
 
 HOST = "host"
 """How a topology names the root namespace (the machine's own network stack)."""
@@ -118,9 +118,11 @@ def _sysctl_key(value: str) -> str:
     return value
 
 
-def _sysctl_value(value: int | str) -> str:
+def _sysctl_value(value: object) -> str:
     text = str(value)
-    if isinstance(value, bool) or not _SYSCTL_VALUE_RE.fullmatch(text):
+    if not isinstance(value, int | str) or isinstance(value, bool) or not (
+        _SYSCTL_VALUE_RE.fullmatch(text)
+    ):
         raise ValueError(f"{value!r} is not a valid sysctl value: nsgen writes integers only")
     return text
 
@@ -177,7 +179,11 @@ Subnet = Annotated[str, AfterValidator(_network)]
 RouteDest = Annotated[str, AfterValidator(_route_dest)]
 HostName = Annotated[str, AfterValidator(_hostname)]
 SysctlKey = Annotated[str, AfterValidator(_sysctl_key)]
-SysctlValue = Annotated[int | str, AfterValidator(_sysctl_value)]
+SysctlValue = Annotated[
+    object,
+    AfterValidator(_sysctl_value),
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^-?[0-9]+$"}]}),
+]
 ChainName = Annotated[str, AfterValidator(_chain)]
 MacAddr = Annotated[str, AfterValidator(_mac)]
 RuleText = Annotated[str, AfterValidator(_rule)]

@@ -1,5 +1,7 @@
 """Read a topology file: YAML (with duplicate keys and syntax errors located), then the model,
-then the cross-object checks. Every problem is collected before anything is raised."""
+then the expanders, then the cross-object checks. Each stage reports every problem it finds
+at once; a stage runs only when the one before it found none (a reference check needs a
+well-formed model)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         try:
             hashable = key in seen
         except TypeError:
@@ -41,7 +43,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -59,7 +61,7 @@ def parse_yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as exc:
         raise TopologyError(source, [Problem("", f"YAML error: {exc}")]) from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     if loader.duplicates:
         raise TopologyError(
             source,
@@ -175,20 +177,10 @@ def topology_from_data(data: Any, source: str) -> Topology:
 
 def pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = (),
                       data: Any = None) -> list[Problem]:
-    """A pydantic ValidationError as Problems (paths under `prefix`), deduplicated, in order."""
-    found = {_describe(e, prefix) for e in exc.errors()}
-    return sorted(found, key=_problem_order(data))
-
-
-def _problem_order(data: Any) -> Any:
-    """Sort problems in file order of their first path component, then by path."""
-    order = {key: i for i, key in enumerate(data)} if isinstance(data, dict) else {}
-
-    def key(p: Problem) -> tuple[int, str]:
-        head = p.path.split(".")[0].split("[")[0]
-        return (order.get(head, len(order)), p.path)
-
-    return key
+    """A pydantic ValidationError as Problems (paths under `prefix`), deduplicated, in the
+    order pydantic found them (which follows the file). `data` is accepted for callers'
+    convenience and not needed."""
+    return list(dict.fromkeys(_describe(e, prefix) for e in exc.errors()))
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -212,7 +212,7 @@ class Topology(Strict):
     description: description_text = Field(
         "", description="Free text, copied into the scripts' header."
     )
-    host: Namespace = Field(default_factory=Namespace, description="The root namespace.")
+    host: Namespace = Field(default_factory=lambda: Namespace(), description="The root namespace.")
     namespaces: dict[NsName, Namespace] = Field(
         default_factory=dict, description="Named namespaces to create, by name, in order."
     )

@@ -180,26 +180,26 @@ def build_plan(topology: Topology) -> Plan:
                         net = str(ipaddress.ip_interface(address).network)
                         checks.append(Check("route_absent", {"to": net}))
 
-    for netns, dev, bridge, addresses, pair in veth_ends:
+    for netns, dev, master, addresses, pair in veth_ends:
         parts = []
-        if bridge:
-            parts.append(f"attach {dev} to {bridge}")
+        if master:
+            parts.append(f"attach {dev} to {master}")
         if addresses:
             parts.append(f"assign {', '.join(addresses)} to {dev}")
         parts.append(f"bring {dev} up")
-        why = []
-        if bridge:
-            why.append(f"As a port of {bridge}, {dev} joins the switch.")
+        reasons = []
+        if master:
+            reasons.append(f"As a port of {master}, {dev} joins the switch.")
         if addresses:
-            why.append(f"The address makes {_where(netns)} a host on "
-                       f"{ipaddress.ip_interface(addresses[0]).network}.")
-        why.append("A new link is down until it is set up.")
+            reasons.append(f"The address makes {_where(netns)} a host on "
+                           f"{ipaddress.ip_interface(addresses[0]).network}.")
+        reasons.append("A new link is down until it is set up.")
         steps.append(
             Step(
                 "end",
                 ", ".join(parts) + _in(netns),
-                " ".join(why),
-                {"netns": netns, "dev": dev, "bridge": bridge, "addresses": addresses},
+                " ".join(reasons),
+                {"netns": netns, "dev": dev, "bridge": master, "addresses": addresses},
                 pair,
             )
         )

@@ -38,6 +38,12 @@ def quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
+def comment(value: object) -> str:
+    """Text for a bash comment: control characters (a newline would end the comment and
+    start a command) become '?'. Names cannot hold them anyway; this is the second line."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(value))
+
+
 def make_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
@@ -51,6 +57,7 @@ def make_environment() -> jinja2.Environment:
         comment_end_string="##}",
     )
     env.filters["q"] = quote
+    env.filters["comment"] = comment
     return env
 
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from plumbum import local
 
@@ -194,9 +194,10 @@ class Runner:
         # A session of its own: a ^C on the terminal reaches nsgen, not the step, so the
         # step's commands finish and nsgen rolls back in order.
         process = self.bash.popen(["-c", script], start_new_session=True)
-        stdout, stderr = process.communicate()
+        stdout, stderr = cast(tuple[bytes, bytes], process.communicate())
         record = Record(
-            phase, number, total, title, commands, process.returncode,
+            phase, number, total, title, commands,
+            process.returncode if process.returncode is not None else -1,
             stdout.decode(errors="replace"), stderr.decode(errors="replace"),
             started, round((time.perf_counter() - clock) * 1000, 3),
         )
@@ -290,7 +291,7 @@ class Executor:
     def _preflight(self) -> None:
         script = self.renderer.preflight_script(self.plan, self.steps)
         result = local["bash"].popen(["-c", script], start_new_session=True)
-        _, stderr = result.communicate()
+        _, stderr = cast(tuple[bytes, bytes], result.communicate())
         if result.returncode != 0:
             reasons = [line.removeprefix("[nsgen]").strip()
                        for line in stderr.decode(errors="replace").splitlines()]

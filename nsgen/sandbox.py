@@ -193,7 +193,7 @@ def build_upstream(external: list[str], routes_back: list[str] | None = None) ->
     _ip("link", "set", "lo", "up", netns=up.netns)
     _ip("addr", "add", f"{INTERNET_HOST}/32", "dev", "lo", netns=up.netns)
     _ip("addr", "add", f"{DNS_SERVER}/32", "dev", "lo", netns=up.netns)
-    blocks = ipaddress.ip_network("203.0.113.0/24").subnets(new_prefix=28)
+    blocks = ipaddress.IPv4Network("203.0.113.0/24").subnets(new_prefix=28)
     for index, name in enumerate(external):
         block = next(blocks)
         near, far = str(block[2]), str(block[1])

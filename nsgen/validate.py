@@ -31,6 +31,8 @@ def check_topology(topology: Topology) -> list[Problem]:
     """Every cross-object problem of a topology, in file order; an empty list means it is usable."""
     problems: list[Problem] = []
     spaces = {netns: _Space() for netns, _ in topology.spaces()}
+    for netns, space in spaces.items():
+        space.names["lo"] = "the kernel (every namespace has its loopback 'lo')"
     addresses: dict[str, str] = {}
 
     def claim_name(netns: str, name: str, path: str) -> None:
@@ -140,7 +142,7 @@ def check_topology(topology: Topology) -> list[Problem]:
                     problems.append(Problem(f"{path}.via", f"gateway {route.via} and destination "
                                             f"{route.to} are of different IP versions"))
                     continue
-            key = (family, route.to)
+            key = (family, "default" if route.to in ("0.0.0.0/0", "::/0") else route.to)
             if key in seen_routes:
                 problems.append(Problem(f"{path}.to", f"a route to {route.to} is already declared "
                                         f"(at {seen_routes[key]})"))
@@ -166,11 +168,12 @@ def check_topology(topology: Topology) -> list[Problem]:
             if vxlan.dev is not None and vxlan.dev not in space.names:
                 problems.append(Problem(f"{base}.vxlans.{name}.dev", f"interface {vxlan.dev!r} is "
                                         f"not declared in namespace {netns}"))
-        for key, entries in (("neighbors", spec.neighbors), ("fdb", spec.fdb)):
-            for j, entry in enumerate(entries):
-                if entry.dev not in space.names:
-                    problems.append(Problem(f"{base}.{key}[{j}].dev", f"interface {entry.dev!r} "
-                                            f"is not declared in namespace {netns}"))
+        devices = [("neighbors", j, n.dev) for j, n in enumerate(spec.neighbors)]
+        devices += [("fdb", j, f.dev) for j, f in enumerate(spec.fdb)]
+        for field_name, j, dev in devices:
+            if dev not in space.names:
+                problems.append(Problem(f"{base}.{field_name}[{j}].dev", f"interface {dev!r} "
+                                        f"is not declared in namespace {netns}"))
         declared: dict[tuple[str, str], str] = {}
         for j, chain in enumerate(spec.iptables.chains):
             where = f"{base}.iptables.chains[{j}]"
