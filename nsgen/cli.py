@@ -15,7 +15,7 @@ from nsgen import __version__
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import load_topology
-from nsgen.plan import build_plan
+from nsgen.plan import STYLES, build_plan
 from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
 from nsgen.plan import Plan
 from nsgen.render import SCRIPTS, Renderer, unit_name, write_scripts
@@ -54,6 +54,20 @@ def reported(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
+
+
+StyleOption = Annotated[
+    str,
+    typer.Option("--style", metavar="batch|tutorial",
+                 help="batch: few processes (fast, the default); tutorial: one command per "
+                 "line with ip netns exec, as the tutorial types them. Same network."),
+]
+
+
+def _style(style: str) -> str:
+    if style not in STYLES:
+        raise UsageError(f"--style {style}: expected batch or tutorial")
+    return style
 
 
 TopologyFile = Annotated[
@@ -112,11 +126,12 @@ def render(
                      help="Lay out PREFIX/usr/libexec/nsgen/<topology>/*.sh and "
                      "PREFIX/etc/systemd/system/nsgen-<topology>.service for an image build."),
     ] = None,
+    style: StyleOption = "batch",
 ) -> None:
     """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755."""
     if out is None and install_to is None:
         raise UsageError("render: give -o DIR, --install-to PREFIX, or both")
-    plan = build_plan(load_topology(file))
+    plan = build_plan(load_topology(file), _style(style))
     renderer = Renderer()
     steps = renderer.steps(plan)
     scripts = {name: renderer.script(name, plan, steps) for name in SCRIPTS}
@@ -191,10 +206,11 @@ def up(
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     lock_timeout: LockTimeout = 30.0,
+    style: StyleOption = "batch",
 ) -> None:
     """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
     Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal)."""
-    executor = Executor(build_plan(load_topology(file)))
+    executor = Executor(build_plan(load_topology(file), _style(style)))
     if dry_run:
         typer.echo(executor.describe())
         return

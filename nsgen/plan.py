@@ -31,6 +31,10 @@ class Step:
     why: str
     args: dict[str, Any]
     owner: str | None = None
+    parts: tuple[Step, ...] = ()
+    """For a batched step: the single-command steps it groups, in order."""
+    parallel: bool = False
+    """Runs beside its neighbours: it only touches its own namespace, and needs no undo."""
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,15 @@ def _sysctl_path(key: str) -> str:
     return "/proc/sys/" + key.replace(".", "/")
 
 
-def build_plan(topology: Topology) -> Plan:
+STYLES = ("batch", "tutorial")
+
+
+def build_plan(topology: Topology, style: str = "batch") -> Plan:
     """Order: namespaces, bridges, veth pairs, their ends, routes, NAT, sysctls, DNS files.
 
     Each layer needs the one before it (an address needs its link, a route its address).
+    style "tutorial": one command per line, as the tutorial types them; "batch" (default):
+    the same changes grouped into few processes (see `batched`).
     """
     steps: list[Step] = []
     checks: list[Check] = []
@@ -390,6 +399,14 @@ def build_plan(topology: Topology) -> Plan:
     for name in topology.host.external:
         checks.append(Check("link_present", {"name": name}))
 
+    ipv6 = _declares_ipv6(topology)
+    steps = [
+        Step(s.kind, s.title, s.why, {**s.args, "ipv6": ipv6}, s.owner)
+        if s.kind in ("bridge", "end", "vxlan") else s
+        for s in steps
+    ]
+    if style == "batch":
+        steps = batched(steps, topology.name)
     return Plan(
         topology=topology.name,
         description=topology.description,
@@ -407,3 +424,130 @@ def _unique(checks: list[Check]) -> list[Check]:
         if check not in seen:
             seen.append(check)
     return seen
+
+
+def _declares_ipv6(topology: Topology) -> bool:
+    for _, spec in topology.spaces():
+        addresses = [a for b in spec.bridges.values() for a in b.addresses]
+        addresses += [a for i in spec.interfaces for a in [*i.addresses, *i.peer.addresses]]
+        addresses += [a for v in spec.vxlans.values() for a in v.addresses]
+        if any(":" in a for a in addresses):
+            return True
+    return False
+
+
+_IP_KINDS = ("netns", "bridge", "address", "veth", "end", "vxlan", "route", "neighbor")
+_RULE_KINDS = ("chain", "rule", "masquerade")
+
+
+def _space_of(step: Step) -> str:
+    return str(step.args.get("netns", step.args.get("near_ns", HOST)))
+
+
+def batched(steps: list[Step], topology: str) -> list[Step]:
+    """Group single-command steps into few processes, keeping their order within a namespace:
+
+    1. one `ip -b` in the root namespace creates every namespace;
+    2. one `ip -b` there creates the bridges, the veth pairs (each end straight into its
+       namespace) and configures what of them stays in the root namespace;
+    3. per named namespace, one step enters it once and does everything inside (loopback,
+       bridges, addresses, routes, VXLAN, neighbours with `ip -b`; FDB with `bridge -b`;
+       rules with one `iptables-restore`; sysctls): these steps run side by side;
+    4. root routes and neighbours in one `ip -b`, root iptables in one `iptables-restore`,
+       then sysctls and DNS files as before.
+    """
+    root_links: list[Step] = []
+    root_late: list[Step] = []
+    root_rules: list[Step] = []
+    per_ns: dict[str, list[Step]] = {}
+    created: list[Step] = []
+    rest: list[Step] = []
+    for step in steps:
+        space = _space_of(step)
+        if step.kind == "netns":
+            created.append(step)
+            per_ns.setdefault(space, [])
+            if step.args["loopback"]:
+                per_ns[space].append(Step("loopback", f"bring up lo in {space}", "",
+                                          {"netns": space}, step.title))
+        elif step.kind == "veth":
+            root_links.append(step)
+        elif step.kind == "dns" or (step.kind == "sysctl" and space == HOST):
+            rest.append(step)
+        elif space != HOST:
+            per_ns.setdefault(space, []).append(step)
+        elif step.kind in ("route", "neighbor", "fdb"):
+            root_late.append(step)
+        elif step.kind in _RULE_KINDS:
+            root_rules.append(step)
+        else:
+            root_links.append(step)
+    out: list[Step] = []
+    if created:
+        names = [str(s.args["netns"]) for s in created]
+        out.append(Step(
+            "netns_batch",
+            f"create {len(names)} namespace(s): {_names(names)}",
+            "A network namespace is a separate copy of the network stack: its own links, "
+            "addresses, routes and firewall. This is what a container gets. One `ip -b` "
+            "creates them all.",
+            {"names": names}, None, tuple(created),
+        ))
+    if root_links:
+        out.append(Step(
+            "root_batch",
+            "create bridges and veth pairs" + _count(root_links, "veth"),
+            "Bridges are virtual switches, veth pairs virtual cables: each pair is created "
+            "with both ends already in their namespaces, and the ends that stay in the root "
+            "namespace are attached to their bridge and brought up, all in one `ip -b`.",
+            {"netns": HOST}, None, tuple(root_links),
+        ))
+    for space, parts in per_ns.items():
+        if space == HOST or not parts:
+            continue
+        out.append(Step(
+            "ns_batch",
+            f"configure namespace {space}",
+            f"Everything inside {space}, with one entry into the namespace: "
+            + "; ".join(dict.fromkeys(_part_summary(p) for p in parts)) + ".",
+            {"netns": space}, f"namespace {space}", tuple(parts), parallel=True,
+        ))
+    if root_late:
+        out.append(Step(
+            "root_batch",
+            "add routes" + _count(root_late, "route") + " in the root namespace",
+            "The root namespace's routes, neighbours and forwarding entries, in one `ip -b`.",
+            {"netns": HOST}, None, tuple(root_late),
+        ))
+    if root_rules:
+        out.append(Step(
+            "restore",
+            f"install {len(root_rules)} iptables change(s) in the root namespace",
+            "Own chains and rules, in one `iptables-restore --noflush` (nothing else is "
+            f"flushed). Every rule carries the comment nsgen:{topology}, and teardown removes "
+            "exactly the rules with that comment and the chains created here.",
+            {"netns": HOST, "tag": f"nsgen:{topology}"}, None, tuple(root_rules),
+        ))
+    return out + rest
+
+
+def _names(names: list[str], shown: int = 6) -> str:
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + f", ... ({len(names) - shown} more)"
+
+
+def _count(steps: list[Step], kind: str) -> str:
+    n = sum(1 for s in steps if s.kind == kind)
+    return f" ({n} {kind}{'s' if n != 1 else ''})" if n else ""
+
+
+_SUMMARY = {
+    "loopback": "lo up", "bridge": "bridges", "address": "addresses", "end": "veth ends",
+    "vxlan": "VXLAN", "route": "routes", "neighbor": "neighbours", "fdb": "FDB entries",
+    "chain": "iptables", "rule": "iptables", "masquerade": "iptables", "sysctl": "sysctls",
+}
+
+
+def _part_summary(step: Step) -> str:
+    return _SUMMARY.get(step.kind, step.kind)

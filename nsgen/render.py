@@ -17,7 +17,8 @@ import jinja2
 
 from nsgen import __version__
 from nsgen.errors import UsageError
-from nsgen.plan import Plan
+from nsgen.model import HOST
+from nsgen.plan import Plan, Step
 
 SCRIPTS = ("setup.sh", "teardown.sh", "check.sh")
 
@@ -44,6 +45,16 @@ def comment(value: object) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in str(value))
 
 
+def restore_quote(value: object) -> str:
+    """Quoting for an iptables-restore line: bare when safe, else in double quotes."""
+    text = str(value)
+    if text and all(ch.isalnum() or ch in "-_.:/,!=+@%[]" for ch in text):
+        return text
+    if "\n" in text:
+        raise ValueError(f"{text!r} cannot go into an iptables-restore line")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def make_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
@@ -58,6 +69,7 @@ def make_environment() -> jinja2.Environment:
     )
     env.filters["q"] = quote
     env.filters["comment"] = comment
+    env.filters["rq"] = restore_quote
     return env
 
 
@@ -71,6 +83,7 @@ class RenderedStep:
     do: str
     undo: str
     owner: str | None
+    parallel: bool = False
 
 
 class Renderer:
@@ -83,11 +96,79 @@ class Renderer:
     def steps(self, plan: Plan) -> list[RenderedStep]:
         rendered = []
         for number, step in enumerate(plan.steps, start=1):
-            do = self._macro(f"do_{step.kind}", step.args)
-            undo = "" if step.owner else self._macro(f"undo_{step.kind}", step.args)
+            if step.parts:
+                do, undo = self._batched(step)
+            else:
+                do = self._macro(f"do_{step.kind}", step.args)
+                undo = "" if step.owner else self._macro(f"undo_{step.kind}", step.args)
             why = textwrap.wrap(step.why, width=78)
-            rendered.append(RenderedStep(number, step.title, why, do, undo, step.owner))
+            rendered.append(
+                RenderedStep(number, step.title, why, do, undo, step.owner, step.parallel)
+            )
         return rendered
+
+    def _batched(self, step: Step) -> tuple[str, str]:
+        """A batched step's commands: its parts spelled as batch lines, then wrapped."""
+        ip_lines: list[str] = []
+        fdb_lines: list[str] = []
+        rules: list[Step] = []
+        sysctls: list[str] = []
+        for part in step.parts:
+            args = {**part.args, "batch": True}
+            if part.kind in ("chain", "rule", "masquerade"):
+                rules.append(part)
+            elif part.kind == "sysctl":
+                sysctls.append(self._macro("sysctl_line", args))
+            elif part.kind == "fdb":
+                fdb_lines += self._batch_lines("do_fdb", args)
+            elif part.kind != "netns":
+                ip_lines += self._batch_lines(f"do_{part.kind}", args)
+        args = {**step.args, "ip_lines": ip_lines, "fdb_lines": fdb_lines,
+                "restore": self._restore(rules), "sysctls": sysctls,
+                "chains": [f"{p.args['table']}/{p.args['name']}" for p in rules
+                           if p.kind == "chain"]}
+        do = self._macro(f"do_{step.kind}", args)
+        if step.owner:
+            return do, ""
+        if step.kind in ("netns_batch", "restore"):
+            return do, self._macro(f"undo_{step.kind}", args)
+        # Links of the root namespace go in one call (deleting a veth end deletes the pair
+        # there and then, while a deleted namespace is cleaned up by the kernel later).
+        links: list[str] = []
+        undo: list[str] = []
+        for part in step.parts:
+            if part.owner:
+                continue
+            if part.kind in ("bridge", "vxlan"):
+                links.append(str(part.args["name"]))
+            elif part.kind == "veth":
+                links.append(str(part.args["near" if part.args["near_ns"] == HOST else "far"]))
+            else:
+                undo.append(self._macro(f"undo_{part.kind}", part.args))
+        if links:
+            undo.append(self._macro("undo_links", {"names": links}))
+        return do, "\n".join(undo)
+
+    def _batch_lines(self, macro: str, args: dict[str, Any]) -> list[str]:
+        lines = self._macro(macro, args).splitlines()
+        for line in lines:
+            if any(ch in line for ch in "'\"\\#"):
+                raise ValueError(f"cannot put {line!r} into an ip batch: it needs quoting")
+        return lines
+
+    def _restore(self, rules: list[Step]) -> str:
+        """iptables-restore input: per table, the new chains, then the rules, then COMMIT."""
+        tables: dict[str, tuple[list[str], list[str]]] = {}
+        for part in rules:
+            table = "nat" if part.kind == "masquerade" else str(part.args["table"])
+            chains, lines = tables.setdefault(table, ([], []))
+            (chains if part.kind == "chain" else lines).append(
+                self._macro(f"restore_{part.kind}", part.args)
+            )
+        return "\n".join(
+            "\n".join([f"*{table}", *chains, *lines, "COMMIT"])
+            for table, (chains, lines) in tables.items()
+        )
 
     def _macro(self, name: str, args: dict[str, Any]) -> str:
         macro = getattr(self.macros, name)

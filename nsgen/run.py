@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -178,32 +181,162 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class Runner:
-    """Runs step texts with the scripts' prelude; each run becomes a log Record."""
+_WORKER_LOOP = r"""
+nsgen_outputs=$1
+while IFS= read -r -d '' nsgen_job; do
+  nsgen_key=${nsgen_job%%$'\n'*}
+  (
+    set -euo pipefail
+    eval "${nsgen_job#*$'\n'}"
+  ) >"$nsgen_outputs/$nsgen_key.out" 2>"$nsgen_outputs/$nsgen_key.err" </dev/null
+  printf '%s %d\n' "$nsgen_key" "$?"
+done
+"""
 
-    def __init__(self, prelude: str, console: Console, log: Log) -> None:
+
+class Worker:
+    """One bash process that runs step texts sent to it, one after another, each in a
+    subshell with `set -euo pipefail` and the scripts' prelude: no new process per step, and
+    exactly the rendered text runs. Its own session keeps a terminal's ^C away from it."""
+
+    def __init__(self, prelude: str, outputs: Path) -> None:
+        self.outputs = outputs
+        self.process = local["bash"].popen(
+            ["-c", f"{prelude}\n{_WORKER_LOOP}", "nsgen-worker", str(outputs)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.stdin = cast(IO[bytes], self.process.stdin)
+        self.stdout = cast(IO[bytes], self.process.stdout)
+
+    def send(self, key: str, text: str) -> None:
+        self.stdin.write(f"{key}\n{text}\0".encode())
+        self.stdin.flush()
+
+    def receive(self) -> tuple[str, int, str, str]:
+        """The next finished job: key, exit status, stdout, stderr."""
+        line = self.stdout.readline().decode()
+        if not line:
+            raise NsgenError("the step runner (bash) exited unexpectedly")
+        key, _, status = line.strip().rpartition(" ")
+        texts = []
+        for suffix in ("out", "err"):
+            path = self.outputs / f"{key}.{suffix}"
+            texts.append(path.read_text(errors="replace"))
+            path.unlink()
+        return key, int(status), texts[0], texts[1]
+
+    def close(self) -> None:
+        self.stdin.close()
+        self.process.wait()
+
+
+@dataclass(frozen=True)
+class Job:
+    phase: str
+    number: int
+    total: int
+    title: str
+    commands: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.phase}-{self.number}"
+
+
+class Runner:
+    """Runs step texts through persistent workers; each run becomes a log Record."""
+
+    def __init__(self, prelude: str, console: Console, log: Log, lanes: int = 1) -> None:
         self.prelude = prelude
         self.console = console
         self.log = log
-        self.bash = local["bash"]
+        self.lanes = max(1, lanes)
+        self._tmp = tempfile.TemporaryDirectory(prefix="nsgen-steps-")
+        self.workers: list[Worker] = []
 
-    def run(self, phase: str, number: int, total: int, title: str, commands: str) -> Record:
-        self.console.begin(phase, number, total, title)
-        started, clock = _now(), time.perf_counter()
-        script = f"set -euo pipefail\n{self.prelude}\n{commands}\n"
-        # A session of its own: a ^C on the terminal reaches nsgen, not the step, so the
-        # step's commands finish and nsgen rolls back in order.
-        process = self.bash.popen(["-c", script], start_new_session=True)
-        stdout, stderr = cast(tuple[bytes, bytes], process.communicate())
-        record = Record(
-            phase, number, total, title, commands,
-            process.returncode if process.returncode is not None else -1,
-            stdout.decode(errors="replace"), stderr.decode(errors="replace"),
-            started, round((time.perf_counter() - clock) * 1000, 3),
-        )
+    def _worker(self, index: int) -> Worker:
+        while len(self.workers) <= index:
+            self.workers.append(Worker(self.prelude, Path(self._tmp.name)))
+        return self.workers[index]
+
+    def _record(self, job: Job, started: str, clock: float, status: int, out: str,
+                err: str) -> Record:
+        record = Record(job.phase, job.number, job.total, job.title, job.commands, status,
+                        out, err, started, round((time.perf_counter() - clock) * 1000, 3))
         self.log.write(record)
         self.console.end(record)
         return record
+
+    def run(self, phase: str, number: int, total: int, title: str, commands: str) -> Record:
+        job = Job(phase, number, total, title, commands)
+        self.console.begin(phase, number, total, title)
+        started, clock = _now(), time.perf_counter()
+        worker = self._worker(0)
+        worker.send(job.key, commands)
+        _, status, out, err = worker.receive()
+        return self._record(job, started, clock, status, out, err)
+
+    def run_side_by_side(self, jobs: list[Job], before: Callable[[Job], bool]) -> list[Record]:
+        """Run jobs on up to `lanes` workers at once. `before(job)` is called as each job is
+        handed out and may refuse it (returning False) to stop handing out more: then the
+        jobs already running finish, and the records of all that ran come back."""
+        pending = list(jobs)
+        running: dict[int, tuple[Job, str, float]] = {}
+        records: list[Record] = []
+        selector = selectors.DefaultSelector()
+        stop = False
+        try:
+            for index in range(min(self.lanes, len(jobs))):
+                selector.register(self._worker(index).stdout, selectors.EVENT_READ, index)
+
+            def hand_out(index: int) -> None:
+                nonlocal stop
+                if stop or not pending:
+                    return
+                job = pending.pop(0)
+                if not before(job):
+                    stop = True
+                    return
+                running[index] = (job, _now(), time.perf_counter())
+                self.workers[index].send(job.key, job.commands)
+
+            for index in range(min(self.lanes, len(jobs))):
+                hand_out(index)
+            while running:
+                for key, _ in selector.select():
+                    index = key.data
+                    _, status, out, err = self.workers[index].receive()
+                    job, started, clock = running.pop(index)
+                    record = self._record(job, started, clock, status, out, err)
+                    records.append(record)
+                    if status != 0:
+                        stop = True
+                    hand_out(index)
+        finally:
+            selector.close()
+        return records
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
+        self._tmp.cleanup()
+
+
+def _groups(steps: list[RenderedStep]) -> Iterator[list[RenderedStep]]:
+    """Consecutive parallel steps together, every other step alone."""
+    group: list[RenderedStep] = []
+    for step in steps:
+        if step.parallel:
+            group.append(step)
+            continue
+        if group:
+            yield group
+            group = []
+        yield [step]
+    if group:
+        yield group
 
 
 def _require_root(command: str) -> None:
@@ -230,6 +363,8 @@ class Options:
     console: Console
     log_path: Path | None = None
     lock_timeout: float = 30.0
+    lanes: int = os.cpu_count() or 2
+    """How many steps confined to one namespace may run at once."""
 
 
 class Executor:
@@ -270,7 +405,11 @@ class Executor:
                 self.state.write_plan(self.applied.to_json())
                 log = Log(options.log_path or self.state.path / "log.jsonl")
                 try:
-                    return self._apply(Runner(self.prelude, console, log), signals)
+                    runner = Runner(self.prelude, console, log, lanes=options.lanes)
+                    try:
+                        return self._apply(runner, signals)
+                    finally:
+                        runner.close()
                 finally:
                     log.close()
 
@@ -301,20 +440,37 @@ class Executor:
     def _apply(self, runner: Runner, signals: _Signals) -> str:
         total = len(self.steps)
         begun: set[int] = set()
-        for step in self.steps:
+
+        def begin(job: Job) -> bool:
+            if signals.received is not None:
+                return False
+            self.state.append(f"begin {job.number}")
+            begun.add(job.number)
+            return True
+
+        for group in _groups(self.steps):
+            jobs = [Job("do", s.number, total, s.title, s.do) for s in group]
+            if len(group) == 1 and not group[0].parallel:
+                if not begin(jobs[0]):
+                    break
+                records = [runner.run("do", jobs[0].number, total, jobs[0].title,
+                                      jobs[0].commands)]
+            else:
+                records = runner.run_side_by_side(jobs, begin)
+            failed = [r for r in records if r.exit_code != 0]
+            for record in records:
+                if record.exit_code == 0:
+                    self.state.append(f"done {record.step}")
+            if failed:
+                record = failed[0]
+                detail = (record.stderr.strip().splitlines() or ["(no error output)"])[-1]
+                runner.console.say(f"step {record.step}/{total} ({record.title}) failed with "
+                                   f"exit status {record.exit_code}: {detail}")
+                self._roll_back(runner, begun, signals)
+                raise StepFailed(f"{self.plan.topology}: step {record.step}/{total} "
+                                 f"({record.title}) failed; rolled back, the host is as it was")
             if signals.received is not None:
                 break
-            self.state.append(f"begin {step.number}")
-            begun.add(step.number)
-            record = runner.run("do", step.number, total, step.title, step.do)
-            if record.exit_code != 0:
-                detail = (record.stderr.strip().splitlines() or ["(no error output)"])[-1]
-                runner.console.say(f"step {step.number}/{total} ({step.title}) failed with exit "
-                                   f"status {record.exit_code}: {detail}")
-                self._roll_back(runner, begun, signals)
-                raise StepFailed(f"{self.plan.topology}: step {step.number}/{total} "
-                                 f"({step.title}) failed; rolled back, the host is as it was")
-            self.state.append(f"done {step.number}")
         if signals.received is not None:
             name = signal.Signals(signals.received).name
             runner.console.say(f"{name} received: rolling back")
@@ -363,7 +519,10 @@ def down_from_record(name: str, executor: Executor | None, options: Options,
         log = Log(options.log_path or state.path / "log.jsonl")
         try:
             runner = Runner(applied.prelude, options.console, log)
-            leftovers = _undo_all(runner, applied, state.journal().begun)
+            try:
+                leftovers = _undo_all(runner, applied, state.journal().begun)
+            finally:
+                runner.close()
         finally:
             log.close()
         if leftovers:

@@ -67,3 +67,67 @@ nsgen_remove_netns_dir() {
     rm -f "$NSGEN_STATE/netns-dir.$1"
   fi
 }
+
+# ---- helpers of the batched style -----------------------------------------------
+# Enter a namespace for one command: nsenter (util-linux) is cheaper than `ip -n`,
+# which copies the whole mount table on every call; `ip netns exec` is the fallback.
+nsgen_enter() {
+  local netns=$1
+  shift
+  if command -v nsenter >/dev/null; then
+    nsenter --net="/run/netns/$netns" "$@"
+  else
+    ip netns exec "$netns" "$@"
+  fi
+}
+
+# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
+nsgen_delete_netns() {
+  local netns batch=""
+  for netns in "$@"; do
+    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present=" " name batch="" _
+  while read -r _ name _; do
+    name=${name%:}
+    present+="${name%@*} "
+  done < <(ip -o link show)
+  for name in "$@"; do
+    if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
+# own chains named as TABLE/CHAIN that exist; nothing else is touched.
+nsgen_remove_iptables() {
+  local tag=$1 saved table="" chains="" line spec input="" body=""
+  shift
+  saved=$(iptables-save) || return 1
+  while IFS= read -r line; do
+    case $line in
+      '*'*) table=${line#\*} chains=" " body="" ;;
+      :*) chains+="${line%% *} " ;;
+      "-A "*)
+        # iptables-save puts the comment in double quotes when it holds a ':'
+        if [[ "$line " == *" --comment $tag "* || "$line " == *" --comment \"$tag\" "* ]]; then
+          body+="-D ${line#-A }"$'\n'
+        fi
+        ;;
+      COMMIT)
+        for spec in "$@"; do
+          if [[ ${spec%%/*} == "$table" && $chains == *" :${spec#*/} "* ]]; then
+            body+="-X ${spec#*/}"$'\n'
+          fi
+        done
+        if [[ -n $body ]]; then input+="*$table"$'\n'"$body"$'COMMIT\n'; fi
+        ;;
+    esac
+  done <<<"$saved"
+  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+}

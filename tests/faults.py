@@ -1,7 +1,9 @@
-"""Fault injection without product hooks: stand-in `ip` and `iptables` placed early on PATH.
+"""Fault injection without product hooks: stand-in `ip`, `bridge`, `iptables` and
+`iptables-restore` placed early on PATH.
 
-Each stand-in counts the calls that would change state (ip ... add/del/set/..., iptables
--A/-D/-I/-N/-X/-F/-P/-R) in a shared counter file and fails the one whose number is
+Each stand-in counts the calls that would change state (ip/bridge ... add/del/set/...,
+`ip -b` batches, iptables -A/-D/-I/-N/-X/-F/-P/-R, every iptables-restore) in a shared counter
+file and fails the one whose number is
 $NSGEN_FAIL_AT, with exit status 2 and a message, as a real failing command would; calls whose
 arguments match the regex $NSGEN_FAIL_MATCH fail every time. $NSGEN_SLOW (seconds) delays
 every state-changing call. Every other call runs the real program. Read-only calls (show,
@@ -20,8 +22,11 @@ args=("$@")
 mutating=0
 {classify}
 if ((mutating)); then
+  exec 9>>"$NSGEN_FAULT_COUNTER.lock"   # steps may run side by side: count under a lock
+  flock 9
   count=$(( $(cat "$NSGEN_FAULT_COUNTER" 2>/dev/null || echo 0) + 1 ))
   echo "$count" >"$NSGEN_FAULT_COUNTER"
+  exec 9>&-
   if [[ $count == "${{NSGEN_FAIL_AT:-0}}" ]]; then
     echo "{name}: injected fault on state-changing call $count: {name} $*" >&2
     exit 2
@@ -38,9 +43,13 @@ exec {real} "$@"
 _CLASSIFY_IP = """words=" ${args[*]} "
 if [[ $words == *" netns exec "* ]]; then
   mutating=0   # the command it runs is counted by itself
-elif [[ $words =~ \\ (add|del|delete|set|change|replace|flush|attach)\\  ]]; then
+elif [[ $words =~ \\ (add|del|delete|set|change|replace|flush|attach|append)\\  ]]; then
   mutating=1
+elif [[ $words == *" -b "* || $words == *" -batch "* || $words == *" -force "* ]]; then
+  mutating=1   # a batch read from a file or stdin
 fi"""
+
+_CLASSIFY_RESTORE = """mutating=1"""
 
 _CLASSIFY_IPTABLES = """for a in "${args[@]}"; do
   case $a in -A|-D|-I|-N|-X|-F|-P|-R|-Z) mutating=1 ;; esac
@@ -50,7 +59,9 @@ done"""
 def install_stand_ins(directory: Path) -> dict[str, str]:
     """Write the stand-ins into `directory`; return the environment that puts them first."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, classify in (("ip", _CLASSIFY_IP), ("iptables", _CLASSIFY_IPTABLES)):
+    for name, classify in (("ip", _CLASSIFY_IP), ("bridge", _CLASSIFY_IP),
+                           ("iptables", _CLASSIFY_IPTABLES),
+                           ("iptables-restore", _CLASSIFY_RESTORE)):
         real = shutil.which(name)
         assert real, f"{name} is not installed"
         path = directory / name

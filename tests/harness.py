@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,10 @@ def sandboxed(test: Callable[..., None]) -> Callable[..., None]:
     return pytest.mark.integration(needs_root(wrapper))
 
 
-def render_example(name: str, out: Path) -> Path:
-    """Render examples/<name>.yaml into out/ and return out."""
-    write_scripts(render_scripts(build_plan(load_topology(EXAMPLES / f"{name}.yaml"))), out)
+def render_example(name: str, out: Path, style: str = "batch") -> Path:
+    """Render examples/<name>.yaml into out/ (in the given style) and return out."""
+    plan = build_plan(load_topology(EXAMPLES / f"{name}.yaml"), style)
+    write_scripts(render_scripts(plan), out)
     return out
 
 
@@ -74,3 +76,14 @@ def make_canary() -> None:
     ):
         result = run(*argv)
         assert result.returncode == 0, result.stderr
+
+
+def wait_until_up(dev: str, netns: str | None = None, seconds: float = 5) -> None:
+    """Wait (bounded) until a link's operstate is UP: a bridge reports it a moment after its
+    first port comes up, and a snapshot taken in between would see UNKNOWN."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if "state UP" in run("ip", "-o", "link", "show", "dev", dev, netns=netns).stdout:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{dev} did not come up within {seconds} s")

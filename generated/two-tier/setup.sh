@@ -7,8 +7,8 @@
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
-# It builds the network in 35 numbered steps, logging each one to stderr as
-# "[nsgen] N/35 what". Before the first change it checks that nothing it would
+# It builds the network in 10 numbered steps, logging each one to stderr as
+# "[nsgen] N/10 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -21,7 +21,7 @@ readonly NSGEN_TOPOLOGY=two-tier
 readonly NSGEN_DIGEST=d4c5e9c11dd205ebdb4a869d5567160ceb4e924230ccf6938ca9203c97a7c055
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
-readonly NSGEN_STEPS=35
+readonly NSGEN_STEPS=10
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -93,6 +93,70 @@ nsgen_remove_netns_dir() {
   fi
 }
 
+# ---- helpers of the batched style -----------------------------------------------
+# Enter a namespace for one command: nsenter (util-linux) is cheaper than `ip -n`,
+# which copies the whole mount table on every call; `ip netns exec` is the fallback.
+nsgen_enter() {
+  local netns=$1
+  shift
+  if command -v nsenter >/dev/null; then
+    nsenter --net="/run/netns/$netns" "$@"
+  else
+    ip netns exec "$netns" "$@"
+  fi
+}
+
+# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
+nsgen_delete_netns() {
+  local netns batch=""
+  for netns in "$@"; do
+    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present=" " name batch="" _
+  while read -r _ name _; do
+    name=${name%:}
+    present+="${name%@*} "
+  done < <(ip -o link show)
+  for name in "$@"; do
+    if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
+# own chains named as TABLE/CHAIN that exist; nothing else is touched.
+nsgen_remove_iptables() {
+  local tag=$1 saved table="" chains="" line spec input="" body=""
+  shift
+  saved=$(iptables-save) || return 1
+  while IFS= read -r line; do
+    case $line in
+      '*'*) table=${line#\*} chains=" " body="" ;;
+      :*) chains+="${line%% *} " ;;
+      "-A "*)
+        # iptables-save puts the comment in double quotes when it holds a ':'
+        if [[ "$line " == *" --comment $tag "* || "$line " == *" --comment \"$tag\" "* ]]; then
+          body+="-D ${line#-A }"$'\n'
+        fi
+        ;;
+      COMMIT)
+        for spec in "$@"; do
+          if [[ ${spec%%/*} == "$table" && $chains == *" :${spec#*/} "* ]]; then
+            body+="-X ${spec#*/}"$'\n'
+          fi
+        done
+        if [[ -n $body ]]; then input+="*$table"$'\n'"$body"$'COMMIT\n'; fi
+        ;;
+    esac
+  done <<<"$saved"
+  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+}
+
 # ---- journal and rollback ----------------------------------------------------
 nsgen_current=0      # the step being run
 nsgen_signal=""      # exit status to report if a signal arrived
@@ -106,6 +170,39 @@ nsgen_begin() {
 }
 nsgen_end() { printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"; }
 
+# Runs steps FIRST..LAST (nsgen_do_N) in NSGEN_LANES lanes at once (default: one per
+# CPU). Only steps confined to one namespace run this way; they need no undo, so on a
+# failure the rollback starts from LAST.
+nsgen_lane_pids=()
+nsgen_lane_failed=0
+nsgen_lanes() {
+  local first=$1 last=$2 lanes=${NSGEN_LANES:-$(nproc 2>/dev/null || echo 2)} lane pid failed=0
+  local i status
+  nsgen_current=$last
+  for ((lane = 0; lane < lanes && first + lane <= last; lane++)); do
+    (
+      set +e  # each step runs with set -e in a subshell of its own; the lane reports it
+      for ((i = first + lane; i <= last; i += lanes)); do
+        nsgen_begin "$i" "${nsgen_titles[$i]}"
+        (set -e; "nsgen_do_$i")
+        status=$?
+        if ((status != 0)); then
+          nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $status"
+          exit "$status"
+        fi
+        nsgen_end "$i"
+      done
+    ) &
+    nsgen_lane_pids+=($!)
+  done
+  for pid in "${nsgen_lane_pids[@]}"; do
+    wait "$pid" || failed=1
+  done
+  nsgen_lane_pids=()
+  if ((failed)); then nsgen_lane_failed=1; fi
+  return "$failed"
+}
+
 # Runs on every exit once the state directory is claimed. On failure it undoes
 # steps nsgen_current..1 (the failed step's partial effects included).
 nsgen_finish() {
@@ -113,9 +210,15 @@ nsgen_finish() {
   trap - EXIT INT TERM
   ((status != 0)) || return 0
   set +e
+  if ((${#nsgen_lane_pids[@]})); then  # stop lanes still running, then undo
+    kill "${nsgen_lane_pids[@]}" 2>/dev/null
+    wait "${nsgen_lane_pids[@]}" 2>/dev/null
+  fi
   if [[ -n $nsgen_signal ]]; then
     code=$nsgen_signal
     nsgen_log "interrupted during step $nsgen_current/$NSGEN_STEPS: rolling back"
+  elif ((nsgen_lane_failed)); then
+    nsgen_log "rolling back"  # the failed step said so itself
   else
     nsgen_log "step $nsgen_current/$NSGEN_STEPS (${nsgen_titles[$nsgen_current]:-before the first step}) failed with exit status $status: rolling back"
   fi
@@ -181,351 +284,186 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/35: create namespace web1 --------------------------------------
+# ---- step 1/10: create 5 namespace(s): web1, web2, router, db, backup ------
 # A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. Its loopback
-# 'lo' starts down; bring it up so local traffic works.
+# addresses, routes and firewall. This is what a container gets. One `ip -b`
+# creates them all.
 nsgen_undo_1() {
-  if nsgen_has_netns web1; then ip netns delete web1; fi
+  nsgen_delete_netns web1 web2 router db backup
 }
-nsgen_begin 1 'create namespace web1'
-ip netns add web1
-ip netns exec web1 ip link set lo up
+nsgen_begin 1 'create 5 namespace(s): web1, web2, router, db, backup'
+ip -b - <<'EOF'
+netns add web1
+netns add web2
+netns add router
+netns add db
+netns add backup
+EOF
 nsgen_end 1
 
-# ---- step 2/35: create namespace web2 --------------------------------------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. Its loopback
-# 'lo' starts down; bring it up so local traffic works.
+# ---- step 2/10: create bridges and veth pairs (6 veths) --------------------
+# Bridges are virtual switches, veth pairs virtual cables: each pair is created
+# with both ends already in their namespaces, and the ends that stay in the root
+# namespace are attached to their bridge and brought up, all in one `ip -b`.
 nsgen_undo_2() {
-  if nsgen_has_netns web2; then ip netns delete web2; fi
+  nsgen_delete_links br-front br-back veth-web1-br veth-web2-br router-front router-back veth-db-br
 }
-nsgen_begin 2 'create namespace web2'
-ip netns add web2
-ip netns exec web2 ip link set lo up
+nsgen_begin 2 'create bridges and veth pairs (6 veths)'
+ip -b - <<'EOF'
+link add br-front type bridge
+link set br-front addrgenmode none
+link set br-front up
+addr add 10.0.1.254/24 dev br-front
+link add br-back type bridge
+link set br-back addrgenmode none
+link set br-back up
+link add veth-web1 netns web1 type veth peer name veth-web1-br
+link add veth-web2 netns web2 type veth peer name veth-web2-br
+link add front netns router type veth peer name router-front
+link add back netns router type veth peer name router-back
+link add veth-db netns db type veth peer name veth-db-br
+link add repl netns db type veth peer name repl netns backup
+link set veth-web1-br addrgenmode none
+link set veth-web1-br master br-front
+link set veth-web1-br up
+link set veth-web2-br addrgenmode none
+link set veth-web2-br master br-front
+link set veth-web2-br up
+link set router-front addrgenmode none
+link set router-front master br-front
+link set router-front up
+link set router-back addrgenmode none
+link set router-back master br-back
+link set router-back up
+link set veth-db-br addrgenmode none
+link set veth-db-br master br-back
+link set veth-db-br up
+EOF
 nsgen_end 2
 
-# ---- step 3/35: create namespace router ------------------------------------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. Its loopback
-# 'lo' starts down; bring it up so local traffic works.
-nsgen_undo_3() {
-  if nsgen_has_netns router; then ip netns delete router; fi
+# ---- step 3/10: configure namespace web1 -----------------------------------
+# Everything inside web1, with one entry into the namespace: lo up; veth ends;
+# routes.
+# Undo: nothing of its own; it goes away with the namespace web1.
+nsgen_titles[3]='configure namespace web1'
+nsgen_do_3() {
+nsgen_enter web1 ip -b - <<'EOF'
+link set lo up
+link set veth-web1 addrgenmode none
+addr add 10.0.1.11/24 dev veth-web1
+link set veth-web1 up
+route add default via 10.0.1.254
+route add 10.0.2.0/24 via 10.0.1.1
+EOF
 }
-nsgen_begin 3 'create namespace router'
-ip netns add router
-ip netns exec router ip link set lo up
-nsgen_end 3
 
-# ---- step 4/35: create namespace db ----------------------------------------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. Its loopback
-# 'lo' starts down; bring it up so local traffic works.
-nsgen_undo_4() {
-  if nsgen_has_netns db; then ip netns delete db; fi
+# ---- step 4/10: configure namespace web2 -----------------------------------
+# Everything inside web2, with one entry into the namespace: lo up; veth ends;
+# routes.
+# Undo: nothing of its own; it goes away with the namespace web2.
+nsgen_titles[4]='configure namespace web2'
+nsgen_do_4() {
+nsgen_enter web2 ip -b - <<'EOF'
+link set lo up
+link set veth-web2 addrgenmode none
+addr add 10.0.1.12/24 dev veth-web2
+link set veth-web2 up
+route add default via 10.0.1.254
+route add 10.0.2.0/24 via 10.0.1.1
+EOF
 }
-nsgen_begin 4 'create namespace db'
-ip netns add db
-ip netns exec db ip link set lo up
-nsgen_end 4
 
-# ---- step 5/35: create namespace backup ------------------------------------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. Its loopback
-# 'lo' starts down; bring it up so local traffic works.
-nsgen_undo_5() {
-  if nsgen_has_netns backup; then ip netns delete backup; fi
+# ---- step 5/10: configure namespace router ---------------------------------
+# Everything inside router, with one entry into the namespace: lo up; veth ends;
+# sysctls.
+# Undo: nothing of its own; it goes away with the namespace router.
+nsgen_titles[5]='configure namespace router'
+nsgen_do_5() {
+nsgen_enter router ip -b - <<'EOF'
+link set lo up
+link set front addrgenmode none
+addr add 10.0.1.1/24 dev front
+link set front up
+link set back addrgenmode none
+addr add 10.0.2.1/24 dev back
+link set back up
+EOF
+nsgen_enter router bash -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 }
-nsgen_begin 5 'create namespace backup'
-ip netns add backup
-ip netns exec backup ip link set lo up
-nsgen_end 5
 
-# ---- step 6/35: create bridge br-front -------------------------------------
-# A bridge is a virtual switch: every veth end attached to it can reach the
-# others, like ports of one Ethernet switch.
-nsgen_undo_6() {
-  if nsgen_has_link br-front; then ip link delete br-front; fi
+# ---- step 6/10: configure namespace db -------------------------------------
+# Everything inside db, with one entry into the namespace: lo up; veth ends;
+# routes.
+# Undo: nothing of its own; it goes away with the namespace db.
+nsgen_titles[6]='configure namespace db'
+nsgen_do_6() {
+nsgen_enter db ip -b - <<'EOF'
+link set lo up
+link set veth-db addrgenmode none
+addr add 10.0.2.21/24 dev veth-db
+link set veth-db up
+link set repl addrgenmode none
+addr add 10.0.3.1/30 dev repl
+link set repl up
+route add 10.0.1.0/24 via 10.0.2.1
+EOF
 }
-nsgen_begin 6 'create bridge br-front'
-ip link add br-front type bridge
-ip link set br-front up
-nsgen_end 6
 
-# ---- step 7/35: assign 10.0.1.254/24 to bridge br-front --------------------
-# With an address on br-front, the root namespace is a member of 10.0.1.0/24 and
-# can be the gateway of everything attached to the bridge.
-# Undo: nothing of its own; it goes away with the bridge br-front.
-nsgen_begin 7 'assign 10.0.1.254/24 to bridge br-front'
-ip addr add 10.0.1.254/24 dev br-front
-nsgen_end 7
+# ---- step 7/10: configure namespace backup ---------------------------------
+# Everything inside backup, with one entry into the namespace: lo up; veth ends.
+# Undo: nothing of its own; it goes away with the namespace backup.
+nsgen_titles[7]='configure namespace backup'
+nsgen_do_7() {
+nsgen_enter backup ip -b - <<'EOF'
+link set lo up
+link set repl addrgenmode none
+addr add 10.0.3.2/30 dev repl
+link set repl up
+EOF
+}
 
-# ---- step 8/35: create bridge br-back --------------------------------------
-# A bridge is a virtual switch: every veth end attached to it can reach the
-# others, like ports of one Ethernet switch.
+# ---- steps 3-7 run side by side ------------------------------------------
+# Each works inside its own namespace only, so they can share the machine's cores.
+nsgen_lanes 3 7
+
+# ---- step 8/10: install 1 iptables change(s) in the root namespace ---------
+# Own chains and rules, in one `iptables-restore --noflush` (nothing else is
+# flushed). Every rule carries the comment nsgen:two-tier, and teardown removes
+# exactly the rules with that comment and the chains created here.
 nsgen_undo_8() {
-  if nsgen_has_link br-back; then ip link delete br-back; fi
+  nsgen_remove_iptables nsgen:two-tier
 }
-nsgen_begin 8 'create bridge br-back'
-ip link add br-back type bridge
-ip link set br-back up
+nsgen_begin 8 'install 1 iptables change(s) in the root namespace'
+iptables-restore --noflush -w <<'EOF'
+*nat
+-A POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE
+COMMIT
+EOF
 nsgen_end 8
 
-# ---- step 9/35: create veth pair veth-web1 <-> veth-web1-br ----------------
-# A veth pair is a virtual cable: what enters veth-web1 (namespace web1) comes
-# out of veth-web1-br (the root namespace). Creating both ends where they belong
-# in one command leaves no half-made pair behind.
-nsgen_undo_9() {
-  if nsgen_has_link veth-web1-br; then ip link delete veth-web1-br; fi
-}
-nsgen_begin 9 'create veth pair veth-web1 <-> veth-web1-br'
-ip link add veth-web1 netns web1 type veth peer name veth-web1-br
-nsgen_end 9
-
-# ---- step 10/35: create veth pair veth-web2 <-> veth-web2-br ---------------
-# A veth pair is a virtual cable: what enters veth-web2 (namespace web2) comes
-# out of veth-web2-br (the root namespace). Creating both ends where they belong
-# in one command leaves no half-made pair behind.
-nsgen_undo_10() {
-  if nsgen_has_link veth-web2-br; then ip link delete veth-web2-br; fi
-}
-nsgen_begin 10 'create veth pair veth-web2 <-> veth-web2-br'
-ip link add veth-web2 netns web2 type veth peer name veth-web2-br
-nsgen_end 10
-
-# ---- step 11/35: create veth pair front <-> router-front -------------------
-# A veth pair is a virtual cable: what enters front (namespace router) comes out
-# of router-front (the root namespace). Creating both ends where they belong in
-# one command leaves no half-made pair behind.
-nsgen_undo_11() {
-  if nsgen_has_link router-front; then ip link delete router-front; fi
-}
-nsgen_begin 11 'create veth pair front <-> router-front'
-ip link add front netns router type veth peer name router-front
-nsgen_end 11
-
-# ---- step 12/35: create veth pair back <-> router-back ---------------------
-# A veth pair is a virtual cable: what enters back (namespace router) comes out
-# of router-back (the root namespace). Creating both ends where they belong in
-# one command leaves no half-made pair behind.
-nsgen_undo_12() {
-  if nsgen_has_link router-back; then ip link delete router-back; fi
-}
-nsgen_begin 12 'create veth pair back <-> router-back'
-ip link add back netns router type veth peer name router-back
-nsgen_end 12
-
-# ---- step 13/35: create veth pair veth-db <-> veth-db-br -------------------
-# A veth pair is a virtual cable: what enters veth-db (namespace db) comes out
-# of veth-db-br (the root namespace). Creating both ends where they belong in
-# one command leaves no half-made pair behind.
-nsgen_undo_13() {
-  if nsgen_has_link veth-db-br; then ip link delete veth-db-br; fi
-}
-nsgen_begin 13 'create veth pair veth-db <-> veth-db-br'
-ip link add veth-db netns db type veth peer name veth-db-br
-nsgen_end 13
-
-# ---- step 14/35: create veth pair repl <-> repl ----------------------------
-# A veth pair is a virtual cable: what enters repl (namespace db) comes out of
-# repl (namespace backup). Creating both ends where they belong in one command
-# leaves no half-made pair behind.
-# Undo: nothing of its own; it goes away with the namespace db.
-nsgen_begin 14 'create veth pair repl <-> repl'
-ip link add repl netns db type veth peer name repl netns backup
-nsgen_end 14
-
-# ---- step 15/35: assign 10.0.1.11/24 to veth-web1, bring veth-web1 up (in web1)
-# The address makes namespace web1 a host on 10.0.1.0/24. A new link is down
-# until it is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-web1 <-> veth-web1-br.
-nsgen_begin 15 'assign 10.0.1.11/24 to veth-web1, bring veth-web1 up (in web1)'
-ip netns exec web1 ip addr add 10.0.1.11/24 dev veth-web1
-ip netns exec web1 ip link set veth-web1 up
-nsgen_end 15
-
-# ---- step 16/35: attach veth-web1-br to br-front, bring veth-web1-br up ----
-# As a port of br-front, veth-web1-br joins the switch. A new link is down until
-# it is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-web1 <-> veth-web1-br.
-nsgen_begin 16 'attach veth-web1-br to br-front, bring veth-web1-br up'
-ip link set veth-web1-br master br-front
-ip link set veth-web1-br up
-nsgen_end 16
-
-# ---- step 17/35: assign 10.0.1.12/24 to veth-web2, bring veth-web2 up (in web2)
-# The address makes namespace web2 a host on 10.0.1.0/24. A new link is down
-# until it is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-web2 <-> veth-web2-br.
-nsgen_begin 17 'assign 10.0.1.12/24 to veth-web2, bring veth-web2 up (in web2)'
-ip netns exec web2 ip addr add 10.0.1.12/24 dev veth-web2
-ip netns exec web2 ip link set veth-web2 up
-nsgen_end 17
-
-# ---- step 18/35: attach veth-web2-br to br-front, bring veth-web2-br up ----
-# As a port of br-front, veth-web2-br joins the switch. A new link is down until
-# it is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-web2 <-> veth-web2-br.
-nsgen_begin 18 'attach veth-web2-br to br-front, bring veth-web2-br up'
-ip link set veth-web2-br master br-front
-ip link set veth-web2-br up
-nsgen_end 18
-
-# ---- step 19/35: assign 10.0.1.1/24 to front, bring front up (in router) ---
-# The address makes namespace router a host on 10.0.1.0/24. A new link is down
-# until it is set up.
-# Undo: nothing of its own; it goes away with the veth pair front <-> router-front.
-nsgen_begin 19 'assign 10.0.1.1/24 to front, bring front up (in router)'
-ip netns exec router ip addr add 10.0.1.1/24 dev front
-ip netns exec router ip link set front up
-nsgen_end 19
-
-# ---- step 20/35: attach router-front to br-front, bring router-front up ----
-# As a port of br-front, router-front joins the switch. A new link is down until
-# it is set up.
-# Undo: nothing of its own; it goes away with the veth pair front <-> router-front.
-nsgen_begin 20 'attach router-front to br-front, bring router-front up'
-ip link set router-front master br-front
-ip link set router-front up
-nsgen_end 20
-
-# ---- step 21/35: assign 10.0.2.1/24 to back, bring back up (in router) -----
-# The address makes namespace router a host on 10.0.2.0/24. A new link is down
-# until it is set up.
-# Undo: nothing of its own; it goes away with the veth pair back <-> router-back.
-nsgen_begin 21 'assign 10.0.2.1/24 to back, bring back up (in router)'
-ip netns exec router ip addr add 10.0.2.1/24 dev back
-ip netns exec router ip link set back up
-nsgen_end 21
-
-# ---- step 22/35: attach router-back to br-back, bring router-back up -------
-# As a port of br-back, router-back joins the switch. A new link is down until
-# it is set up.
-# Undo: nothing of its own; it goes away with the veth pair back <-> router-back.
-nsgen_begin 22 'attach router-back to br-back, bring router-back up'
-ip link set router-back master br-back
-ip link set router-back up
-nsgen_end 22
-
-# ---- step 23/35: assign 10.0.2.21/24 to veth-db, bring veth-db up (in db) --
-# The address makes namespace db a host on 10.0.2.0/24. A new link is down until
-# it is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-db <-> veth-db-br.
-nsgen_begin 23 'assign 10.0.2.21/24 to veth-db, bring veth-db up (in db)'
-ip netns exec db ip addr add 10.0.2.21/24 dev veth-db
-ip netns exec db ip link set veth-db up
-nsgen_end 23
-
-# ---- step 24/35: attach veth-db-br to br-back, bring veth-db-br up ---------
-# As a port of br-back, veth-db-br joins the switch. A new link is down until it
-# is set up.
-# Undo: nothing of its own; it goes away with the veth pair veth-db <-> veth-db-br.
-nsgen_begin 24 'attach veth-db-br to br-back, bring veth-db-br up'
-ip link set veth-db-br master br-back
-ip link set veth-db-br up
-nsgen_end 24
-
-# ---- step 25/35: assign 10.0.3.1/30 to repl, bring repl up (in db) ---------
-# The address makes namespace db a host on 10.0.3.0/30. A new link is down until
-# it is set up.
-# Undo: nothing of its own; it goes away with the veth pair repl <-> repl.
-nsgen_begin 25 'assign 10.0.3.1/30 to repl, bring repl up (in db)'
-ip netns exec db ip addr add 10.0.3.1/30 dev repl
-ip netns exec db ip link set repl up
-nsgen_end 25
-
-# ---- step 26/35: assign 10.0.3.2/30 to repl, bring repl up (in backup) -----
-# The address makes namespace backup a host on 10.0.3.0/30. A new link is down
-# until it is set up.
-# Undo: nothing of its own; it goes away with the veth pair repl <-> repl.
-nsgen_begin 26 'assign 10.0.3.2/30 to repl, bring repl up (in backup)'
-ip netns exec backup ip addr add 10.0.3.2/30 dev repl
-ip netns exec backup ip link set repl up
-nsgen_end 26
-
-# ---- step 27/35: add default route via 10.0.1.254 (in web1) ----------------
-# Packets for any address without a more specific route go to the gateway.
-# Undo: nothing of its own; it goes away with the namespace web1.
-nsgen_begin 27 'add default route via 10.0.1.254 (in web1)'
-ip netns exec web1 ip route add default via 10.0.1.254
-nsgen_end 27
-
-# ---- step 28/35: add route to 10.0.2.0/24 via 10.0.1.1 (in web1) -----------
-# Packets for 10.0.2.0/24 go through the gateway instead of being dropped as
-# unreachable.
-# Undo: nothing of its own; it goes away with the namespace web1.
-nsgen_begin 28 'add route to 10.0.2.0/24 via 10.0.1.1 (in web1)'
-ip netns exec web1 ip route add 10.0.2.0/24 via 10.0.1.1
-nsgen_end 28
-
-# ---- step 29/35: add default route via 10.0.1.254 (in web2) ----------------
-# Packets for any address without a more specific route go to the gateway.
-# Undo: nothing of its own; it goes away with the namespace web2.
-nsgen_begin 29 'add default route via 10.0.1.254 (in web2)'
-ip netns exec web2 ip route add default via 10.0.1.254
-nsgen_end 29
-
-# ---- step 30/35: add route to 10.0.2.0/24 via 10.0.1.1 (in web2) -----------
-# Packets for 10.0.2.0/24 go through the gateway instead of being dropped as
-# unreachable.
-# Undo: nothing of its own; it goes away with the namespace web2.
-nsgen_begin 30 'add route to 10.0.2.0/24 via 10.0.1.1 (in web2)'
-ip netns exec web2 ip route add 10.0.2.0/24 via 10.0.1.1
-nsgen_end 30
-
-# ---- step 31/35: add route to 10.0.1.0/24 via 10.0.2.1 (in db) -------------
-# Packets for 10.0.1.0/24 go through the gateway instead of being dropped as
-# unreachable.
-# Undo: nothing of its own; it goes away with the namespace db.
-nsgen_begin 31 'add route to 10.0.1.0/24 via 10.0.2.1 (in db)'
-ip netns exec db ip route add 10.0.1.0/24 via 10.0.2.1
-nsgen_end 31
-
-# ---- step 32/35: masquerade 10.0.1.0/24 out of eth0 ------------------------
-# Hosts outside do not know the way back to 10.0.1.0/24. Source NAT gives
-# leaving packets the address of eth0, so replies come back and are translated
-# back. The rule carries the comment nsgen:two-tier so teardown can find exactly
-# this rule.
-nsgen_undo_32() {
-  if iptables -w -t nat -C POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE 2>/dev/null; then
-    iptables -w -t nat -D POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE
-  fi
-}
-nsgen_begin 32 'masquerade 10.0.1.0/24 out of eth0'
-iptables -w -t nat -A POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE
-nsgen_end 32
-
-# ---- step 33/35: set net.ipv4.ip_forward=1 ---------------------------------
+# ---- step 9/10: set net.ipv4.ip_forward=1 ----------------------------------
 # Forwarding lets the kernel pass packets from one interface to another, which a
 # router (here: the namespaces' gateway) must do. The previous value is saved
 # and teardown puts it back.
-nsgen_undo_33() {
+nsgen_undo_9() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
-nsgen_begin 33 'set net.ipv4.ip_forward=1'
+nsgen_begin 9 'set net.ipv4.ip_forward=1'
 nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
-nsgen_end 33
+nsgen_end 9
 
-# ---- step 34/35: set net.ipv4.ip_forward=1 (in router) ---------------------
-# Forwarding lets the kernel pass packets from one interface to another, which a
-# router (here: the namespaces' gateway) must do.
-# Undo: nothing of its own; it goes away with the namespace router.
-nsgen_begin 34 'set net.ipv4.ip_forward=1 (in router)'
-ip netns exec router bash -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
-nsgen_end 34
-
-# ---- step 35/35: write /etc/netns/db/hosts ---------------------------------
+# ---- step 10/10: write /etc/netns/db/hosts ---------------------------------
 # 'ip netns exec db' shows files in /etc/netns/db/ in place of the host's /etc
 # files, so programs in the namespace resolve names with these.
-nsgen_undo_35() {
+nsgen_undo_10() {
   rm -f /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
-nsgen_begin 35 'write /etc/netns/db/hosts'
+nsgen_begin 10 'write /etc/netns/db/hosts'
 nsgen_make_netns_dir db
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.0.1.11 web1' '10.0.1.12 web2' '10.0.3.2 backup' > /etc/netns/db/hosts
-nsgen_end 35
+nsgen_end 10
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"

@@ -20,7 +20,7 @@ readonly NSGEN_TOPOLOGY=two-tier
 readonly NSGEN_DIGEST=d4c5e9c11dd205ebdb4a869d5567160ceb4e924230ccf6938ca9203c97a7c055
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
-readonly NSGEN_STEPS=35
+readonly NSGEN_STEPS=10
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -92,82 +92,94 @@ nsgen_remove_netns_dir() {
   fi
 }
 
-# ---- undo step 35/35: write /etc/netns/db/hosts
-nsgen_undo_35() {
+# ---- helpers of the batched style -----------------------------------------------
+# Enter a namespace for one command: nsenter (util-linux) is cheaper than `ip -n`,
+# which copies the whole mount table on every call; `ip netns exec` is the fallback.
+nsgen_enter() {
+  local netns=$1
+  shift
+  if command -v nsenter >/dev/null; then
+    nsenter --net="/run/netns/$netns" "$@"
+  else
+    ip netns exec "$netns" "$@"
+  fi
+}
+
+# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
+nsgen_delete_netns() {
+  local netns batch=""
+  for netns in "$@"; do
+    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present=" " name batch="" _
+  while read -r _ name _; do
+    name=${name%:}
+    present+="${name%@*} "
+  done < <(ip -o link show)
+  for name in "$@"; do
+    if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
+  done
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+}
+
+# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
+# own chains named as TABLE/CHAIN that exist; nothing else is touched.
+nsgen_remove_iptables() {
+  local tag=$1 saved table="" chains="" line spec input="" body=""
+  shift
+  saved=$(iptables-save) || return 1
+  while IFS= read -r line; do
+    case $line in
+      '*'*) table=${line#\*} chains=" " body="" ;;
+      :*) chains+="${line%% *} " ;;
+      "-A "*)
+        # iptables-save puts the comment in double quotes when it holds a ':'
+        if [[ "$line " == *" --comment $tag "* || "$line " == *" --comment \"$tag\" "* ]]; then
+          body+="-D ${line#-A }"$'\n'
+        fi
+        ;;
+      COMMIT)
+        for spec in "$@"; do
+          if [[ ${spec%%/*} == "$table" && $chains == *" :${spec#*/} "* ]]; then
+            body+="-X ${spec#*/}"$'\n'
+          fi
+        done
+        if [[ -n $body ]]; then input+="*$table"$'\n'"$body"$'COMMIT\n'; fi
+        ;;
+    esac
+  done <<<"$saved"
+  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+}
+
+# ---- undo step 10/10: write /etc/netns/db/hosts
+nsgen_undo_10() {
   rm -f /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
 
-# ---- undo step 33/35: set net.ipv4.ip_forward=1
-nsgen_undo_33() {
+# ---- undo step 9/10: set net.ipv4.ip_forward=1
+nsgen_undo_9() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
 
-# ---- undo step 32/35: masquerade 10.0.1.0/24 out of eth0
-nsgen_undo_32() {
-  if iptables -w -t nat -C POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE 2>/dev/null; then
-    iptables -w -t nat -D POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE
-  fi
-}
-
-# ---- undo step 13/35: create veth pair veth-db <-> veth-db-br
-nsgen_undo_13() {
-  if nsgen_has_link veth-db-br; then ip link delete veth-db-br; fi
-}
-
-# ---- undo step 12/35: create veth pair back <-> router-back
-nsgen_undo_12() {
-  if nsgen_has_link router-back; then ip link delete router-back; fi
-}
-
-# ---- undo step 11/35: create veth pair front <-> router-front
-nsgen_undo_11() {
-  if nsgen_has_link router-front; then ip link delete router-front; fi
-}
-
-# ---- undo step 10/35: create veth pair veth-web2 <-> veth-web2-br
-nsgen_undo_10() {
-  if nsgen_has_link veth-web2-br; then ip link delete veth-web2-br; fi
-}
-
-# ---- undo step 9/35: create veth pair veth-web1 <-> veth-web1-br
-nsgen_undo_9() {
-  if nsgen_has_link veth-web1-br; then ip link delete veth-web1-br; fi
-}
-
-# ---- undo step 8/35: create bridge br-back
+# ---- undo step 8/10: install 1 iptables change(s) in the root namespace
 nsgen_undo_8() {
-  if nsgen_has_link br-back; then ip link delete br-back; fi
+  nsgen_remove_iptables nsgen:two-tier
 }
 
-# ---- undo step 6/35: create bridge br-front
-nsgen_undo_6() {
-  if nsgen_has_link br-front; then ip link delete br-front; fi
-}
-
-# ---- undo step 5/35: create namespace backup
-nsgen_undo_5() {
-  if nsgen_has_netns backup; then ip netns delete backup; fi
-}
-
-# ---- undo step 4/35: create namespace db
-nsgen_undo_4() {
-  if nsgen_has_netns db; then ip netns delete db; fi
-}
-
-# ---- undo step 3/35: create namespace router
-nsgen_undo_3() {
-  if nsgen_has_netns router; then ip netns delete router; fi
-}
-
-# ---- undo step 2/35: create namespace web2
+# ---- undo step 2/10: create bridges and veth pairs (6 veths)
 nsgen_undo_2() {
-  if nsgen_has_netns web2; then ip netns delete web2; fi
+  nsgen_delete_links br-front br-back veth-web1-br veth-web2-br router-front router-back veth-db-br
 }
 
-# ---- undo step 1/35: create namespace web1
+# ---- undo step 1/10: create 5 namespace(s): web1, web2, router, db, backup
 nsgen_undo_1() {
-  if nsgen_has_netns web1; then ip netns delete web1; fi
+  nsgen_delete_netns web1 web2 router db backup
 }
 
 # ---- main ---------------------------------------------------------------------
@@ -197,21 +209,11 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 35 'write /etc/netns/db/hosts'
-nsgen_undo 33 'set net.ipv4.ip_forward=1'
-nsgen_undo 32 'masquerade 10.0.1.0/24 out of eth0'
-nsgen_undo 13 'create veth pair veth-db <-> veth-db-br'
-nsgen_undo 12 'create veth pair back <-> router-back'
-nsgen_undo 11 'create veth pair front <-> router-front'
-nsgen_undo 10 'create veth pair veth-web2 <-> veth-web2-br'
-nsgen_undo 9 'create veth pair veth-web1 <-> veth-web1-br'
-nsgen_undo 8 'create bridge br-back'
-nsgen_undo 6 'create bridge br-front'
-nsgen_undo 5 'create namespace backup'
-nsgen_undo 4 'create namespace db'
-nsgen_undo 3 'create namespace router'
-nsgen_undo 2 'create namespace web2'
-nsgen_undo 1 'create namespace web1'
+nsgen_undo 10 'write /etc/netns/db/hosts'
+nsgen_undo 9 'set net.ipv4.ip_forward=1'
+nsgen_undo 8 'install 1 iptables change(s) in the root namespace'
+nsgen_undo 2 'create bridges and veth pairs (6 veths)'
+nsgen_undo 1 'create 5 namespace(s): web1, web2, router, db, backup'
 
 if ((${#nsgen_leftovers[@]})); then
   nsgen_log "teardown incomplete; these steps could not be undone:"

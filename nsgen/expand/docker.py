@@ -1,0 +1,765 @@
+"""Docker-style vocabulary: `networks:` (user-defined bridge networks) and `containers:`.
+
+Each piece becomes plain core objects, the way Docker's bridge driver builds them:
+
+  network            a host bridge (docker0 / br-<id>) holding the gateway address
+  container          a namespace, one veth pair per network (eth0, eth1, ... inside; the
+                     host end 'veth' + 7 hex digits, a port of the network's bridge), a default
+                     route via the gateway of its first non-internal network
+  name resolution    /etc/netns/<container>/hosts: every container it shares a network with
+                     (what Docker's embedded DNS server answers); resolv.conf: --dns servers
+  isolation, icc,    DROP rules in the filter chain NSGEN-<topology>-FWD, jumped to from
+  internal           FORWARD (Docker's DOCKER-ISOLATION-STAGE-* and icc rules)
+  masquerade         nat POSTROUTING -s SUBNET ! -o BRIDGE -j MASQUERADE
+  publish            DNAT rules in the nat chain NSGEN-<topology>-DNAT, jumped to from
+                     PREROUTING and OUTPUT for local destinations (Docker's DOCKER chain, with
+                     docker-proxy's job done by the kernel), plus a hairpin MASQUERADE
+
+See docs/docker.md for every key. `expand` follows the contract in `nsgen.expand`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
+
+from nsgen.errors import Problem
+from nsgen.fields import (
+    HOST,
+    IFNAMSIZ,
+    IfName,
+    IpAddr,
+    NsName,
+    Strict,
+    Subnet,
+)
+from nsgen.load import format_path, pydantic_problems
+from nsgen.model import Group, Topology
+from nsgen.names import near_name, peer_name
+
+KEYS = ("networks", "containers")
+
+DEFAULT_NETWORK = "bridge"
+"""The network a container joins when it names none, and whose bridge is called docker0."""
+
+EMBEDDED_DNS = "127.0.0.11"
+"""Where Docker's embedded DNS server listens in a container: the default nameserver."""
+
+CHAIN_LIMIT = 28
+"""Longest iptables chain name the core accepts (nsgen.fields.ChainName)."""
+
+_NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
+_PUBLISH_RE = re.compile(
+    r"(?:(?P<ip>[0-9.]+):)?(?P<published>[0-9]+):(?P<target>[0-9]+)(?:/(?P<protocol>[a-z]+))?"
+)
+_PUBLISH_FORM = "HOST_PORT:CONTAINER_PORT[/tcp|udp] or HOST_IP:HOST_PORT:CONTAINER_PORT[/...]"
+
+
+# ---- the vocabulary ----------------------------------------------------------------------
+
+
+def _network_name(value: str) -> str:
+    if not _NETWORK_RE.fullmatch(value) or len(value) > 64:
+        raise ValueError(f"{value!r} is not a valid network name: 1 to 64 letters, digits, "
+                         "'_', '-', '.', starting with a letter or digit")
+    return value
+
+
+def _container_host_name(value: str) -> str:
+    labels = value.rstrip(".").split(".")
+    if not all(_LABEL_RE.fullmatch(label) and len(label) <= 63 for label in labels):
+        raise ValueError(f"{value!r} cannot be a container name: the other containers resolve it "
+                         "as a host name, so use letters, digits and '-' (no '_'; '.' only "
+                         "between labels)")
+    return value
+
+
+NetworkName = Annotated[str, AfterValidator(_network_name)]
+ContainerName = Annotated[NsName, AfterValidator(_container_host_name)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Network(Strict):
+    """A user-defined bridge network (`docker network create --subnet ...`)."""
+
+    subnet: Subnet = Field(description="IPv4 subnet of the network, e.g. 172.18.0.0/24.")
+    gateway: IpAddr | None = Field(
+        None, description="The host's address on the bridge. Default: the first host address."
+    )
+    bridge: IfName | None = Field(
+        None, description="Name of the host bridge. Default: docker0 for the network named "
+        "'bridge', else br-<network>."
+    )
+    masquerade: bool | None = Field(
+        None, description="Source-NAT traffic leaving the host from this subnet. Default: true "
+        "(false for internal networks, where true is an error)."
+    )
+    internal: bool = Field(
+        False, description="No way out: no default route, no NAT, nothing forwarded between "
+        "this bridge and any other interface."
+    )
+    icc: bool = Field(True, description="Inter-container communication on this network.")
+
+
+class Attachment(Strict):
+    """How a container joins one network (the long form of `networks:`)."""
+
+    address: IpAddr | None = Field(
+        None, description="The container's address on the network. Default: the next free one."
+    )
+
+
+class PortLong(Strict):
+    """A published port in Compose's long syntax."""
+
+    target: Port = Field(description="Port inside the container.")
+    published: Port = Field(description="Port on the host.")
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: IpAddr | None = Field(
+        None, description="Publish on this host address only. Default: every local address."
+    )
+
+
+PublishText = Annotated[str, Field(pattern=r"^([0-9.]+:)?[0-9]+:[0-9]+(/(tcp|udp))?$")]
+
+
+class Container(Strict):
+    """A container: a namespace on one or more networks."""
+
+    networks: list[NetworkName] | dict[NetworkName, Attachment | None] = Field(
+        default_factory=lambda: [DEFAULT_NETWORK],
+        description="List of network names, or a mapping name: {address: ...}; the container "
+        "gets eth0, eth1, ... in this order. Default: [bridge].",
+    )
+    publish: list[PublishText | PortLong] = Field(
+        default_factory=list, description="Published ports: 'HOST_PORT:CONTAINER_PORT[/tcp|udp]' "
+        "strings (optionally 'HOST_IP:' first) or {published, target, protocol, host_ip}.",
+    )
+    dns: list[IpAddr] = Field(
+        default_factory=lambda: [EMBEDDED_DNS],
+        description="Nameservers of the container's resolv.conf (docker run --dns). Default: "
+        f"{EMBEDDED_DNS}, Docker's embedded DNS address, where nothing answers here: container "
+        "names come from /etc/hosts, other names fail at once.",
+    )
+
+
+class _LooseContainer(Container):
+    """Container with the two-form keys left open: `_container_networks` and `_publish_entry`
+    check each form on its own, so that error paths stay the file's (a union would add the
+    name of every form it tried to each path)."""
+
+    networks: Any = Field(default_factory=lambda: [DEFAULT_NETWORK])
+    publish: list[Any] = Field(default_factory=list)
+
+
+class Sugar(Strict):
+    """The keys this module owns, as one model: for a JSON schema of the file format. `expand`
+    checks them entry by entry."""
+
+    networks: dict[NetworkName, Network] = Field(
+        default_factory=dict, description="Docker-style bridge networks, by name.")
+    containers: dict[ContainerName, Container] = Field(
+        default_factory=dict, description="Docker-style containers (namespaces), by name.")
+
+
+# ---- validation with file paths --------------------------------------------------------------
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = options[0] if len(options) == 1 else None
+        else:
+            return tp
+
+
+def _model_at(tp: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose fields the location's next component is one of, if any."""
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            found = tp.model_fields.get(str(part))
+            tp = found.annotation if found else None
+        elif part != "[key]":
+            args = typing.get_args(tp)
+            tp = args[-1] if args else None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _validate(tp: Any, value: Any, prefix: tuple[int | str, ...],
+              problems: list[Problem]) -> Any:
+    """TypeAdapter(tp).validate_python(value), or None with the problems (paths under prefix)
+    appended; unknown keys get the known ones as a hint."""
+    try:
+        return TypeAdapter(tp).validate_python(value)
+    except ValidationError as exc:
+        found = pydantic_problems(exc, prefix, value)
+        hints: dict[str, str] = {}
+        for error in exc.errors():
+            if error["type"] == "extra_forbidden":
+                model = _model_at(tp, tuple(error["loc"][:-1]))
+                if model is not None:
+                    key = str(error["loc"][-1])
+                    hints[format_path(prefix + tuple(error["loc"]))] = (
+                        f"unknown key {key!r} (known keys: {', '.join(model.model_fields)})"
+                    )
+        problems.extend(Problem(p.path, hints.get(p.path, p.message)) if
+                        p.message.startswith("unknown key") else p for p in found)
+        return None
+
+
+def _parse(sugar: dict[str, Any], problems: list[Problem]) -> tuple[Sugar, list[str]]:
+    """The sugar, one network and one container at a time, so that one bad entry does not hide
+    the others' problems; and every network name the file declares, valid or not."""
+    found: dict[str, dict[str, Any]] = {"networks": {}, "containers": {}}
+    declared: list[str] = []
+    kinds: dict[str, tuple[Any, type[Strict]]] = {
+        "networks": (NetworkName, Network), "containers": (ContainerName, _LooseContainer)}
+    for key, (name_type, model) in kinds.items():
+        value = sugar.get(key, {})
+        if not isinstance(value, dict):
+            problems.append(Problem(key, f"expected a mapping (name: ...), got {value!r}"))
+            continue
+        for name, spec in value.items():
+            if key == "networks":
+                declared.append(str(name))
+            where = (key, str(name))
+            good_name = _validate(name_type, name, where, problems)
+            good_spec = _validate(model, {} if spec is None and key == "containers" else spec,
+                                  where, problems)
+            if good_name is not None and good_spec is not None:
+                found[key][good_name] = good_spec
+    return Sugar.model_construct(networks=found["networks"],
+                                 containers=found["containers"]), declared
+
+
+@dataclass(frozen=True)
+class Publish:
+    protocol: str
+    published: int
+    target: int
+    host_ip: str | None
+    path: str
+
+
+def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | None:
+    match = _PUBLISH_RE.fullmatch(text.strip())
+    if not match:
+        problems.append(Problem(path, f"{text!r} is not a port mapping: write {_PUBLISH_FORM}, "
+                                "e.g. '8080:80/tcp' (nsgen publishes fixed host ports only, "
+                                "one port per entry)"))
+        return None
+    protocol = match["protocol"] or "tcp"
+    if protocol not in ("tcp", "udp"):
+        problems.append(Problem(path, f"{text!r}: protocol {protocol!r} is not tcp or udp"))
+        return None
+    ports = []
+    for key in ("published", "target"):
+        port = int(match[key])
+        if not 1 <= port <= 65535:
+            problems.append(Problem(path, f"{text!r}: port {port} is outside 1-65535"))
+            return None
+        ports.append(port)
+    host_ip = None
+    if match["ip"]:
+        try:
+            host_ip = str(ipaddress.IPv4Address(match["ip"]))
+        except ValueError:
+            problems.append(Problem(path, f"{text!r}: {match['ip']!r} is not an IPv4 address"))
+            return None
+    return Publish(protocol, ports[0], ports[1], host_ip, path)
+
+
+def _publish_entry(value: Any, prefix: tuple[int | str, ...],
+                   problems: list[Problem]) -> Publish | None:
+    path = format_path(prefix)
+    if isinstance(value, str):
+        return _publish_text(value, path, problems)
+    if isinstance(value, int) and not isinstance(value, bool):
+        problems.append(Problem(path, f"expected a string, got the number {value}: quote the "
+                                "mapping (YAML reads an unquoted 8080:80 as a base-60 number, "
+                                "and 80 alone would need a random host port)"))
+        return None
+    if isinstance(value, dict):
+        port = _validate(PortLong, value, prefix, problems)
+        if port is None:
+            return None
+        if port.host_ip is not None and ":" in port.host_ip:
+            problems.append(Problem(format_path((*prefix, "host_ip")), f"{port.host_ip} is not "
+                                    "an IPv4 address (published ports are iptables rules)"))
+            return None
+        return Publish(port.protocol, port.published, port.target, port.host_ip, path)
+    problems.append(Problem(path, f"expected '{_PUBLISH_FORM}' or a mapping "
+                            f"{{published, target, protocol, host_ip}}, got {value!r}"))
+    return None
+
+
+@dataclass
+class Attach:
+    """One container on one network, as the file says it (address: explicit, or assigned)."""
+
+    network: str
+    path: str
+    explicit: str | None
+    address: ipaddress.IPv4Address | None = None
+
+
+def _container_networks(value: Any, prefix: tuple[int | str, ...], declared: list[str],
+                        defaulted: bool, problems: list[Problem]) -> list[Attach]:
+    """The networks a container is on, in order; each one declared under `networks:`."""
+    path = format_path(prefix)
+    given: list[Attach] = []
+    if isinstance(value, list):
+        names = _validate(list[NetworkName], value, prefix, problems)
+        given = [Attach(name, f"{path}[{i}]", None) for i, name in enumerate(names or [])]
+    elif isinstance(value, dict):
+        found = _validate(dict[NetworkName, Attachment | None], value, prefix, problems)
+        given = [Attach(name, f"{path}.{name}", a.address if a else None)
+                 for name, a in (found or {}).items()]
+    else:
+        problems.append(Problem(path, "expected a list of network names, or a mapping "
+                                f"network: {{address: ...}}, got {value!r}"))
+    out: list[Attach] = []
+    for a in given:
+        if a.network not in declared:
+            listing = ", ".join(declared) or "none"
+            if defaulted:
+                problems.append(Problem(format_path(prefix[:-1]), f"network {a.network!r} is "
+                                        f"not declared under networks: (declared: {listing}) (a "
+                                        "container without 'networks:' joins the network "
+                                        f"'{DEFAULT_NETWORK}'; declare it, e.g. networks: "
+                                        f"{{{DEFAULT_NETWORK}: {{subnet: 172.17.0.0/16}}}})"))
+            else:
+                problems.append(Problem(a.path, f"network {a.network!r} is not declared under "
+                                        f"networks: (declared: {listing})"))
+        elif any(b.network == a.network for b in out):
+            problems.append(Problem(a.path, f"network {a.network!r} is listed twice"))
+        else:
+            out.append(a)
+    return out
+
+
+# ---- what the file means ---------------------------------------------------------------------
+
+
+@dataclass
+class Net:
+    name: str
+    spec: Network
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    bridge: str
+    masquerade: bool
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Box:
+    """A container with its attachments in declaration order and its published ports."""
+
+    name: str
+    attach: list[Attach]
+    publish: list[Publish]
+    dns: list[str]
+    partial: bool
+    """Some of its networks were rejected: problems that depend on them are not reported."""
+
+
+def veth_name(topology: str, container: str, network: str) -> str:
+    """The host end of a container's veth pair: 'veth' + 7 hex digits, like Docker's, derived
+    from the topology, container and network names (the same file always gives the same)."""
+    digest = hashlib.sha256(f"{topology}/{container}/{network}".encode()).hexdigest()
+    return f"veth{digest[:7]}"
+
+
+def chain_names(topology: str) -> tuple[str, str]:
+    """The filter chain (isolation) and the nat chain (published ports) of a topology."""
+    return f"NSGEN-{topology}-FWD", f"NSGEN-{topology}-DNAT"
+
+
+def _host_names(topology: Topology) -> dict[str, str]:
+    """Interface names the core part declares in the root namespace, with their paths."""
+    names: dict[str, str] = {}
+    for i, name in enumerate(topology.host.external):
+        names[name] = f"host.external[{i}]"
+    for name in topology.host.bridges:
+        names[name] = f"host.bridges.{name}"
+    for name in topology.host.vxlans:
+        names[name] = f"host.vxlans.{name}"
+    for netns, spec in topology.spaces():
+        base = HOST if netns == HOST else f"namespaces.{netns}"
+        for i, iface in enumerate(spec.interfaces):
+            if netns == HOST and iface.name:
+                names[near_name(netns, iface)] = f"{base}.interfaces[{i}]"
+            if iface.peer.netns == HOST:
+                names[peer_name(netns, iface)] = f"{base}.interfaces[{i}].peer"
+    return names
+
+
+AnyInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def _host_addresses(topology: Topology) -> list[tuple[AnyInterface, str]]:
+    """Addresses the core part puts in the root namespace, with their paths."""
+    found: list[tuple[AnyInterface, str]] = []
+    for name, bridge in topology.host.bridges.items():
+        found += [(ipaddress.ip_interface(a), f"host.bridges.{name}") for a in bridge.addresses]
+    for name, vxlan in topology.host.vxlans.items():
+        found += [(ipaddress.ip_interface(a), f"host.vxlans.{name}") for a in vxlan.addresses]
+    for netns, spec in topology.spaces():
+        base = HOST if netns == HOST else f"namespaces.{netns}"
+        for i, iface in enumerate(spec.interfaces):
+            if netns == HOST:
+                found += [(ipaddress.ip_interface(a), f"{base}.interfaces[{i}]")
+                          for a in iface.addresses]
+            if iface.peer.netns == HOST:
+                found += [(ipaddress.ip_interface(a), f"{base}.interfaces[{i}].peer")
+                          for a in iface.peer.addresses]
+    return found
+
+
+def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict[str, Net]:
+    nets: dict[str, Net] = {}
+    host_names = _host_names(topology)
+    host_addresses = _host_addresses(topology)
+    bridges: dict[str, str] = {}
+    subnets: dict[str, ipaddress.IPv4Network] = {}
+    for name, spec in sugar.networks.items():
+        base = f"networks.{name}"
+        subnet = ipaddress.ip_network(spec.subnet)
+        if not isinstance(subnet, ipaddress.IPv4Network):
+            problems.append(Problem(f"{base}.subnet", f"{spec.subnet} is IPv6: Docker-style "
+                                    "networks are IPv4 here (their rules are iptables rules)"))
+            continue
+        if subnet.prefixlen > 30:
+            problems.append(Problem(f"{base}.subnet", f"{subnet} is too small: a network needs "
+                                    "room for a gateway and a container (at most /30)"))
+            continue
+        ok = True
+        for other, other_subnet in subnets.items():
+            if subnet.overlaps(other_subnet):
+                problems.append(Problem(f"{base}.subnet", f"{subnet} overlaps {other_subnet} of "
+                                        f"network {other} (networks.{other}.subnet)"))
+                ok = False
+        subnets[name] = subnet
+        for iface, where in host_addresses:
+            if iface.version == 4 and iface.network.overlaps(subnet):
+                problems.append(Problem(f"{base}.subnet", f"{subnet} overlaps the root "
+                                        f"namespace's {iface} (at {where})"))
+                ok = False
+        gateway = next(subnet.hosts())
+        if spec.gateway is not None:
+            given = ipaddress.ip_address(spec.gateway)
+            if not isinstance(given, ipaddress.IPv4Address) or given not in subnet:
+                problems.append(Problem(f"{base}.gateway", f"{spec.gateway} is outside the "
+                                        f"subnet {subnet}"))
+                ok = False
+            elif given in (subnet.network_address, subnet.broadcast_address):
+                kind = "network" if given == subnet.network_address else "broadcast"
+                problems.append(Problem(f"{base}.gateway", f"{spec.gateway} is the {kind} "
+                                        f"address of {subnet}, not a host address"))
+                ok = False
+            else:
+                gateway = given
+        bridge = spec.bridge or ("docker0" if name == DEFAULT_NETWORK else f"br-{name}")
+        where = f"{base}.bridge"
+        if spec.bridge is None:
+            try:
+                TypeAdapter(IfName).validate_python(bridge)
+            except ValidationError:
+                problems.append(Problem(base, f"the derived bridge name {bridge!r} is "
+                                        f"{len(bridge.encode())} bytes, over the kernel's limit "
+                                        f"of {IFNAMSIZ} (or not a valid interface name): set "
+                                        "'bridge:' explicitly"))
+                ok = False
+            where = base
+        if bridge in bridges:
+            problems.append(Problem(where, f"bridge {bridge} is already the bridge of network "
+                                    f"{bridges[bridge]}"))
+            ok = False
+        elif bridge in host_names:
+            problems.append(Problem(where, f"bridge {bridge} clashes with the root namespace's "
+                                    f"interface declared at {host_names[bridge]}"))
+            ok = False
+        bridges.setdefault(bridge, name)
+        masquerade = not spec.internal if spec.masquerade is None else spec.masquerade
+        if spec.internal and spec.masquerade:
+            problems.append(Problem(f"{base}.masquerade", "an internal network has no way out, "
+                                    "so nothing to masquerade: remove masquerade or internal"))
+            ok = False
+        if ok:
+            nets[name] = Net(name, spec, subnet, gateway, bridge, masquerade)
+    return nets
+
+
+def _containers(topology: Topology, sugar: Sugar, declared: list[str], nets: dict[str, Net],
+                problems: list[Problem]) -> list[Box]:
+    boxes: list[Box] = []
+    for name, spec in sugar.containers.items():
+        base: tuple[int | str, ...] = ("containers", name)
+        if name in topology.namespaces:
+            problems.append(Problem(format_path(base), f"container {name} clashes with the "
+                                    f"namespace declared at namespaces.{name}: a container is a "
+                                    "namespace of the same name"))
+            continue
+        attach = _container_networks(spec.networks, (*base, "networks"), declared,
+                                     "networks" not in spec.model_fields_set, problems)
+        partial = any(a.network not in nets for a in attach)
+        attach = [a for a in attach if a.network in nets]
+        publish = [p for i, value in enumerate(spec.publish)
+                   if (p := _publish_entry(value, (*base, "publish", i), problems)) is not None]
+        boxes.append(Box(name, attach, publish, spec.dns, partial))
+    return boxes
+
+
+def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> None:
+    """Explicit addresses first (each reserved once), then the next free host addresses, in
+    container declaration order; the gateway is reserved before either."""
+    taken: dict[str, dict[ipaddress.IPv4Address, str]] = {
+        name: {net.gateway: f"networks.{name}.gateway" + ("" if net.spec.gateway else
+                                                           " (the default gateway)")}
+        for name, net in nets.items()
+    }
+    for box in boxes:
+        for a in box.attach:
+            net = nets[a.network]
+            net.members.append(box.name)
+            if a.explicit is None:
+                continue
+            where = f"{a.path}.address"
+            if ":" in a.explicit:
+                problems.append(Problem(where, f"{a.explicit} is not an IPv4 address"))
+                continue
+            address = ipaddress.IPv4Address(a.explicit)
+            if address not in net.subnet:
+                problems.append(Problem(where, f"{address} is outside the subnet {net.subnet} "
+                                        f"of network {net.name}"))
+            elif address in (net.subnet.network_address, net.subnet.broadcast_address):
+                kind = "network" if address == net.subnet.network_address else "broadcast"
+                problems.append(Problem(where, f"{address} is the {kind} address of "
+                                        f"{net.subnet}, not a host address"))
+            elif address in taken[net.name]:
+                problems.append(Problem(where, f"{address} is already taken on network "
+                                        f"{net.name} (by {taken[net.name][address]})"))
+            else:
+                taken[net.name][address] = where
+                a.address = address
+    free = {name: net.subnet.hosts() for name, net in nets.items()}
+    for box in boxes:
+        for a in box.attach:
+            if a.explicit is not None:
+                continue
+            picked = next((h for h in free[a.network] if h not in taken[a.network]), None)
+            if picked is None:
+                problems.append(Problem(a.path, f"network {a.network} ({nets[a.network].subnet})"
+                                        " has no free address left for this container"))
+                continue
+            taken[a.network][picked] = a.path
+            a.address = picked
+
+
+def _check_veths(topology: Topology, boxes: list[Box], problems: list[Problem]) -> None:
+    """The derived host ends must be new names in the root namespace (a clash of 7 hex digits
+    is unlikely, not impossible)."""
+    used = _host_names(topology)
+    for box in boxes:
+        for a in box.attach:
+            name = veth_name(topology.name, box.name, a.network)
+            if name in used:
+                problems.append(Problem(a.path, f"the derived host end {name} of this veth pair "
+                                        f"clashes with the interface at {used[name]}: rename the "
+                                        "container or the network"))
+            used[name] = a.path
+
+
+def _outbound(box: Box, nets: dict[str, Net]) -> Attach | None:
+    """The container's first attachment to a non-internal network: its way out and where its
+    published ports are sent."""
+    return next((a for a in box.attach if not nets[a.network].spec.internal), None)
+
+
+def _check_publish(boxes: list[Box], nets: dict[str, Net], problems: list[Problem]) -> None:
+    seen: dict[tuple[str, int], list[Publish]] = {}
+    for box in boxes:
+        for port in box.publish:
+            if _outbound(box, nets) is None and not box.partial:
+                on = ", ".join(a.network for a in box.attach)
+                where = f"only on internal networks ({on})" if on else "on no network"
+                problems.append(Problem(port.path, f"container {box.name} is {where}: nothing "
+                                        "from outside can reach it, so it cannot publish ports"))
+            key = (port.protocol, port.published)
+            for other in seen.get(key, []):
+                if None in (port.host_ip, other.host_ip) or port.host_ip == other.host_ip:
+                    problems.append(Problem(port.path, f"host port {port.published}/"
+                                            f"{port.protocol} is already published (at "
+                                            f"{other.path})"))
+                    break
+            seen.setdefault(key, []).append(port)
+
+
+# ---- core objects ----------------------------------------------------------------------------
+
+
+def _rule(table: str, chain: str, rule: str, insert: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"table": table, "chain": chain, "rule": rule}
+    if insert:
+        out["insert"] = True
+    return out
+
+
+def _firewall(topology: str, nets: dict[str, Net], boxes: list[Box]) -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]]]:
+    """Own chains and rules of the root namespace, in the order they must be created."""
+    fwd, dnat = chain_names(topology)
+    chains: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+    if not nets:
+        return chains, rules
+    chains.append({"table": "filter", "name": fwd})
+    rules.append(_rule("filter", "FORWARD", f"-j {fwd}", insert=True))
+    ordered = list(nets.values())
+    # DOCKER-ISOLATION: no network forwards into another.
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            rules.append(_rule("filter", fwd, f"-i {a.bridge} -o {b.bridge} -j DROP"))
+            rules.append(_rule("filter", fwd, f"-i {b.bridge} -o {a.bridge} -j DROP"))
+    for net in ordered:
+        if not net.spec.icc:
+            rules.append(_rule("filter", fwd, f"-i {net.bridge} -o {net.bridge} -j DROP"))
+        if net.spec.internal:
+            rules.append(_rule("filter", fwd, f"-i {net.bridge} ! -o {net.bridge} -j DROP"))
+            rules.append(_rule("filter", fwd, f"! -i {net.bridge} -o {net.bridge} -j DROP"))
+    for net in ordered:
+        if net.masquerade:
+            rules.append(_rule("nat", "POSTROUTING",
+                               f"-s {net.subnet} ! -o {net.bridge} -j MASQUERADE"))
+    published = [(box, port) for box in boxes for port in box.publish]
+    if published:
+        chains.append({"table": "nat", "name": dnat})
+        rules.append(_rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {dnat}"))
+        rules.append(_rule("nat", "OUTPUT",
+                           f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {dnat}"))
+    for box, port in published:
+        out = _outbound(box, nets)
+        assert out is not None and out.address is not None
+        only = f"-d {port.host_ip} " if port.host_ip else ""
+        rules.append(_rule("nat", dnat, f"{only}-p {port.protocol} --dport {port.published} "
+                           f"-j DNAT --to-destination {out.address}:{port.target}"))
+    hairpins: list[str] = []
+    for box, port in published:
+        out = _outbound(box, nets)
+        assert out is not None
+        net = nets[out.network]
+        hairpin = (f"-s {net.subnet} -d {out.address} -p {port.protocol} --dport {port.target} "
+                   "-m conntrack --ctstate DNAT -j MASQUERADE")
+        if hairpin not in hairpins:  # two host ports for one container port need one rule
+            hairpins.append(hairpin)
+    rules += [_rule("nat", "POSTROUTING", hairpin) for hairpin in hairpins]
+    return chains, rules
+
+
+def _hosts(box: Box, boxes: list[Box]) -> dict[str, str]:
+    """/etc/hosts of a container: itself, then every container it shares a network with, at
+    its address on the first such network (in this container's order)."""
+    hosts: dict[str, str] = {}
+    mine = [a.network for a in box.attach]
+    for other in boxes:
+        theirs = {a.network: a.address for a in other.attach}
+        for network in mine:
+            if network in theirs and theirs[network] is not None:
+                hosts[other.name] = str(theirs[network])
+                break
+    if box.name in hosts:  # itself first, as in Docker's /etc/hosts
+        hosts = {box.name: hosts[box.name], **hosts}
+    return hosts
+
+
+def _build(topology: Topology, nets: dict[str, Net], boxes: list[Box],
+           problems: list[Problem]) -> Topology:
+    data = topology.model_dump(mode="json", by_alias=True)
+    host = data["host"]
+    for net in nets.values():
+        host["bridges"][net.bridge] = {
+            "addresses": [f"{net.gateway}/{net.subnet.prefixlen}"]}
+    for box in boxes:
+        interfaces = []
+        for k, a in enumerate(box.attach):
+            net = nets[a.network]
+            interfaces.append({
+                "name": f"eth{k}",
+                "peer": {"netns": HOST, "bridge": net.bridge,
+                         "name": veth_name(topology.name, box.name, net.name)},
+                "addresses": [f"{a.address}/{net.subnet.prefixlen}"],
+            })
+        namespace: dict[str, Any] = {"interfaces": interfaces}
+        out = _outbound(box, nets)
+        if out is not None:
+            namespace["routes"] = [{"to": "default", "via": str(nets[out.network].gateway)}]
+        namespace["dns"] = {"nameservers": box.dns, "hosts": _hosts(box, boxes)}
+        data["namespaces"][box.name] = namespace
+
+    if any(not net.spec.internal for net in nets.values()):
+        _sysctl(host, "net.ipv4.ip_forward", "1", "forwarding between the bridges and the "
+                "uplink", problems)
+    if any(not net.spec.icc for net in nets.values()):
+        _sysctl(host, "net.bridge.bridge-nf-call-iptables", "1", "icc: false (traffic "
+                "between two ports of one bridge must pass iptables)", problems)
+
+    fwd, dnat = chain_names(topology.name)
+    for chain in (fwd, dnat):
+        if len(chain) > CHAIN_LIMIT:
+            problems.append(Problem("name", f"the derived iptables chain {chain} is "
+                                    f"{len(chain)} bytes, over the limit of {CHAIN_LIMIT}: "
+                                    "shorten the topology name"))
+    chains, rules = _firewall(topology.name, nets, boxes)
+    host["iptables"]["chains"] += chains
+    host["iptables"]["rules"] += rules
+
+    data["groups"] += [
+        Group(name=net.name, kind="docker network", members=net.members).model_dump(mode="json")
+        for net in nets.values()
+    ]
+    try:
+        return Topology.model_validate(data)
+    except ValidationError as exc:  # a clash the checks above did not foresee
+        problems.extend(pydantic_problems(exc))
+        return topology
+
+
+def _sysctl(host: dict[str, Any], key: str, value: str, reason: str,
+            problems: list[Problem]) -> None:
+    current = host["sysctls"].get(key)
+    if current is None:
+        host["sysctls"][key] = value
+    elif str(current) != value:
+        problems.append(Problem(f"host.sysctls.{key}", f"the Docker-style networks need {key} = "
+                                f"{value} ({reason}), but the file sets {current}"))
+
+
+def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:
+    """The topology with every network and container as core objects, and the problems found
+    in `networks:` and `containers:` (paths as in the file)."""
+    problems: list[Problem] = []
+    parsed, declared = _parse(sugar, problems)
+    nets = _networks(topology, parsed, problems)
+    boxes = _containers(topology, parsed, declared, nets, problems)
+    _assign(nets, boxes, problems)
+    _check_publish(boxes, nets, problems)
+    _check_veths(topology, boxes, problems)
+    if problems:
+        return topology, problems
+    expanded = _build(topology, nets, boxes, problems)
+    return (topology, problems) if problems else (expanded, problems)
