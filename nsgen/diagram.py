@@ -30,7 +30,7 @@ LinkKind = Literal["veth", "attach", "uplink"]
 """veth: a veth pair; attach: a stack's L3 presence on one of its bridges or uplinks;
 uplink: an external interface's way out to the upstream."""
 
-GroupKind = Literal["namespace"]
+GroupKind = Literal["namespace", "group"]
 
 IMAGE_FORMATS = ("svg", "png")
 """What `render_image` asks Graphviz for."""
@@ -240,10 +240,34 @@ def _veth_links(topology: Topology, drawing: Drawing) -> None:
             drawing.links.append(Link(stack_id(netns), target, "veth", tuple(lines)))
 
 
+def _topology_groups(topology: Topology, drawing: Drawing) -> None:
+    """The topology's `groups` (a Docker network, a Kubernetes node) as boxes around their
+    members' namespace boxes. A namespace in several groups (a container on two networks)
+    stays outside them all: a box can hold a namespace only once."""
+    counts: dict[str, int] = {}
+    for entry in topology.groups:
+        for member in dict.fromkeys(entry.members):
+            counts[member] = counts.get(member, 0) + 1
+    by_id = {group.id: group for group in drawing.groups}
+    placed: set[str] = set()
+    outer: list[Group] = []
+    for index, entry in enumerate(topology.groups):
+        box = Group(ident("group", str(index), entry.name), "group", f"{entry.kind} {entry.name}")
+        for member in dict.fromkeys(entry.members):
+            inner = by_id.get(namespace_group_id(member))
+            if inner is not None and counts[member] == 1:
+                box.groups.append(inner)
+                placed.add(inner.id)
+        if box.groups:
+            outer.append(box)
+    drawing.groups = [g for g in drawing.groups if g.id not in placed] + outer
+
+
 def build_drawing(topology: Topology) -> Drawing:
     """The picture of a validated topology (references are trusted, not checked)."""
     drawing = Drawing(title=topology.name)
     _namespace_groups(topology, drawing)
+    _topology_groups(topology, drawing)
     _veth_links(topology, drawing)
     return drawing
 

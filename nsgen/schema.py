@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from nsgen.expand import expanders
 from nsgen.model import Topology
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -21,6 +22,16 @@ TITLE = "nsgen topology"
 def topology_schema() -> dict[str, Any]:
     """The schema as a fresh dict: `$schema` first, a title, no `$id`, Field descriptions kept."""
     generated = Topology.model_json_schema(mode="validation")
+    for module in expanders():
+        model = getattr(module, "SCHEMA_MODEL", None)
+        if model is None:
+            continue
+        sugar = model.model_json_schema(mode="validation")
+        for name, definition in sugar.get("$defs", {}).items():
+            if generated.setdefault("$defs", {}).setdefault(name, definition) != definition:
+                raise ValueError(f"schema definition {name!r} is defined twice")
+        for key in module.KEYS:
+            generated["properties"][key] = sugar["properties"][key]
     generated.pop("$schema", None)
     generated.pop("$id", None)
     generated.pop("title", None)

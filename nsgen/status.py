@@ -40,7 +40,10 @@ KINDS = (
     "veth",
     "address",
     "route",
+    "vxlan",
     "masquerade",
+    "chain",
+    "rule",
     "sysctl",
     "dns",
     "state",
@@ -162,6 +165,24 @@ class LiveState:
                         rules.append(line.split())
             self._nat[netns] = rules
         return self._nat[netns]
+
+    def iptables_has(self, netns: str, table: str, chain: str, words: list[str] | None) -> bool:
+        """`iptables -C` for a rule (words given) or `-n -L` for a chain (words None)."""
+        prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
+        if words is None:
+            argv = [*prefix, "iptables", "-w", "-t", table, "-n", "-L", chain]
+        else:
+            argv = [*prefix, "iptables", "-w", "-t", table, "-C", chain, *words]
+        self.commands.append(argv)
+        try:
+            result = self._run(argv)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ProbeError(f"iptables: {exc}") from None
+        if result.returncode not in (0, 1):
+            lines = (result.stderr or "").strip().splitlines()
+            if not (words is None and "No chain" in (result.stderr or "")):
+                raise ProbeError(lines[-1] if lines else f"iptables exited {result.returncode}")
+        return result.returncode == 0
 
     def sysctls(self, netns: str, paths: list[str]) -> dict[str, str]:
         """Values of /proc/sys files (first line, stripped); a file that cannot be read is left
@@ -473,6 +494,31 @@ class _Status:
 
         self.check("masquerade", netns, f"-s {source} -o {out}", how)
 
+    def chain(self, a: dict[str, Any]) -> None:
+        netns, table, name = a["netns"], a["table"], a["name"]
+
+        def how() -> tuple[str, str]:
+            found = self.live.iptables_has(netns, table, name, None)
+            return (PRESENT, "") if found else (MISSING, "")
+
+        self.check("chain", netns, f"{table} {name}", how)
+
+    def rule(self, a: dict[str, Any]) -> None:
+        netns, table, chain, words = a["netns"], a["table"], a["chain"], list(a["words"])
+
+        def how() -> tuple[str, str]:
+            found = self.live.iptables_has(netns, table, chain, words)
+            return (PRESENT, "") if found else (MISSING, "")
+
+        shown = " ".join(w for w in words if w not in ("-m", "comment", "--comment", a.get("tag")))
+        self.check("rule", netns, f"{table} {chain} {shown}", how)
+
+    def vxlan(self, a: dict[str, Any]) -> None:
+        netns, name = a["netns"], a["name"]
+        self.check("vxlan", netns, name, lambda: self._link(netns, name, "vxlan", None, False))
+        for address in a["addresses"]:
+            self.address({"netns": netns, "dev": name, "address": address})
+
     def sysctl(self, a: dict[str, Any]) -> None:
         netns, key, value, path = a["netns"], a["key"], str(a["value"]), a["path"]
 
@@ -532,7 +578,7 @@ class _Status:
                 HOST,
                 name,
                 DIFFERENT,
-                f"journal incomplete: {len(journal.done)} of {total} steps done",
+                f"journal incomplete: {len(journal.done)} steps done, no 'complete'",
             )
         else:
             self.add("state", HOST, name, PRESENT)
@@ -552,6 +598,9 @@ class _Status:
             "end": self.end,
             "route": self.route,
             "masquerade": self.masquerade,
+            "chain": self.chain,
+            "rule": self.rule,
+            "vxlan": self.vxlan,
             "sysctl": self.sysctl,
             "dns": self.dns,
         }
@@ -570,7 +619,7 @@ def topology_status(topology: Topology, live: LiveState | None = None) -> list[O
 
     Reads only; needs root for iptables-save and for anything inside a named namespace (rows
     that could not be read are "different" with a detail starting "cannot check:")."""
-    return _Status(topology, build_plan(topology), live or LiveState()).build()
+    return _Status(topology, build_plan(topology, "tutorial"), live or LiveState()).build()
 
 
 # ---- output ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from tests.harness import (
     render_example,
     run,
     sandboxed,
+    wait_until_up,
 )
 
 NSGEN = (sys.executable, "-m", "nsgen")
@@ -188,6 +189,7 @@ def test_up_twice_and_down_twice_change_nothing_the_second_time(tmp_path: Path) 
     with upstream(["eth0"]):
         before = take_snapshot()
         assert nsgen("up", SEED).returncode == 0
+        wait_until_up("br0")
         during = take_snapshot()
         second = nsgen("up", SEED)
         assert second.returncode == 0

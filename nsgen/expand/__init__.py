@@ -8,6 +8,7 @@ An expander is a module with:
         KEYS that the file has. Returns the topology with the generated core objects added
         (and `groups` for diagrams), and every problem found in the sugar, with field paths
         as they appear in the file (e.g. "containers.web.publish[0]").
+  SCHEMA_MODEL: a pydantic model whose fields are KEYS (optional; for `nsgen schema`)
 """
 
 from __future__ import annotations

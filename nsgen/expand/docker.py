@@ -173,6 +173,10 @@ class Sugar(Strict):
 # ---- validation with file paths --------------------------------------------------------------
 
 
+SCHEMA_MODEL = Sugar
+"""For `nsgen schema`: the model whose fields are this expander's KEYS."""
+
+
 def _unwrap(tp: Any) -> Any:
     while True:
         origin = typing.get_origin(tp)
