@@ -12,19 +12,16 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from nsgen import __version__
+from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import load_topology
-from nsgen.plan import STYLES, build_plan
-from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
-from nsgen.plan import Plan
+from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import SCRIPTS, Renderer, unit_name, write_scripts
-from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
-from nsgen.lab import run_lab
-from nsgen.run import Console, Executor, Options, down_from_record
-from nsgen.sandbox import DNS_SERVER
-from nsgen.schema import schema_text
-from nsgen.status import drifted, format_table, to_json, topology_status
+
+# The executor, lab, status, diagram and schema modules (and plumbum) load only for the
+# commands that use them: `nsgen render` of a big topology should not pay for them.
+DNS_SERVER = "198.51.100.53"  # nsgen.sandbox.DNS_SERVER, for --help without importing it
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -210,6 +207,8 @@ def up(
 ) -> None:
     """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
     Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal)."""
+    from nsgen.run import Console, Executor, Options
+
     executor = Executor(build_plan(load_topology(file), _style(style)))
     if dry_run:
         typer.echo(executor.describe())
@@ -234,6 +233,8 @@ def down(
 ) -> None:
     """Remove what 'nsgen up' (or setup.sh) built, from its record in /run/nsgen/<name>/, so
     it works even if the file changed or is gone. Exit 0 if it is not up."""
+    from nsgen.run import Console, Executor, Options, down_from_record
+
     executor = None
     if Path(target).is_file():
         executor = Executor(build_plan(load_topology(target)))
@@ -269,6 +270,9 @@ def lab(
     """Build the topology in a throwaway sandbox (private network and /run/netns, /etc/netns,
     /run/nsgen), with a simulated upstream behind every external interface; run CMD or a
     shell; tear down; leave nothing behind. Exits with CMD's status."""
+    from nsgen.lab import run_lab
+    from nsgen.run import Console
+
     topology = load_topology(file)
     result = run_lab(topology, command or None, Console(quiet=quiet, verbose=verbose), dns=dns,
                      checks=run_checks if run_checks_too else None)
@@ -285,6 +289,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON 
 def status(file: TopologyFile, json_out: JsonOption = False) -> None:
     """Compare every declared object (namespace, link, address, route, rule, sysctl, DNS file)
     with the live kernel state: present, missing or different. Exit 0 if all match, 1 if not."""
+    from nsgen.status import drifted, format_table, to_json, topology_status
+
     topology = load_topology(file)
     rows = topology_status(topology)
     typer.echo(to_json(rows, topology.name) if json_out else format_table(rows))
@@ -308,6 +314,8 @@ def diagram(
 ) -> None:
     """Draw the topology: namespaces, bridges, veth pairs with both ends' names and addresses,
     uplinks and NAT. Mermaid renders on GitHub; svg and png need Graphviz's dot."""
+    from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
+
     topology = load_topology(file)
     if fmt in ("mermaid", "dot"):
         text = mermaid(topology) if fmt == "mermaid" else dot(topology)
@@ -327,6 +335,8 @@ def diagram(
 @app.command(epilog="Example: nsgen schema > topology.schema.json")
 def schema() -> None:
     """Print the JSON Schema of the topology format (for editors: yaml-language-server)."""
+    from nsgen.schema import schema_text
+
     typer.echo(schema_text(), nl=False)
 
 

@@ -26,7 +26,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     duplicates: list[tuple[str, int, int]]
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+class _FastUniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same on libyaml's parser (about ten times faster), when PyYAML was built with it."""
+
+    duplicates: list[tuple[str, int, int]]
+
+
+def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -41,18 +47,29 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     return loader.construct_mapping(node, deep=deep)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
+for _loader in (_UniqueKeyLoader, _FastUniqueKeyLoader):
+    _loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load(loader_class: Any, text: str) -> tuple[Any, list[tuple[str, int, int]]]:
+    loader = loader_class(text)
+    loader.duplicates = []
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text; a syntax error or a duplicate key becomes a TopologyError with line:column."""
-    loader = _UniqueKeyLoader(text)
-    loader.duplicates = []
+    """Parse YAML text; a syntax error or a duplicate key becomes a TopologyError with line:column.
+
+    libyaml parses; a file it rejects is parsed again by PyYAML's own parser, whose messages
+    are clearer (it names the offending character)."""
     try:
-        data = loader.get_single_data()
+        try:
+            data, duplicates = _load(_FastUniqueKeyLoader, text)
+        except yaml.YAMLError:
+            data, duplicates = _load(_UniqueKeyLoader, text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -60,14 +77,12 @@ def parse_yaml(text: str, source: str) -> Any:
         raise TopologyError(source, [Problem(where, f"YAML syntax error: {reason}")]) from None
     except yaml.YAMLError as exc:
         raise TopologyError(source, [Problem("", f"YAML error: {exc}")]) from None
-    finally:
-        loader.dispose()
-    if loader.duplicates:
+    if duplicates:
         raise TopologyError(
             source,
             [
                 Problem(f"line {line}, column {col}", f"key {key!r} appears twice in one mapping")
-                for key, line, col in loader.duplicates
+                for key, line, col in duplicates
             ],
         )
     return data

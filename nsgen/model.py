@@ -51,6 +51,11 @@ class Peer(Strict):
         "off any bridge: 'veth-<namespace>'.",
     )
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of the far end.")
+    hairpin: bool = Field(
+        False, description="On a bridge: let frames leave through the port they came in on, so "
+        "a namespace can reach itself through a NAT on the bridge's host (bridge CNI's "
+        "hairpinMode)."
+    )
 
 
 class Interface(Strict):

@@ -107,6 +107,9 @@ def check_topology(topology: Topology) -> list[Problem]:
             if far_ns not in spaces:
                 problems.append(Problem(f"{path}.peer.netns", f"namespace {far_ns!r} is not declared"))
                 continue
+            if iface.peer.hairpin and iface.peer.bridge is None:
+                problems.append(Problem(f"{path}.peer.hairpin", "hairpin is a bridge port "
+                                        "setting: it needs peer.bridge"))
             if iface.peer.bridge is not None:
                 far_spec = dict(topology.spaces())[far_ns]
                 if iface.peer.bridge not in far_spec.bridges:

@@ -162,8 +162,14 @@ class Cluster(Strict):
     services: dict[ServiceName, Service] = Field(default_factory=dict)
 
 
-MODELS: dict[str, type[BaseModel]] = {"cluster": Cluster}
-"""The model of each key this expander owns (for a JSON Schema that includes the sugar)."""
+class ClusterSugar(Strict):
+    """The keys this expander owns, as one model."""
+
+    cluster: Cluster = Field(description="A Kubernetes-style cluster (docs/kubernetes.md).")
+
+
+SCHEMA_MODEL = ClusterSugar
+"""For `nsgen schema`: the model whose fields are this expander's KEYS."""
 
 
 # ---- the layout: every derived name and address ----------------------------------------------
@@ -725,7 +731,9 @@ def _pod_namespace(cluster: Cluster, layout: Layout, node: NodeLayout,
     spec: dict[str, Any] = {
         "interfaces": [{
             "name": POD_IFNAME,
-            "peer": {"netns": node.name, "bridge": POD_BRIDGE, "name": pod.host_veth},
+            # hairpin: a pod reaching itself through its own Service (bridge CNI hairpinMode)
+            "peer": {"netns": node.name, "bridge": POD_BRIDGE, "name": pod.host_veth,
+                     "hairpin": True},
             "addresses": [str(pod.address)],
         }],
         "routes": [{"to": "default", "via": str(node.bridge_address.ip)}],
