@@ -90,8 +90,9 @@ def parse_results(tsv: str) -> list[CheckResult]:
             continue
         number, verdict, expect, ms, label, detail = fields
         results.append(
-            CheckResult(int(number), label, expect, verdict == "PASS", detail,
-                        float(ms) if ms else None)
+            CheckResult(
+                int(number), label, expect, verdict == "PASS", detail, float(ms) if ms else None
+            )
         )
     return results
 
@@ -99,15 +100,22 @@ def parse_results(tsv: str) -> list[CheckResult]:
 def run_check_script(script: str, timeout: float) -> list[CheckResult]:
     """Run a rendered check.sh (as text) and return its results."""
     if os.geteuid() != 0:
-        raise NsgenError("nsgen check enters namespaces and must run as root "
-                         "(try: sudo nsgen check FILE)")
+        raise NsgenError(
+            "nsgen check enters namespaces and must run as root (try: sudo nsgen check FILE)"
+        )
     with tempfile.TemporaryDirectory(prefix="nsgen-check-") as tmp:
         path = Path(tmp) / "check.sh"
         path.write_text(script)
         env = {**os.environ, "NSGEN_CHECK_FORMAT": "tsv"}
         try:
-            done = subprocess.run(["bash", str(path)], capture_output=True, text=True,
-                                  env=env, timeout=timeout, check=False)
+            done = subprocess.run(
+                ["bash", str(path)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise NsgenError(f"check.sh did not finish within {timeout:g} s") from None
     results = parse_results(done.stdout)
@@ -136,6 +144,13 @@ def format_results(results: list[CheckResult]) -> str:
 
 def results_json(results: list[CheckResult], topology: str) -> str:
     passed = sum(r.passed for r in results)
-    return json.dumps({"topology": topology, "checks": [asdict(r) for r in results],
-                       "passed": passed, "failed": len(results) - passed},
-                      indent=2, sort_keys=True)
+    return json.dumps(
+        {
+            "topology": topology,
+            "checks": [asdict(r) for r in results],
+            "passed": passed,
+            "failed": len(results) - passed,
+        },
+        indent=2,
+        sort_keys=True,
+    )

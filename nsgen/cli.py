@@ -55,9 +55,12 @@ def reported(command: Callable[P, R]) -> Callable[P, R]:
 
 StyleOption = Annotated[
     str,
-    typer.Option("--style", metavar="batch|tutorial",
-                 help="batch: few processes (fast, the default); tutorial: one command per "
-                 "line with ip netns exec, as the tutorial types them. Same network."),
+    typer.Option(
+        "--style",
+        metavar="batch|tutorial",
+        help="batch: few processes (fast, the default); tutorial: one command per "
+        "line with ip netns exec, as the tutorial types them. Same network.",
+    ),
 ]
 
 
@@ -115,13 +118,18 @@ def render(
     ] = None,
     systemd: Annotated[
         bool,
-        typer.Option("--systemd", help="Also write nsgen-<topology>.service running DIR's scripts."),
+        typer.Option(
+            "--systemd", help="Also write nsgen-<topology>.service running DIR's scripts."
+        ),
     ] = False,
     install_to: Annotated[
         Path | None,
-        typer.Option("--install-to", metavar="PREFIX",
-                     help="Lay out PREFIX/usr/libexec/nsgen/<topology>/*.sh and "
-                     "PREFIX/etc/systemd/system/nsgen-<topology>.service for an image build."),
+        typer.Option(
+            "--install-to",
+            metavar="PREFIX",
+            help="Lay out PREFIX/usr/libexec/nsgen/<topology>/*.sh and "
+            "PREFIX/etc/systemd/system/nsgen-<topology>.service for an image build.",
+        ),
     ] = None,
     style: StyleOption = "batch",
 ) -> None:
@@ -154,8 +162,12 @@ def render(
 
 @app.command(epilog="Example: sudo nsgen check examples/seed.yaml --json")
 @reported
-def check(file: TopologyFile, json_out: Annotated[
-    bool, typer.Option("--json", help="Machine-readable JSON instead.")] = False) -> None:
+def check(
+    file: TopologyFile,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Machine-readable JSON instead.")
+    ] = False,
+) -> None:
     """Run the topology's declared checks (ping, tcp, dns; reach or blocked) against the live
     network, through the same check.sh that render writes. Exit 1 if any check fails."""
     plan = build_plan(load_topology(file))
@@ -175,8 +187,11 @@ def run_checks(plan: Plan) -> list[CheckResult]:
 
 LogOption = Annotated[
     Path | None,
-    typer.Option("--log", metavar="PATH",
-                 help="JSON Lines log of every step (default: /run/nsgen/<topology>/log.jsonl)."),
+    typer.Option(
+        "--log",
+        metavar="PATH",
+        help="JSON Lines log of every step (default: /run/nsgen/<topology>/log.jsonl).",
+    ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures.")]
 VerboseOption = Annotated[
@@ -184,8 +199,11 @@ VerboseOption = Annotated[
 ]
 LockTimeout = Annotated[
     float,
-    typer.Option("--lock-timeout", metavar="SECONDS",
-                 help="How long to wait for another nsgen run of the same topology."),
+    typer.Option(
+        "--lock-timeout",
+        metavar="SECONDS",
+        help="How long to wait for another nsgen run of the same topology.",
+    ),
 ]
 
 
@@ -195,7 +213,9 @@ LockTimeout = Annotated[
 @reported
 def up(
     file: TopologyFile,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; run nothing.")
+    ] = False,
     replace: Annotated[
         bool, typer.Option("--replace", help="If it is up with other YAML: down, then up.")
     ] = False,
@@ -218,9 +238,7 @@ def up(
     typer.echo(summary, err=True)
 
 
-@app.command(
-    epilog="Examples: sudo nsgen down examples/seed.yaml   sudo nsgen down seed"
-)
+@app.command(epilog="Examples: sudo nsgen down examples/seed.yaml   sudo nsgen down seed")
 @reported
 def down(
     target: Annotated[
@@ -254,15 +272,22 @@ def lab(
     file: TopologyFile,
     command: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[-- CMD...]", help="Command to run inside (default: a shell).",
-                       show_default=False),
+        typer.Argument(
+            metavar="[-- CMD...]",
+            help="Command to run inside (default: a shell).",
+            show_default=False,
+        ),
     ] = None,
     dns: Annotated[
         bool, typer.Option("--dns", help=f"Run a DNS server (dnsmasq) at {DNS_SERVER} upstream.")
     ] = False,
     run_checks_too: Annotated[
-        bool, typer.Option("--check", help="Run the declared checks after up (no shell unless "
-                           "CMD is given); exit 1 if one fails.")
+        bool,
+        typer.Option(
+            "--check",
+            help="Run the declared checks after up (no shell unless "
+            "CMD is given); exit 1 if one fails.",
+        ),
     ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -274,8 +299,13 @@ def lab(
     from nsgen.run import Console
 
     topology = load_topology(file)
-    result = run_lab(topology, command or None, Console(quiet=quiet, verbose=verbose), dns=dns,
-                     checks=run_checks if run_checks_too else None)
+    result = run_lab(
+        topology,
+        command or None,
+        Console(quiet=quiet, verbose=verbose),
+        dns=dns,
+        checks=run_checks if run_checks_too else None,
+    )
     if result.leftovers:
         raise typer.Exit(1)
     raise typer.Exit(result.exit_code)
@@ -309,7 +339,8 @@ def diagram(
         str, typer.Option("--format", "-f", help="mermaid (default), dot, svg or png.")
     ] = "mermaid",
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", metavar="FILE", help="Write here (svg/png: required).")
+        Path | None,
+        typer.Option("-o", "--out", metavar="FILE", help="Write here (svg/png: required)."),
     ] = None,
 ) -> None:
     """Draw the topology: namespaces, bridges, veth pairs with both ends' names and addresses,

@@ -1,4 +1,5 @@
-"""The one exception tree. Modules raise these; only `nsgen.cli` prints them and picks exit codes."""
+"""The one exception tree. Modules raise these; only `nsgen.cli` prints them and picks exit
+codes."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import re
 import shlex
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema
 
 HOST = "host"
 """How a topology names the root namespace (the machine's own network stack)."""
@@ -19,7 +19,9 @@ IFNAMSIZ = 15
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _TOPOLOGY_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-_HOSTNAME_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
 _SYSCTL_RE = re.compile(r"net(\.[A-Za-z0-9_-]+)+")
 _SYSCTL_VALUE_RE = re.compile(r"-?[0-9]+")
 
@@ -76,7 +78,10 @@ def _ifaddr(value: str) -> str:
         iface = ipaddress.ip_interface(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a valid {_family(value)} interface address") from None
-    if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
+    if (
+        iface.ip == iface.network.network_address
+        and iface.network.prefixlen < iface.max_prefixlen - 1
+    ):
         raise ValueError(f"{value!r} is the network address of its subnet, not a host address")
     return str(iface)
 
@@ -113,15 +118,18 @@ def _hostname(value: str) -> str:
 def _sysctl_key(value: str) -> str:
     if not _SYSCTL_RE.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a network sysctl nsgen manages: it must look like net.ipv4.ip_forward"
+            f"{value!r} is not a network sysctl nsgen manages: it must look like "
+            "net.ipv4.ip_forward"
         )
     return value
 
 
 def _sysctl_value(value: object) -> str:
     text = str(value)
-    if not isinstance(value, int | str) or isinstance(value, bool) or not (
-        _SYSCTL_VALUE_RE.fullmatch(text)
+    if (
+        not isinstance(value, int | str)
+        or isinstance(value, bool)
+        or not (_SYSCTL_VALUE_RE.fullmatch(text))
     ):
         raise ValueError(f"{value!r} is not a valid sysctl value: nsgen writes integers only")
     return text
@@ -135,15 +143,41 @@ BUILTIN_CHAINS = {
     "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
     "raw": ("PREROUTING", "OUTPUT"),
 }
-_RULE_FORBIDDEN = {"-t", "--table", "-A", "--append", "-I", "--insert", "-D", "--delete", "-N",
-                   "--new-chain", "-X", "--delete-chain", "-F", "--flush", "-P", "--policy", "-Z",
-                   "--zero", "-R", "--replace", "-E", "--rename-chain", "-L", "--list", "-S"}
+_RULE_FORBIDDEN = {
+    "-t",
+    "--table",
+    "-A",
+    "--append",
+    "-I",
+    "--insert",
+    "-D",
+    "--delete",
+    "-N",
+    "--new-chain",
+    "-X",
+    "--delete-chain",
+    "-F",
+    "--flush",
+    "-P",
+    "--policy",
+    "-Z",
+    "--zero",
+    "-R",
+    "--replace",
+    "-E",
+    "--rename-chain",
+    "-L",
+    "--list",
+    "-S",
+}
 
 
 def _chain(value: str) -> str:
     if not _CHAIN_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid chain name: 1 to 28 letters, digits, '_', "
-                         "'-', '.', not starting with '-' or '.'")
+        raise ValueError(
+            f"{value!r} is not a valid chain name: 1 to 28 letters, digits, '_', "
+            "'-', '.', not starting with '-' or '.'"
+        )
     return value
 
 
@@ -164,8 +198,10 @@ def _rule(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid rule: {exc}") from None
     used = sorted(_RULE_FORBIDDEN.intersection(words))
     if used:
-        raise ValueError(f"{value!r}: give only matches and a target; the table, chain and "
-                         f"operation come from the other keys (remove {', '.join(used)})")
+        raise ValueError(
+            f"{value!r}: give only matches and a target; the table, chain and "
+            f"operation come from the other keys (remove {', '.join(used)})"
+        )
     return value
 
 

@@ -43,9 +43,13 @@ def _run_inside(command: list[str], name: str) -> int:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_lab(topology: Topology, command: list[str] | None, console: Console,
-            dns: bool = False,
-            checks: Callable[[Plan], list[CheckResult]] | None = None) -> LabResult:
+def run_lab(
+    topology: Topology,
+    command: list[str] | None,
+    console: Console,
+    dns: bool = False,
+    checks: Callable[[Plan], list[CheckResult]] | None = None,
+) -> LabResult:
     """Enter a new sandbox (this process stays in it), build the upstream and the topology,
     run the declared checks if `checks` is given, then `command` (default, without checks:
     an interactive shell), tear down, and compare with the state before `up`. The exit code
@@ -58,8 +62,10 @@ def run_lab(topology: Topology, command: list[str] | None, console: Console,
         for name, (near, far) in upstream.uplinks.items():
             console.info(f"lab: stand-in uplink {name} {near} -> simulated upstream {far}")
         if upstream.uplinks:
-            console.info(f"lab: simulated internet host {INTERNET_HOST}"
-                         + (f", DNS {DNS_SERVER} answering *.{TEST_ZONE}" if dns else ""))
+            console.info(
+                f"lab: simulated internet host {INTERNET_HOST}"
+                + (f", DNS {DNS_SERVER} answering *.{TEST_ZONE}" if dns else "")
+            )
         before = take_snapshot()
         plan = build_plan(topology)
         executor = Executor(plan)

@@ -89,7 +89,7 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def format_path(loc: tuple[int | str, ...]) -> str:
-    """('namespaces', 'red', 'interfaces', 0, 'addresses') -> 'namespaces.red.interfaces[0].addresses'."""
+    """('namespaces', 'red', 'interfaces', 0) -> 'namespaces.red.interfaces[0]'."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -175,7 +175,9 @@ def _describe(error: Any, prefix: tuple[int | str, ...] = ()) -> Problem:
 def topology_from_data(data: Any, source: str) -> Topology:
     """Validate parsed YAML into a Topology, or raise a TopologyError listing every problem."""
     if not isinstance(data, dict):
-        raise TopologyError(source, [Problem("", "the file must hold a mapping (name:, host:, ...)")])
+        raise TopologyError(
+            source, [Problem("", "the file must hold a mapping (name:, host:, ...)")]
+        )
     core, sugar = split_sugar(data)
     try:
         topology = Topology.model_validate(core)
@@ -190,8 +192,9 @@ def topology_from_data(data: Any, source: str) -> Topology:
     return topology
 
 
-def pydantic_problems(exc: ValidationError, prefix: tuple[int | str, ...] = (),
-                      data: Any = None) -> list[Problem]:
+def pydantic_problems(
+    exc: ValidationError, prefix: tuple[int | str, ...] = (), data: Any = None
+) -> list[Problem]:
     """A pydantic ValidationError as Problems (paths under `prefix`), deduplicated, in the
     order pydantic found them (which follows the file). `data` is accepted for callers'
     convenience and not needed."""

@@ -39,7 +39,9 @@ __all__ = ["HOST"]
 class Peer(Strict):
     """The far end of a veth pair."""
 
-    netns: NsRef = Field(HOST, description="Namespace of the far end; 'host' is the root namespace.")
+    netns: NsRef = Field(
+        HOST, description="Namespace of the far end; 'host' is the root namespace."
+    )
     bridge: IfName | None = Field(
         None, description="Attach the far end to this bridge (declared in the far end's namespace)."
     )
@@ -52,9 +54,10 @@ class Peer(Strict):
     )
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of the far end.")
     hairpin: bool = Field(
-        False, description="On a bridge: let frames leave through the port they came in on, so "
+        False,
+        description="On a bridge: let frames leave through the port they came in on, so "
         "a namespace can reach itself through a NAT on the bridge's host (bridge CNI's "
-        "hairpinMode)."
+        "hairpinMode).",
     )
 
 
@@ -81,8 +84,9 @@ class Route(Strict):
     via: IpAddr | None = Field(None, description="Gateway; must lie in an attached subnet.")
     dev: IfName | None = Field(None, description="Outgoing interface.")
     onlink: bool = Field(
-        False, description="Treat the gateway as directly reachable on dev (needs dev), even "
-        "outside its subnets; flannel's host routes to other nodes' vxlan addresses are such."
+        False,
+        description="Treat the gateway as directly reachable on dev (needs dev), even "
+        "outside its subnets; flannel's host routes to other nodes' vxlan addresses are such.",
     )
 
 
@@ -149,7 +153,8 @@ class Dns(Strict):
     nameservers: list[IpAddr] = Field(default_factory=list, description="resolv.conf nameservers.")
     search: list[HostName] = Field(default_factory=list, description="resolv.conf search domains.")
     hosts: dict[HostName, IpAddr] = Field(
-        default_factory=dict, description="Entries for the namespace's own /etc/hosts: name: address."
+        default_factory=dict,
+        description="Entries for the namespace's own /etc/hosts: name: address.",
     )
 
 

@@ -16,7 +16,8 @@ def peer_name(netns: str, iface: Interface) -> str:
     """Name of the far end of a veth pair declared in `netns`.
 
     In another named namespace, not on a bridge: 'veth-<that namespace>' (red's veth to blue
-    has the ends veth-red and veth-blue, as in the tutorial's style). Otherwise: 'veth-<netns>-br' on a bridge and
+    has the ends veth-red and veth-blue, as in the tutorial's style). Otherwise:
+    'veth-<netns>-br' on a bridge and
     'veth-<netns>-host' without one when the near end's name was derived, and
     '<netns>-<near name>' when it was given (router's 'front' gets 'router-front')."""
     if iface.peer.name:

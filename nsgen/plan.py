@@ -87,8 +87,7 @@ def _owned_link(spec: Namespace, dev: str) -> str | None:
 def _tagged(rule: str, tag: str) -> list[str]:
     """The rule's words with `-m comment --comment TAG` before the target (-j/-g)."""
     words = shlex.split(rule)
-    at = next((i for i, w in enumerate(words) if w in ("-j", "--jump", "-g", "--goto")),
-              len(words))
+    at = next((i for i, w in enumerate(words) if w in ("-j", "--jump", "-g", "--goto")), len(words))
     return [*words[:at], "-m", "comment", "--comment", tag, *words[at:]]
 
 
@@ -119,8 +118,11 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 f"create namespace {netns}",
                 "A network namespace is a separate copy of the network stack: its own links, "
                 "addresses, routes and firewall. This is what a container gets."
-                + (" Its loopback 'lo' starts down; bring it up so local traffic works."
-                   if loopback else ""),
+                + (
+                    " Its loopback 'lo' starts down; bring it up so local traffic works."
+                    if loopback
+                    else ""
+                ),
                 {"netns": netns, "loopback": loopback},
             )
         )
@@ -163,10 +165,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
             near = near_name(netns, iface)
             far = peer_name(netns, iface)
             far_ns = iface.peer.netns
-            if HOST in (netns, far_ns):
-                pair_owner = None
-            else:
-                pair_owner = f"namespace {netns}"
+            pair_owner = None if HOST in (netns, far_ns) else f"namespace {netns}"
             steps.append(
                 Step(
                     "veth",
@@ -183,8 +182,9 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                     checks.append(Check("link_absent", {"name": end}))
             pair = f"veth pair {near} <-> {far}"
             veth_ends.append((netns, near, None, iface.addresses, pair, False))
-            veth_ends.append((far_ns, far, iface.peer.bridge, iface.peer.addresses, pair,
-                              iface.peer.hairpin))
+            veth_ends.append(
+                (far_ns, far, iface.peer.bridge, iface.peer.addresses, pair, iface.peer.hairpin)
+            )
             for end_ns, end_addresses in ((netns, iface.addresses), (far_ns, iface.peer.addresses)):
                 if end_ns == HOST:
                     for address in end_addresses:
@@ -202,19 +202,28 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
         if master:
             reasons.append(f"As a port of {master}, {dev} joins the switch.")
         if hairpin:
-            reasons.append("Hairpin mode lets frames go back out of the port they came in "
-                           "on, so the namespace reaches itself through a NAT on the bridge.")
+            reasons.append(
+                "Hairpin mode lets frames go back out of the port they came in "
+                "on, so the namespace reaches itself through a NAT on the bridge."
+            )
         if addresses:
-            reasons.append(f"The address makes {_where(netns)} a host on "
-                           f"{ipaddress.ip_interface(addresses[0]).network}.")
+            reasons.append(
+                f"The address makes {_where(netns)} a host on "
+                f"{ipaddress.ip_interface(addresses[0]).network}."
+            )
         reasons.append("A new link is down until it is set up.")
         steps.append(
             Step(
                 "end",
                 ", ".join(parts) + _in(netns),
                 " ".join(reasons),
-                {"netns": netns, "dev": dev, "bridge": master, "addresses": addresses,
-                 "hairpin": hairpin},
+                {
+                    "netns": netns,
+                    "dev": dev,
+                    "bridge": master,
+                    "addresses": addresses,
+                    "hairpin": hairpin,
+                },
                 pair,
             )
         )
@@ -230,11 +239,23 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                     "A VXLAN device carries Ethernet frames inside UDP packets to other hosts "
                     f"(port {vxlan.port}): an overlay network across the underlay"
                     + (f" reached through {vxlan.dev}." if vxlan.dev else ".")
-                    + ("" if vxlan.learning else " Learning is off: where each remote MAC lives "
-                       "is written into the forwarding database below, as flannel does."),
-                    {"netns": netns, "name": name, "id": vxlan.id, "local": vxlan.local,
-                     "dev": vxlan.dev, "port": vxlan.port, "mac": vxlan.mac,
-                     "learning": vxlan.learning, "addresses": vxlan.addresses},
+                    + (
+                        ""
+                        if vxlan.learning
+                        else " Learning is off: where each remote MAC lives "
+                        "is written into the forwarding database below, as flannel does."
+                    ),
+                    {
+                        "netns": netns,
+                        "name": name,
+                        "id": vxlan.id,
+                        "local": vxlan.local,
+                        "dev": vxlan.dev,
+                        "port": vxlan.port,
+                        "mac": vxlan.mac,
+                        "learning": vxlan.learning,
+                        "addresses": vxlan.addresses,
+                    },
                     owner,
                 )
             )
@@ -245,9 +266,15 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
         owner = None if netns == HOST else f"namespace {netns}"
         for route in spec.routes:
             target = "default route" if route.to == "default" else f"route to {route.to}"
-            how = " ".join(x for x in (f"via {route.via}" if route.via else "",
-                                        f"dev {route.dev}" if route.dev else "",
-                                        "onlink" if route.onlink else "") if x)
+            how = " ".join(
+                x
+                for x in (
+                    f"via {route.via}" if route.via else "",
+                    f"dev {route.dev}" if route.dev else "",
+                    "onlink" if route.onlink else "",
+                )
+                if x
+            )
             steps.append(
                 Step(
                     "route",
@@ -258,8 +285,14 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                         else f"Packets for {route.to} go through the gateway instead of being "
                         "dropped as unreachable."
                     ),
-                    {"netns": netns, "to": route.to, "via": route.via, "dev": route.dev,
-                     "onlink": route.onlink, "family": 6 if ":" in (route.via or route.to) else 4},
+                    {
+                        "netns": netns,
+                        "to": route.to,
+                        "via": route.via,
+                        "dev": route.dev,
+                        "onlink": route.onlink,
+                        "family": 6 if ":" in (route.via or route.to) else 4,
+                    },
                     owner,
                 )
             )
@@ -276,8 +309,12 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                     f"{_in(netns)}",
                     f"A permanent ARP entry: {neighbor.address} is answered from this table, "
                     "with no ARP request on the wire.",
-                    {"netns": netns, "dev": neighbor.dev, "address": neighbor.address,
-                     "lladdr": neighbor.lladdr},
+                    {
+                        "netns": netns,
+                        "dev": neighbor.dev,
+                        "address": neighbor.address,
+                        "lladdr": neighbor.lladdr,
+                    },
                     owner or _owned_link(spec, neighbor.dev),
                 )
             )
@@ -314,15 +351,21 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
         for rule in spec.iptables.rules:
             words = _tagged(rule.rule, tag)
             in_own_chain = (rule.table, rule.chain) in own
-            rule_args = {"netns": netns, "table": rule.table, "chain": rule.chain,
-                         "words": words, "insert": rule.insert}
+            rule_args = {
+                "netns": netns,
+                "table": rule.table,
+                "chain": rule.chain,
+                "words": words,
+                "insert": rule.insert,
+            }
             steps.append(
                 Step(
                     "rule",
                     f"{'insert into' if rule.insert else 'append to'} {rule.table} {rule.chain}: "
                     f"{rule.rule}{_in(netns)}",
-                    "" if in_own_chain or netns != HOST else
-                    f"The rule carries the comment {tag} so teardown deletes exactly this rule.",
+                    ""
+                    if in_own_chain or netns != HOST
+                    else f"The rule carries the comment {tag}, so teardown deletes exactly it.",
                     rule_args,
                     owner or (f"chain {rule.chain}" if in_own_chain else None),
                 )
@@ -408,7 +451,8 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
     ipv6 = _declares_ipv6(topology)
     steps = [
         Step(s.kind, s.title, s.why, {**s.args, "ipv6": ipv6}, s.owner)
-        if s.kind in ("bridge", "end", "vxlan") else s
+        if s.kind in ("bridge", "end", "vxlan")
+        else s
         for s in steps
     ]
     if style == "batch":
@@ -474,8 +518,9 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
             created.append(step)
             per_ns.setdefault(space, [])
             if step.args["loopback"]:
-                per_ns[space].append(Step("loopback", f"bring up lo in {space}", "",
-                                          {"netns": space}, step.title))
+                per_ns[space].append(
+                    Step("loopback", f"bring up lo in {space}", "", {"netns": space}, step.title)
+                )
         elif step.kind == "veth":
             root_links.append(step)
         elif step.kind == "dns" or (step.kind == "sysctl" and space == HOST):
@@ -491,49 +536,71 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
     out: list[Step] = []
     if created:
         names = [str(s.args["netns"]) for s in created]
-        out.append(Step(
-            "netns_batch",
-            f"create {len(names)} namespace(s): {_names(names)}",
-            "A network namespace is a separate copy of the network stack: its own links, "
-            "addresses, routes and firewall. This is what a container gets. One `ip -b` "
-            "creates them all.",
-            {"names": names}, None, tuple(created),
-        ))
+        out.append(
+            Step(
+                "netns_batch",
+                f"create {len(names)} namespace(s): {_names(names)}",
+                "A network namespace is a separate copy of the network stack: its own links, "
+                "addresses, routes and firewall. This is what a container gets. One `ip -b` "
+                "creates them all.",
+                {"names": names},
+                None,
+                tuple(created),
+            )
+        )
     if root_links:
-        out.append(Step(
-            "root_batch",
-            "create bridges and veth pairs" + _count(root_links, "veth"),
-            "Bridges are virtual switches, veth pairs virtual cables: each pair is created "
-            "with both ends already in their namespaces, and the ends that stay in the root "
-            "namespace are attached to their bridge and brought up, all in one `ip -b`.",
-            {"netns": HOST}, None, tuple(root_links),
-        ))
+        out.append(
+            Step(
+                "root_batch",
+                "create bridges and veth pairs" + _count(root_links, "veth"),
+                "Bridges are virtual switches, veth pairs virtual cables: each pair is created "
+                "with both ends already in their namespaces, and the ends that stay in the root "
+                "namespace are attached to their bridge and brought up, all in one `ip -b`.",
+                {"netns": HOST},
+                None,
+                tuple(root_links),
+            )
+        )
     for space, parts in per_ns.items():
         if space == HOST or not parts:
             continue
-        out.append(Step(
-            "ns_batch",
-            f"configure namespace {space}",
-            f"Everything inside {space}, with one entry into the namespace: "
-            + "; ".join(dict.fromkeys(_part_summary(p) for p in parts)) + ".",
-            {"netns": space}, f"namespace {space}", tuple(parts), parallel=True,
-        ))
+        out.append(
+            Step(
+                "ns_batch",
+                f"configure namespace {space}",
+                f"Everything inside {space}, with one entry into the namespace: "
+                + "; ".join(dict.fromkeys(_part_summary(p) for p in parts))
+                + ".",
+                {"netns": space},
+                f"namespace {space}",
+                tuple(parts),
+                parallel=True,
+            )
+        )
     if root_late:
-        out.append(Step(
-            "root_batch",
-            "add routes" + _count(root_late, "route") + " in the root namespace",
-            "The root namespace's routes, neighbours and forwarding entries, in one `ip -b`.",
-            {"netns": HOST}, None, tuple(root_late),
-        ))
+        out.append(
+            Step(
+                "root_batch",
+                "add routes" + _count(root_late, "route") + " in the root namespace",
+                "The root namespace's routes, neighbours and forwarding entries, in one `ip -b`.",
+                {"netns": HOST},
+                None,
+                tuple(root_late),
+            )
+        )
     if root_rules:
-        out.append(Step(
-            "restore",
-            f"install {len(root_rules)} iptables change(s) in the root namespace",
-            "Own chains and rules, in one `iptables-restore --noflush` (nothing else is "
-            f"flushed). Every rule carries the comment nsgen:{topology}, and teardown removes "
-            "exactly the rules with that comment and the chains created here.",
-            {"netns": HOST, "tag": f"nsgen:{topology}"}, None, tuple(root_rules),
-        ))
+        out.append(
+            Step(
+                "restore",
+                f"install {len(root_rules)} iptables change(s) in the root namespace",
+                "Own chains and rules, in one `iptables-restore --noflush` (nothing else is "
+                f"flushed). Every rule carries the comment nsgen:{topology}, and teardown removes "
+                "exactly the rules with that comment and the chains created here.",
+                {"netns": HOST, "tag": f"nsgen:{topology}"},
+                None,
+                tuple(root_rules),
+            )
+        )
     return out + rest
 
 
@@ -549,9 +616,18 @@ def _count(steps: list[Step], kind: str) -> str:
 
 
 _SUMMARY = {
-    "loopback": "lo up", "bridge": "bridges", "address": "addresses", "end": "veth ends",
-    "vxlan": "VXLAN", "route": "routes", "neighbor": "neighbours", "fdb": "FDB entries",
-    "chain": "iptables", "rule": "iptables", "masquerade": "iptables", "sysctl": "sysctls",
+    "loopback": "lo up",
+    "bridge": "bridges",
+    "address": "addresses",
+    "end": "veth ends",
+    "vxlan": "VXLAN",
+    "route": "routes",
+    "neighbor": "neighbours",
+    "fdb": "FDB entries",
+    "chain": "iptables",
+    "rule": "iptables",
+    "masquerade": "iptables",
+    "sysctl": "sysctls",
 }
 
 

@@ -42,7 +42,8 @@ def quote(value: object) -> str:
 def comment(value: object) -> str:
     """Text for a bash comment: control characters (a newline would end the comment and
     start a command) become '?'. Names cannot hold them anyway; this is the second line."""
-    return "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    text = str(value)
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def restore_quote(value: object) -> str:
@@ -123,10 +124,14 @@ class Renderer:
                 fdb_lines += self._batch_lines("do_fdb", args)
             elif part.kind != "netns":
                 ip_lines += self._batch_lines(f"do_{part.kind}", args)
-        args = {**step.args, "ip_lines": ip_lines, "fdb_lines": fdb_lines,
-                "restore": self._restore(rules), "sysctls": sysctls,
-                "chains": [f"{p.args['table']}/{p.args['name']}" for p in rules
-                           if p.kind == "chain"]}
+        args = {
+            **step.args,
+            "ip_lines": ip_lines,
+            "fdb_lines": fdb_lines,
+            "restore": self._restore(rules),
+            "sysctls": sysctls,
+            "chains": [f"{p.args['table']}/{p.args['name']}" for p in rules if p.kind == "chain"],
+        }
         do = self._macro(f"do_{step.kind}", args)
         if step.owner:
             return do, ""
@@ -188,15 +193,21 @@ class Renderer:
 
     def _render(self, template: str, plan: Plan, steps: list[RenderedStep], **extra: Any) -> str:
         return self.env.get_template(template).render(
-            plan=plan, steps=steps, probes=plan.probes, macros=self.macros, version=__version__,
+            plan=plan,
+            steps=steps,
+            probes=plan.probes,
+            macros=self.macros,
+            version=__version__,
             **extra,
         )
 
     def unit(self, plan: Plan, libexec: str) -> str:
         """A systemd unit running the scripts installed in `libexec` (an absolute path)."""
         if not _UNIT_PATH.fullmatch(libexec):
-            raise UsageError(f"{libexec}: a systemd unit needs an absolute path of letters, "
-                             "digits and / . _ - only")
+            raise UsageError(
+                f"{libexec}: a systemd unit needs an absolute path of letters, "
+                "digits and / . _ - only"
+            )
         return self._render("unit.service.j2", plan, [], libexec=libexec)
 
 

@@ -96,8 +96,9 @@ class Applied:
 class Console:
     """Progress on stderr: one line per step; on a terminal the running step shows first."""
 
-    def __init__(self, quiet: bool = False, verbose: bool = False,
-                 stream: IO[str] | None = None) -> None:
+    def __init__(
+        self, quiet: bool = False, verbose: bool = False, stream: IO[str] | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.verbose = verbose
@@ -124,8 +125,10 @@ class Console:
         ok = record.exit_code == 0
         if self.quiet and ok:
             return
-        line = (f"{self._label(record.phase, record.step, record.total)} {record.title}  "
-                f"{'ok' if ok else 'FAILED'}  {record.duration_ms:.0f} ms")
+        line = (
+            f"{self._label(record.phase, record.step, record.total)} {record.title}  "
+            f"{'ok' if ok else 'FAILED'}  {record.duration_ms:.0f} ms"
+        )
         if self.tty and not self.quiet:
             self.stream.write("\r\033[K")
         self.say(line)
@@ -203,7 +206,9 @@ class Worker:
         self.outputs = outputs
         self.process = local["bash"].popen(
             ["-c", f"{prelude}\n{_WORKER_LOOP}", "nsgen-worker", str(outputs)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         self.stdin = cast(IO[bytes], self.process.stdin)
@@ -260,10 +265,21 @@ class Runner:
             self.workers.append(Worker(self.prelude, Path(self._tmp.name)))
         return self.workers[index]
 
-    def _record(self, job: Job, started: str, clock: float, status: int, out: str,
-                err: str) -> Record:
-        record = Record(job.phase, job.number, job.total, job.title, job.commands, status,
-                        out, err, started, round((time.perf_counter() - clock) * 1000, 3))
+    def _record(
+        self, job: Job, started: str, clock: float, status: int, out: str, err: str
+    ) -> Record:
+        record = Record(
+            job.phase,
+            job.number,
+            job.total,
+            job.title,
+            job.commands,
+            status,
+            out,
+            err,
+            started,
+            round((time.perf_counter() - clock) * 1000, 3),
+        )
         self.log.write(record)
         self.console.end(record)
         return record
@@ -341,12 +357,18 @@ def _groups(steps: list[RenderedStep]) -> Iterator[list[RenderedStep]]:
 
 def _require_root(command: str) -> None:
     if os.geteuid() != 0:
-        raise NotRootError(f"nsgen {command} changes the network and must run as root "
-                           f"(try: sudo nsgen {command} ...)")
+        raise NotRootError(
+            f"nsgen {command} changes the network and must run as root "
+            f"(try: sudo nsgen {command} ...)"
+        )
 
 
-def _undo_all(runner: Runner, applied: Applied, begun: set[int] | frozenset[int],
-              signals: _Signals | None = None) -> list[str]:
+def _undo_all(
+    runner: Runner,
+    applied: Applied,
+    begun: set[int] | frozenset[int],
+    signals: _Signals | None = None,
+) -> list[str]:
     """Undo, newest first, every step in `begun` that has an undo; return what failed."""
     leftovers = []
     for step in sorted(applied.steps, key=lambda s: -s.number):
@@ -422,18 +444,24 @@ class Executor:
         if replace:
             return None
         if digest == self.plan.digest:
-            raise NsgenError(f"{name}: a previous run did not finish (killed?); its record is in "
-                             f"{self.state.path}; run 'nsgen down {name}' first")
-        raise NsgenError(f"{name} is up with a different topology (its record is in "
-                         f"{self.state.path}); run 'nsgen down {name}' first, or use --replace")
+            raise NsgenError(
+                f"{name}: a previous run did not finish (killed?); its record is in "
+                f"{self.state.path}; run 'nsgen down {name}' first"
+            )
+        raise NsgenError(
+            f"{name} is up with a different topology (its record is in "
+            f"{self.state.path}); run 'nsgen down {name}' first, or use --replace"
+        )
 
     def _preflight(self) -> None:
         script = self.renderer.preflight_script(self.plan, self.steps)
         result = local["bash"].popen(["-c", script], start_new_session=True)
         _, stderr = cast(tuple[bytes, bytes], result.communicate())
         if result.returncode != 0:
-            reasons = [line.removeprefix("[nsgen]").strip()
-                       for line in stderr.decode(errors="replace").splitlines()]
+            reasons = [
+                line.removeprefix("[nsgen]").strip()
+                for line in stderr.decode(errors="replace").splitlines()
+            ]
             reasons = [r for r in reasons if r and not r.startswith("preflight refused")]
             raise PreflightError(reasons or [f"preflight failed (exit {result.returncode})"])
 
@@ -453,8 +481,7 @@ class Executor:
             if len(group) == 1 and not group[0].parallel:
                 if not begin(jobs[0]):
                     break
-                records = [runner.run("do", jobs[0].number, total, jobs[0].title,
-                                      jobs[0].commands)]
+                records = [runner.run("do", jobs[0].number, total, jobs[0].title, jobs[0].commands)]
             else:
                 records = runner.run_side_by_side(jobs, begin)
             failed = [r for r in records if r.exit_code != 0]
@@ -464,19 +491,25 @@ class Executor:
             if failed:
                 record = failed[0]
                 detail = (record.stderr.strip().splitlines() or ["(no error output)"])[-1]
-                runner.console.say(f"step {record.step}/{total} ({record.title}) failed with "
-                                   f"exit status {record.exit_code}: {detail}")
+                runner.console.say(
+                    f"step {record.step}/{total} ({record.title}) failed with "
+                    f"exit status {record.exit_code}: {detail}"
+                )
                 self._roll_back(runner, begun, signals)
-                raise StepFailed(f"{self.plan.topology}: step {record.step}/{total} "
-                                 f"({record.title}) failed; rolled back, the host is as it was")
+                raise StepFailed(
+                    f"{self.plan.topology}: step {record.step}/{total} "
+                    f"({record.title}) failed; rolled back, the host is as it was"
+                )
             if signals.received is not None:
                 break
         if signals.received is not None:
             name = signal.Signals(signals.received).name
             runner.console.say(f"{name} received: rolling back")
             self._roll_back(runner, begun, signals)
-            raise Interrupted(f"{self.plan.topology}: interrupted by {name}; rolled back, the "
-                              "host is as it was", 128 + signals.received)
+            raise Interrupted(
+                f"{self.plan.topology}: interrupted by {name}; rolled back, the host is as it was",
+                128 + signals.received,
+            )
         self.state.append("complete")
         return f"{self.plan.topology} is up ({total} steps)"
 
@@ -486,15 +519,17 @@ class Executor:
         if leftovers:
             raise RollbackIncomplete(
                 f"{self.plan.topology}: rollback incomplete, still present: "
-                + "; ".join(leftovers) + f" (record kept in {self.state.path}; fix the cause "
+                + "; ".join(leftovers)
+                + f" (record kept in {self.state.path}; fix the cause "
                 f"and run 'nsgen down {self.plan.topology}')"
             )
         runner.log.close()
         self.state.remove()
 
 
-def down_from_record(name: str, executor: Executor | None, options: Options,
-                     locked: bool = False) -> str:
+def down_from_record(
+    name: str, executor: Executor | None, options: Options, locked: bool = False
+) -> str:
     """Tear a topology down from its record in /run/nsgen/<name>/ (plan.json and journal).
 
     A record written by setup.sh has no plan.json: then the topology file's own plan (the
@@ -509,11 +544,15 @@ def down_from_record(name: str, executor: Executor | None, options: Options,
         if data is not None:
             applied = Applied.from_json(data)
         elif executor is None:
-            raise NsgenError(f"{name} was set up by its setup.sh (no plan.json in {state.path}); "
-                             "give the topology file (nsgen down FILE) or run its teardown.sh")
+            raise NsgenError(
+                f"{name} was set up by its setup.sh (no plan.json in {state.path}); "
+                "give the topology file (nsgen down FILE) or run its teardown.sh"
+            )
         elif state.digest() != executor.plan.digest:
-            raise NsgenError(f"{state.path} was made from a different version of {name}; use the "
-                             "teardown.sh rendered with it")
+            raise NsgenError(
+                f"{state.path} was made from a different version of {name}; use the "
+                "teardown.sh rendered with it"
+            )
         else:
             applied = executor.applied
         log = Log(options.log_path or state.path / "log.jsonl")
@@ -526,8 +565,11 @@ def down_from_record(name: str, executor: Executor | None, options: Options,
         finally:
             log.close()
         if leftovers:
-            raise RollbackIncomplete(f"{name}: teardown incomplete, still present: "
-                                     + "; ".join(leftovers) + f" (record kept in {state.path})")
+            raise RollbackIncomplete(
+                f"{name}: teardown incomplete, still present: "
+                + "; ".join(leftovers)
+                + f" (record kept in {state.path})"
+            )
         state.remove()
         return f"{name} is down"
 

@@ -172,8 +172,9 @@ def _wait_for_carrier(dev: str, netns: str | None = None, seconds: float = 5.0) 
     prefix = ["ip", "-n", netns] if netns else ["ip"]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        out = subprocess.run([*prefix, "-o", "link", "show", "dev", dev], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            [*prefix, "-o", "link", "show", "dev", dev], capture_output=True, text=True, check=True
+        ).stdout
         if "state UP" in out:
             return
         time.sleep(0.01)
@@ -221,9 +222,20 @@ def start_dns(up: Upstream, records: dict[str, str] | None = None) -> None:
     """Start dnsmasq in the upstream namespace, answering only the test zone (never forwarding)."""
     records = records or {f"www.{TEST_ZONE}": INTERNET_HOST}
     args = [
-        "ip", "netns", "exec", up.netns, "dnsmasq", "--keep-in-foreground", "--no-resolv",
-        "--no-hosts", "--no-poll", "--bind-interfaces", f"--listen-address={DNS_SERVER}",
-        "--user=root", "--pid-file=", f"--local=/{TEST_ZONE}/",
+        "ip",
+        "netns",
+        "exec",
+        up.netns,
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-poll",
+        "--bind-interfaces",
+        f"--listen-address={DNS_SERVER}",
+        "--user=root",
+        "--pid-file=",
+        f"--local=/{TEST_ZONE}/",
     ]
     args += [f"--host-record={name},{address}" for name, address in sorted(records.items())]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

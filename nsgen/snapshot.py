@@ -82,7 +82,9 @@ def namespace_state(netns: str | None) -> dict[str, Any]:
     """Links, addresses, routes (all tables, both families), rules and sysctls of one namespace."""
     return {
         "link": {link["ifname"]: link for link in _ip_json(netns, "link", "show")},
-        "addr": {link["ifname"]: link.get("addr_info", []) for link in _ip_json(netns, "addr", "show")},
+        "addr": {
+            link["ifname"]: link.get("addr_info", []) for link in _ip_json(netns, "addr", "show")
+        },
         "route4": _ip_json(netns, "-4", "route", "show", "table", "all"),
         "route6": _ip_json(netns, "-6", "route", "show", "table", "all"),
         "iptables": _iptables(netns),

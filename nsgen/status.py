@@ -561,7 +561,6 @@ class _Status:
             return
         digest = record.digest()
         journal = record.journal()
-        total = len(self.plan.steps)
         if digest != self.plan.digest:
             self.add(
                 "state",

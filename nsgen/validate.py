@@ -31,7 +31,8 @@ def check_topology(topology: Topology) -> list[Problem]:
     """Every cross-object problem of a topology, in file order; an empty list means it is usable."""
     problems: list[Problem] = []
     spaces = {netns: _Space() for netns, _ in topology.spaces()}
-    for netns, space in spaces.items():
+    specs = dict(topology.spaces())
+    for space in spaces.values():
         space.names["lo"] = "the kernel (every namespace has its loopback 'lo')"
     addresses: dict[str, str] = {}
 
@@ -54,7 +55,9 @@ def check_topology(topology: Topology) -> list[Problem]:
             where = f"{path}.addresses[{k}]"
             ip = str(iface.ip)
             if ip in addresses:
-                problems.append(Problem(where, f"address {ip} is already assigned (at {addresses[ip]})"))
+                problems.append(
+                    Problem(where, f"address {ip} is already assigned (at {addresses[ip]})")
+                )
             else:
                 addresses[ip] = where
             if netns in spaces:
@@ -74,18 +77,27 @@ def check_topology(topology: Topology) -> list[Problem]:
         if netns == HOST:
             if spec.loopback is not None:
                 problems.append(
-                    Problem(f"{base}.loopback", "the root namespace's loopback is the machine's own; "
-                            "nsgen never changes it")
+                    Problem(
+                        f"{base}.loopback",
+                        "the root namespace's loopback is the machine's own; "
+                        "nsgen never changes it",
+                    )
                 )
             if spec.dns is not None:
                 problems.append(
-                    Problem(f"{base}.dns", "the root namespace's /etc/resolv.conf and /etc/hosts are "
-                            "the machine's own; declare dns only in named namespaces")
+                    Problem(
+                        f"{base}.dns",
+                        "the root namespace's /etc/resolv.conf and /etc/hosts are "
+                        "the machine's own; declare dns only in named namespaces",
+                    )
                 )
         elif spec.external:
             problems.append(
-                Problem(f"{base}.external", "a namespace nsgen creates starts empty, so it has no "
-                        "external interfaces; declare them under host")
+                Problem(
+                    f"{base}.external",
+                    "a namespace nsgen creates starts empty, so it has no "
+                    "external interfaces; declare them under host",
+                )
             )
         for i, name in enumerate(spec.external):
             claim_name(netns, name, f"{base}.external[{i}]")
@@ -96,8 +108,11 @@ def check_topology(topology: Topology) -> list[Problem]:
         for i, iface in enumerate(spec.interfaces):
             path = f"{base}.interfaces[{i}]"
             if netns == HOST and iface.name is None:
-                problems.append(Problem(f"{path}.name", "a veth end in the root namespace needs an "
-                                        "explicit name"))
+                problems.append(
+                    Problem(
+                        f"{path}.name", "a veth end in the root namespace needs an explicit name"
+                    )
+                )
                 continue
             near = near_name(netns, iface)
             if derived(near, f"{path}.name"):
@@ -105,17 +120,26 @@ def check_topology(topology: Topology) -> list[Problem]:
             claim_addresses(netns, iface.addresses, path)
             far_ns = iface.peer.netns
             if far_ns not in spaces:
-                problems.append(Problem(f"{path}.peer.netns", f"namespace {far_ns!r} is not declared"))
+                problems.append(
+                    Problem(f"{path}.peer.netns", f"namespace {far_ns!r} is not declared")
+                )
                 continue
             if iface.peer.hairpin and iface.peer.bridge is None:
-                problems.append(Problem(f"{path}.peer.hairpin", "hairpin is a bridge port "
-                                        "setting: it needs peer.bridge"))
+                problems.append(
+                    Problem(
+                        f"{path}.peer.hairpin",
+                        "hairpin is a bridge port setting: it needs peer.bridge",
+                    )
+                )
             if iface.peer.bridge is not None:
-                far_spec = dict(topology.spaces())[far_ns]
+                far_spec = specs[far_ns]
                 if iface.peer.bridge not in far_spec.bridges:
                     problems.append(
-                        Problem(f"{path}.peer.bridge", f"bridge {iface.peer.bridge!r} is not declared "
-                                f"in namespace {far_ns} (under {_space_path(far_ns)}.bridges)")
+                        Problem(
+                            f"{path}.peer.bridge",
+                            f"bridge {iface.peer.bridge!r} is not declared "
+                            f"in namespace {far_ns} (under {_space_path(far_ns)}.bridges)",
+                        )
                     )
             far = peer_name(netns, iface)
             if derived(far, f"{path}.peer.name"):
@@ -137,70 +161,126 @@ def check_topology(topology: Topology) -> list[Problem]:
                 problems.append(Problem(path, "a route needs 'via' (a gateway), 'dev', or both"))
                 continue
             if route.dev is not None and route.dev not in space.names:
-                problems.append(Problem(f"{path}.dev", f"interface {route.dev!r} is not declared in "
-                                        f"namespace {netns}"))
+                problems.append(
+                    Problem(
+                        f"{path}.dev",
+                        f"interface {route.dev!r} is not declared in namespace {netns}",
+                    )
+                )
             family = 6 if ":" in (route.via or route.to) else 4
-            if route.to != "default" and route.via is not None:
-                if ipaddress.ip_network(route.to).version != ipaddress.ip_address(route.via).version:
-                    problems.append(Problem(f"{path}.via", f"gateway {route.via} and destination "
-                                            f"{route.to} are of different IP versions"))
-                    continue
+            if (
+                route.to != "default"
+                and route.via is not None
+                and ipaddress.ip_network(route.to).version
+                != ipaddress.ip_address(route.via).version
+            ):
+                problems.append(
+                    Problem(
+                        f"{path}.via",
+                        f"gateway {route.via} and destination "
+                        f"{route.to} are of different IP versions",
+                    )
+                )
+                continue
             key = (family, "default" if route.to in ("0.0.0.0/0", "::/0") else route.to)
             if key in seen_routes:
-                problems.append(Problem(f"{path}.to", f"a route to {route.to} is already declared "
-                                        f"(at {seen_routes[key]})"))
+                problems.append(
+                    Problem(
+                        f"{path}.to",
+                        f"a route to {route.to} is already declared (at {seen_routes[key]})",
+                    )
+                )
             else:
                 seen_routes[key] = path
             if route.onlink and route.dev is None:
-                problems.append(Problem(f"{path}.onlink", "onlink needs dev (the interface the "
-                                        "gateway is directly reachable on)"))
+                problems.append(
+                    Problem(
+                        f"{path}.onlink",
+                        "onlink needs dev (the interface the gateway is directly reachable on)",
+                    )
+                )
             if route.via is not None and route.dev not in space.external and not route.onlink:
                 gateway = ipaddress.ip_address(route.via)
                 attached = [s.network for s in space.subnets if s.version == gateway.version]
                 if not any(gateway in net for net in attached):
                     listing = ", ".join(sorted({str(n) for n in attached})) or "none"
                     problems.append(
-                        Problem(f"{path}.via", f"gateway {route.via} is outside every subnet attached "
-                                f"to namespace {netns} (attached: {listing})")
+                        Problem(
+                            f"{path}.via",
+                            f"gateway {route.via} is outside every subnet attached "
+                            f"to namespace {netns} (attached: {listing})",
+                        )
                     )
         for j, masq in enumerate(spec.masquerade):
             if masq.out not in space.names:
-                problems.append(Problem(f"{base}.masquerade[{j}].out", f"interface {masq.out!r} is not "
-                                        f"declared in namespace {netns}"))
+                problems.append(
+                    Problem(
+                        f"{base}.masquerade[{j}].out",
+                        f"interface {masq.out!r} is not declared in namespace {netns}",
+                    )
+                )
         for name, vxlan in spec.vxlans.items():
             if vxlan.dev is not None and vxlan.dev not in space.names:
-                problems.append(Problem(f"{base}.vxlans.{name}.dev", f"interface {vxlan.dev!r} is "
-                                        f"not declared in namespace {netns}"))
+                problems.append(
+                    Problem(
+                        f"{base}.vxlans.{name}.dev",
+                        f"interface {vxlan.dev!r} is not declared in namespace {netns}",
+                    )
+                )
         devices = [("neighbors", j, n.dev) for j, n in enumerate(spec.neighbors)]
         devices += [("fdb", j, f.dev) for j, f in enumerate(spec.fdb)]
         for field_name, j, dev in devices:
             if dev not in space.names:
-                problems.append(Problem(f"{base}.{field_name}[{j}].dev", f"interface {dev!r} "
-                                        f"is not declared in namespace {netns}"))
+                problems.append(
+                    Problem(
+                        f"{base}.{field_name}[{j}].dev",
+                        f"interface {dev!r} is not declared in namespace {netns}",
+                    )
+                )
         declared: dict[tuple[str, str], str] = {}
         for j, chain in enumerate(spec.iptables.chains):
             where = f"{base}.iptables.chains[{j}]"
             if chain.name in BUILTIN_CHAINS[chain.table]:
-                problems.append(Problem(f"{where}.name", f"{chain.name} is a built-in chain of "
-                                        f"the {chain.table} table"))
+                problems.append(
+                    Problem(
+                        f"{where}.name",
+                        f"{chain.name} is a built-in chain of the {chain.table} table",
+                    )
+                )
             elif (chain.table, chain.name) in declared:
-                problems.append(Problem(f"{where}.name", f"chain {chain.name} of table "
-                                        f"{chain.table} is already declared (at "
-                                        f"{declared[(chain.table, chain.name)]})"))
+                problems.append(
+                    Problem(
+                        f"{where}.name",
+                        f"chain {chain.name} of table "
+                        f"{chain.table} is already declared (at "
+                        f"{declared[(chain.table, chain.name)]})",
+                    )
+                )
             else:
                 declared[(chain.table, chain.name)] = where
         for j, rule in enumerate(spec.iptables.rules):
-            if (rule.chain not in BUILTIN_CHAINS[rule.table]
-                    and (rule.table, rule.chain) not in declared):
-                problems.append(Problem(f"{base}.iptables.rules[{j}].chain", f"chain "
-                                        f"{rule.chain} is neither built into the {rule.table} "
-                                        "table nor declared under iptables.chains"))
+            if (
+                rule.chain not in BUILTIN_CHAINS[rule.table]
+                and (rule.table, rule.chain) not in declared
+            ):
+                problems.append(
+                    Problem(
+                        f"{base}.iptables.rules[{j}].chain",
+                        f"chain "
+                        f"{rule.chain} is neither built into the {rule.table} "
+                        "table nor declared under iptables.chains",
+                    )
+                )
         seen_masq: dict[tuple[str, str], str] = {}
         for j, masq in enumerate(spec.masquerade):
             key2 = (masq.source, masq.out)
             if key2 in seen_masq:
-                problems.append(Problem(f"{base}.masquerade[{j}]", f"the same rule is already declared "
-                                        f"(at {seen_masq[key2]})"))
+                problems.append(
+                    Problem(
+                        f"{base}.masquerade[{j}]",
+                        f"the same rule is already declared (at {seen_masq[key2]})",
+                    )
+                )
             seen_masq[key2] = f"{base}.masquerade[{j}]"
     problems.extend(_check_checks(topology, spaces))
     return problems
@@ -235,7 +315,7 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
                     problems.append(Problem(f"{path}.{key}", f"a dns check has no {key}"))
             continue
         if check.name is not None:
-            problems.append(Problem(f"{path}.name", f"only dns checks have a name"))
+            problems.append(Problem(f"{path}.name", "only dns checks have a name"))
         if check.to is None:
             problems.append(Problem(f"{path}.to", "required: an address or a namespace's name"))
             continue
@@ -246,11 +326,15 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
             is_address = False
         if not is_address:
             if check.to not in spaces:
-                problems.append(Problem(f"{path}.to", f"{check.to!r} is neither an address nor a "
-                                        "declared namespace"))
+                problems.append(
+                    Problem(
+                        f"{path}.to", f"{check.to!r} is neither an address nor a declared namespace"
+                    )
+                )
             elif first_address(topology, check.to) is None:
-                problems.append(Problem(f"{path}.to", f"namespace {check.to} has no address to "
-                                        "check against"))
+                problems.append(
+                    Problem(f"{path}.to", f"namespace {check.to} has no address to check against")
+                )
         if check.kind == "tcp" and check.port is None:
             problems.append(Problem(f"{path}.port", "a tcp check needs a port"))
         if check.kind == "ping" and check.port is not None:
@@ -259,6 +343,10 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
             if check.kind != "tcp":
                 problems.append(Problem(f"{path}.listen", "only tcp checks start a listener"))
             elif is_address:
-                problems.append(Problem(f"{path}.listen", "to start a listener, 'to' must name "
-                                        "the namespace to listen in"))
+                problems.append(
+                    Problem(
+                        f"{path}.listen",
+                        "to start a listener, 'to' must name the namespace to listen in",
+                    )
+                )
     return problems

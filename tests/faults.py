@@ -59,9 +59,12 @@ done"""
 def install_stand_ins(directory: Path) -> dict[str, str]:
     """Write the stand-ins into `directory`; return the environment that puts them first."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, classify in (("ip", _CLASSIFY_IP), ("bridge", _CLASSIFY_IP),
-                           ("iptables", _CLASSIFY_IPTABLES),
-                           ("iptables-restore", _CLASSIFY_RESTORE)):
+    for name, classify in (
+        ("ip", _CLASSIFY_IP),
+        ("bridge", _CLASSIFY_IP),
+        ("iptables", _CLASSIFY_IPTABLES),
+        ("iptables-restore", _CLASSIFY_RESTORE),
+    ):
         real = shutil.which(name)
         assert real, f"{name} is not installed"
         path = directory / name

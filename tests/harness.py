@@ -42,8 +42,12 @@ def render_example(name: str, out: Path, style: str = "batch") -> Path:
     return out
 
 
-def run(*args: str | Path, netns: str | None = None, timeout: float = 60,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str | Path,
+    netns: str | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command (inside `netns` if given); never raises on a non-zero exit."""
     require_sandbox()
     argv = [str(a) for a in args]
@@ -70,8 +74,20 @@ def make_canary() -> None:
         ["ip", "link", "add", "user-br", "type", "bridge"],
         ["ip", "addr", "add", "10.99.0.1/24", "dev", "user-br"],
         ["ip", "netns", "add", "user-ns"],
-        ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/24", "-o", "eth0",
-         "-j", "MASQUERADE"],
+        [
+            "iptables",
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.99.0.0/24",
+            "-o",
+            "eth0",
+            "-j",
+            "MASQUERADE",
+        ],
         ["iptables", "-w", "-A", "FORWARD", "-s", "10.99.0.0/24", "-j", "ACCEPT"],
     ):
         result = run(*argv)

@@ -110,8 +110,7 @@ DNS_AND_TCP = {
         {"from": "client", "kind": "dns", "name": "nothing.example.test", "expect": "blocked"},
         {"from": "client", "kind": "dns", "name": "peer"},
         {"from": "client", "to": INTERNET_HOST, "kind": "tcp", "port": 8080},
-        {"from": "client", "to": INTERNET_HOST, "kind": "tcp", "port": 8081,
-         "expect": "blocked"},
+        {"from": "client", "to": INTERNET_HOST, "kind": "tcp", "port": 8081, "expect": "blocked"},
         {"from": "client", "to": "server", "kind": "tcp", "port": 7000, "listen": True},
         {"from": "client", "to": "server", "kind": "tcp", "port": 7001, "expect": "blocked"},
     ],
@@ -125,9 +124,20 @@ def test_tcp_and_dns_checks_against_real_listeners(tmp_path: Path) -> None:
     with upstream(["eth0"]) as up:
         start_dns(up)
         server = subprocess.Popen(
-            ["ip", "netns", "exec", up.netns, sys.executable, "-m", "http.server", "8080",
-             "--bind", INTERNET_HOST],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "ip",
+                "netns",
+                "exec",
+                up.netns,
+                sys.executable,
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                INTERNET_HOST,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + 10

@@ -75,8 +75,11 @@ def rules(topology: Topology) -> list[tuple[str, str, str]]:
 def test_each_network_is_a_host_bridge_with_the_gateway_address() -> None:
     data = base()
     data["networks"]["bridge"] = {"subnet": "172.17.0.0/16"}
-    data["networks"]["named"] = {"subnet": "10.30.0.0/24", "gateway": "10.30.0.254",
-                                 "bridge": "dock-named"}
+    data["networks"]["named"] = {
+        "subnet": "10.30.0.0/24",
+        "gateway": "10.30.0.254",
+        "bridge": "dock-named",
+    }
     topology = expand(data)
     assert {name: b.addresses for name, b in topology.host.bridges.items()} == {
         "br-front": ["10.10.0.1/24"],
@@ -97,7 +100,10 @@ def test_addresses_gateway_first_then_explicit_then_next_free_in_declaration_ord
     }
     topology = expand(data)
     assert {ns: spec.interfaces[0].addresses for ns, spec in topology.namespaces.items()} == {
-        "a": ["10.1.0.3/29"], "b": ["10.1.0.2/29"], "c": ["10.1.0.4/29"], "d": ["10.1.0.5/29"],
+        "a": ["10.1.0.3/29"],
+        "b": ["10.1.0.2/29"],
+        "c": ["10.1.0.4/29"],
+        "d": ["10.1.0.5/29"],
     }
     # the same file always gives the same addresses
     assert expand(data) == topology
@@ -106,8 +112,9 @@ def test_addresses_gateway_first_then_explicit_then_next_free_in_declaration_ord
 def test_containers_get_eth0_eth1_in_order_and_docker_style_host_ends_on_the_bridges() -> None:
     topology = expand(base())
     web = topology.namespaces["web"]
-    assert [(i.name, i.addresses, i.peer.netns, i.peer.bridge, i.peer.name)
-            for i in web.interfaces] == [
+    assert [
+        (i.name, i.addresses, i.peer.netns, i.peer.bridge, i.peer.name) for i in web.interfaces
+    ] == [
         ("eth0", ["10.10.0.2/24"], "host", "br-front", veth_name("dock", "web", "front")),
         ("eth1", ["10.20.0.2/24"], "host", "br-back", veth_name("dock", "web", "back")),
     ]
@@ -152,8 +159,10 @@ def test_forwarding_sysctl_only_when_a_network_has_a_way_out() -> None:
     assert expand(data).host.sysctls == {}
     data = base()
     data["networks"]["front"]["icc"] = False
-    assert expand(data).host.sysctls == {"net.ipv4.ip_forward": "1",
-                                         "net.bridge.bridge-nf-call-iptables": "1"}
+    assert expand(data).host.sysctls == {
+        "net.ipv4.ip_forward": "1",
+        "net.bridge.bridge-nf-call-iptables": "1",
+    }
 
 
 def test_iptables_own_chains_isolation_icc_internal_nat_and_published_ports() -> None:
@@ -164,12 +173,17 @@ def test_iptables_own_chains_isolation_icc_internal_nat_and_published_ports() ->
     fwd, dnat = chain_names("dock")
     assert (fwd, dnat) == ("NSGEN-dock-FWD", "NSGEN-dock-DNAT")
     assert [(c.table, c.name) for c in topology.host.iptables.chains] == [
-        ("filter", fwd), ("nat", dnat)]
+        ("filter", fwd),
+        ("nat", dnat),
+    ]
     assert topology.host.iptables.rules[0].insert  # before the host's own FORWARD rules
     bridges = ["br-front", "br-back", "br-quiet", "br-plain"]
-    isolation = [("filter", fwd, f"-i {a} -o {b} -j DROP")
-                 for i, x in enumerate(bridges) for y in bridges[i + 1:]
-                 for a, b in ((x, y), (y, x))]
+    isolation = [
+        ("filter", fwd, f"-i {a} -o {b} -j DROP")
+        for i, x in enumerate(bridges)
+        for y in bridges[i + 1 :]
+        for a, b in ((x, y), (y, x))
+    ]
     assert rules(topology) == [
         ("filter", "FORWARD", f"-j {fwd}"),
         *isolation,
@@ -181,8 +195,12 @@ def test_iptables_own_chains_isolation_icc_internal_nat_and_published_ports() ->
         ("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {dnat}"),
         ("nat", "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {dnat}"),
         ("nat", dnat, "-p tcp --dport 8080 -j DNAT --to-destination 10.10.0.2:80"),
-        ("nat", "POSTROUTING", "-s 10.10.0.0/24 -d 10.10.0.2 -p tcp --dport 80 "
-                               "-m conntrack --ctstate DNAT -j MASQUERADE"),
+        (
+            "nat",
+            "POSTROUTING",
+            "-s 10.10.0.0/24 -d 10.10.0.2 -p tcp --dport 80 "
+            "-m conntrack --ctstate DNAT -j MASQUERADE",
+        ),
     ]
     assert topology.host.masquerade == []
 
@@ -204,8 +222,10 @@ def test_publish_long_form_udp_and_host_ip() -> None:
 
 def test_one_group_per_network_for_diagrams() -> None:
     groups = [(g.name, g.kind, g.members) for g in expand(base()).groups]
-    assert groups == [("front", "docker network", ["web", "client"]),
-                      ("back", "docker network", ["web", "db"])]
+    assert groups == [
+        ("front", "docker network", ["web", "client"]),
+        ("back", "docker network", ["web", "db"]),
+    ]
 
 
 def test_core_objects_stay_and_checks_may_name_containers() -> None:
@@ -239,14 +259,23 @@ def test_addresses_duplicate_outside_or_reserved_are_errors_with_paths() -> None
     data["containers"]["gw"] = {"networks": {"back": {"address": "10.20.0.1"}}}
     data["containers"]["edge"] = {"networks": {"back": {"address": "10.20.0.255"}}}
     assert problems(data) == [
-        ("containers.client.networks.front.address",
-         "10.20.0.5 is outside the subnet 10.10.0.0/24 of network front"),
-        ("containers.other.networks.back.address",
-         "10.20.0.10 is already taken on network back (by containers.db.networks.back.address)"),
-        ("containers.gw.networks.back.address", "10.20.0.1 is already taken on network back "
-         "(by networks.back.gateway (the default gateway))"),
-        ("containers.edge.networks.back.address",
-         "10.20.0.255 is the broadcast address of 10.20.0.0/24, not a host address"),
+        (
+            "containers.client.networks.front.address",
+            "10.20.0.5 is outside the subnet 10.10.0.0/24 of network front",
+        ),
+        (
+            "containers.other.networks.back.address",
+            "10.20.0.10 is already taken on network back (by containers.db.networks.back.address)",
+        ),
+        (
+            "containers.gw.networks.back.address",
+            "10.20.0.1 is already taken on network back "
+            "(by networks.back.gateway (the default gateway))",
+        ),
+        (
+            "containers.edge.networks.back.address",
+            "10.20.0.255 is the broadcast address of 10.20.0.0/24, not a host address",
+        ),
     ]
 
 
@@ -255,8 +284,10 @@ def test_a_full_subnet_is_an_error_at_the_container() -> None:
     data["networks"] = {"tiny": {"subnet": "10.1.0.0/30"}}
     data["containers"] = {"a": {"networks": ["tiny"]}, "b": {"networks": ["tiny"]}}
     assert problems(data) == [
-        ("containers.b.networks[0]",
-         "network tiny (10.1.0.0/30) has no free address left for this container"),
+        (
+            "containers.b.networks[0]",
+            "network tiny (10.1.0.0/30) has no free address left for this container",
+        ),
     ]
 
 
@@ -273,16 +304,22 @@ def test_network_problems_have_paths() -> None:
     data["containers"] = {}
     found = problems(data)
     assert [p for p, _ in found] == [
-        "networks.typo.subnet", "networks.typo.subnett",
-        "networks.front.gateway", "networks.over.subnet", "networks.six.subnet",
-        "networks.averyverylongname", "networks.shut.masquerade",
+        "networks.typo.subnet",
+        "networks.typo.subnett",
+        "networks.front.gateway",
+        "networks.over.subnet",
+        "networks.six.subnet",
+        "networks.averyverylongname",
+        "networks.shut.masquerade",
     ]
-    assert found[1][1] == ("unknown key 'subnett' (known keys: subnet, gateway, bridge, "
-                           "masquerade, internal, icc)")
+    assert found[1][1] == (
+        "unknown key 'subnett' (known keys: subnet, gateway, bridge, masquerade, internal, icc)"
+    )
     found = found[2:]
     assert found[0][1] == "10.11.0.1 is outside the subnet 10.10.0.0/24"
-    assert found[1][1] == "10.10.0.0/16 overlaps 10.10.0.0/24 of network front " \
-                          "(networks.front.subnet)"
+    assert (
+        found[1][1] == "10.10.0.0/16 overlaps 10.10.0.0/24 of network front (networks.front.subnet)"
+    )
     assert "IPv6" in found[2][1]
     assert found[3][1].startswith("the derived bridge name 'br-averyverylongname' is 20 bytes")
     assert "set 'bridge:' explicitly" in found[3][1]
@@ -294,15 +331,19 @@ def test_bridge_name_clashes_are_errors() -> None:
     data["networks"]["front"]["bridge"] = "br0"
     data["networks"]["back"]["bridge"] = "br0"
     assert problems(data) == [
-        ("networks.front.bridge",
-         "bridge br0 clashes with the root namespace's interface declared at host.bridges.br0"),
+        (
+            "networks.front.bridge",
+            "bridge br0 clashes with the root namespace's interface declared at host.bridges.br0",
+        ),
         ("networks.back.bridge", "bridge br0 is already the bridge of network front"),
     ]
     data = base()
     data["host"]["bridges"] = {"br9": {"addresses": ["10.10.0.254/24"]}}
     assert problems(data) == [
-        ("networks.front.subnet",
-         "10.10.0.0/24 overlaps the root namespace's 10.10.0.254/24 (at host.bridges.br9)"),
+        (
+            "networks.front.subnet",
+            "10.10.0.0/24 overlaps the root namespace's 10.10.0.254/24 (at host.bridges.br9)",
+        ),
     ]
 
 
@@ -315,29 +356,42 @@ def test_container_problems_have_paths() -> None:
     data["containers"]["odd"] = {"networks": "front"}
     found = problems(data)
     assert found == [
-        ("containers.my_app", "'my_app' cannot be a container name: the other containers "
-         "resolve it as a host name, so use letters, digits and '-' (no '_'; '.' only between "
-         "labels)"),
-        ("containers.web.networks[1]",
-         "network 'nowhere' is not declared under networks: (declared: front, back)"),
+        (
+            "containers.my_app",
+            "'my_app' cannot be a container name: the other containers "
+            "resolve it as a host name, so use letters, digits and '-' (no '_'; '.' only between "
+            "labels)",
+        ),
+        (
+            "containers.web.networks[1]",
+            "network 'nowhere' is not declared under networks: (declared: front, back)",
+        ),
         ("containers.web.networks[2]", "network 'front' is listed twice"),
-        ("containers.client", "container client clashes with the namespace declared at "
-         "namespaces.client: a container is a namespace of the same name"),
-        ("containers.lost", "network 'bridge' is not declared under networks: (declared: "
-         "front, back) (a container without 'networks:' joins the network 'bridge'; declare "
-         "it, e.g. networks: {bridge: {subnet: 172.17.0.0/16}})"),
-        ("containers.odd.networks", "expected a list of network names, or a mapping network: "
-         "{address: ...}, got 'front'"),
+        (
+            "containers.client",
+            "container client clashes with the namespace declared at "
+            "namespaces.client: a container is a namespace of the same name",
+        ),
+        (
+            "containers.lost",
+            "network 'bridge' is not declared under networks: (declared: "
+            "front, back) (a container without 'networks:' joins the network 'bridge'; declare "
+            "it, e.g. networks: {bridge: {subnet: 172.17.0.0/16}})",
+        ),
+        (
+            "containers.odd.networks",
+            "expected a list of network names, or a mapping network: {address: ...}, got 'front'",
+        ),
     ]
 
 
 def test_publish_problems_have_paths() -> None:
     data = base()
     data["containers"]["client"]["publish"] = [
-        "8080:81",          # host port 8080/tcp is web's already
-        "8080:80/udp",      # another protocol: fine
-        484880,             # what YAML makes of an unquoted 8080:80
-        "80",               # no host port
+        "8080:81",  # host port 8080/tcp is web's already
+        "8080:80/udp",  # another protocol: fine
+        484880,  # what YAML makes of an unquoted 8080:80
+        "80",  # no host port
         "9000:70000",
         "1.2.3:9001:80",
         {"published": 9002, "target": 80, "protocl": "udp"},
@@ -346,24 +400,34 @@ def test_publish_problems_have_paths() -> None:
     data["containers"]["db"]["publish"] = ["5432:5432"]
     found = problems(data)
     assert [p for p, _ in found] == [
-        "containers.client.publish[2]", "containers.client.publish[3]",
-        "containers.client.publish[4]", "containers.client.publish[5]",
-        "containers.client.publish[6].protocl", "containers.client.publish[7]",
-        "containers.client.publish[0]", "containers.db.publish[0]",
+        "containers.client.publish[2]",
+        "containers.client.publish[3]",
+        "containers.client.publish[4]",
+        "containers.client.publish[5]",
+        "containers.client.publish[6].protocl",
+        "containers.client.publish[7]",
+        "containers.client.publish[0]",
+        "containers.db.publish[0]",
     ]
     messages = dict(found)
     assert "quote the mapping" in messages["containers.client.publish[2]"]
-    assert "is not a port mapping: write HOST_PORT:CONTAINER_PORT" in \
-        messages["containers.client.publish[3]"]
-    assert messages["containers.client.publish[4]"] == \
-        "'9000:70000': port 70000 is outside 1-65535"
+    assert (
+        "is not a port mapping: write HOST_PORT:CONTAINER_PORT"
+        in messages["containers.client.publish[3]"]
+    )
+    assert messages["containers.client.publish[4]"] == "'9000:70000': port 70000 is outside 1-65535"
     assert messages["containers.client.publish[6].protocl"].startswith("unknown key 'protocl'")
-    assert messages["containers.client.publish[7]"] == \
-        "'9003:80/sctp': protocol 'sctp' is not tcp or udp"
-    assert messages["containers.client.publish[0]"] == \
-        "host port 8080/tcp is already published (at containers.web.publish[0])"
+    assert (
+        messages["containers.client.publish[7]"]
+        == "'9003:80/sctp': protocol 'sctp' is not tcp or udp"
+    )
+    assert (
+        messages["containers.client.publish[0]"]
+        == "host port 8080/tcp is already published (at containers.web.publish[0])"
+    )
     assert messages["containers.db.publish[0]"].startswith(
-        "container db is only on internal networks (back): nothing from outside can reach it")
+        "container db is only on internal networks (back): nothing from outside can reach it"
+    )
 
 
 def test_two_host_ports_for_one_container_port_need_one_hairpin_rule() -> None:
@@ -377,25 +441,39 @@ def test_more_publish_and_name_problems() -> None:
     data = base()
     data["containers"]["web"]["publish"] = [{"published": 1, "target": 2, "host_ip": "fd00::1"}]
     data["containers"]["alone"] = {"networks": [], "publish": ["9000:90"]}
-    data["namespaces"] = {"x": {"interfaces": [
-        {"peer": {"name": veth_name("dock", "client", "front")}}]}}
+    data["namespaces"] = {
+        "x": {"interfaces": [{"peer": {"name": veth_name("dock", "client", "front")}}]}
+    }
     assert problems(data) == [
-        ("containers.web.publish[0].host_ip",
-         "fd00::1 is not an IPv4 address (published ports are iptables rules)"),
-        ("containers.alone.publish[0]", "container alone is on no network: nothing from "
-         "outside can reach it, so it cannot publish ports"),
-        ("containers.client.networks[0]", f"the derived host end "
-         f"{veth_name('dock', 'client', 'front')} of this veth pair clashes with the interface "
-         "at namespaces.x.interfaces[0].peer: rename the container or the network"),
+        (
+            "containers.web.publish[0].host_ip",
+            "fd00::1 is not an IPv4 address (published ports are iptables rules)",
+        ),
+        (
+            "containers.alone.publish[0]",
+            "container alone is on no network: nothing from "
+            "outside can reach it, so it cannot publish ports",
+        ),
+        (
+            "containers.client.networks[0]",
+            f"the derived host end "
+            f"{veth_name('dock', 'client', 'front')} of this veth pair clashes with the interface "
+            "at namespaces.x.interfaces[0].peer: rename the container or the network",
+        ),
     ]
     data = base()
     data["networks"] = []
     data["containers"] = {"a": None}
-    assert problems(data) == [("networks", "expected a mapping (name: ...), got []"),
-                              ("containers.a", "network 'bridge' is not declared under networks: "
-                               "(declared: none) (a container without 'networks:' joins the "
-                               "network 'bridge'; declare it, e.g. networks: {bridge: {subnet: "
-                               "172.17.0.0/16}})")]
+    assert problems(data) == [
+        ("networks", "expected a mapping (name: ...), got []"),
+        (
+            "containers.a",
+            "network 'bridge' is not declared under networks: "
+            "(declared: none) (a container without 'networks:' joins the "
+            "network 'bridge'; declare it, e.g. networks: {bridge: {subnet: "
+            "172.17.0.0/16}})",
+        ),
+    ]
 
 
 def test_the_vocabulary_has_a_json_schema_the_example_satisfies() -> None:
@@ -417,9 +495,12 @@ def test_a_sysctl_the_networks_need_set_otherwise_is_an_error() -> None:
     data = base()
     data["host"]["sysctls"] = {"net.ipv4.ip_forward": 0}
     assert problems(data) == [
-        ("host.sysctls.net.ipv4.ip_forward", "the Docker-style networks need "
-         "net.ipv4.ip_forward = 1 (forwarding between the bridges and the uplink), but the "
-         "file sets 0"),
+        (
+            "host.sysctls.net.ipv4.ip_forward",
+            "the Docker-style networks need "
+            "net.ipv4.ip_forward = 1 (forwarding between the bridges and the uplink), but the "
+            "file sets 0",
+        ),
     ]
 
 
@@ -462,8 +543,7 @@ def http_get(url: str, netns: str | None = None, timeout: float = 3) -> bool:
     return result.returncode == 0 and result.stdout.strip() == "200"
 
 
-PAGES = ("ready", "from-upstream", "from-host", "hairpin", "direct", "from-backend",
-         "wrong-port")
+PAGES = ("ready", "from-upstream", "from-host", "hairpin", "direct", "from-backend", "wrong-port")
 
 
 @contextmanager
@@ -476,8 +556,22 @@ def http_server(netns: str, port: int, root: Path, log: Path) -> Iterator[None]:
         (root / name).write_text(f"{name}\n")
     with log.open("w") as out:
         server = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "http.server", str(port),
-             "--bind", "0.0.0.0"], cwd=root, stdout=subprocess.DEVNULL, stderr=out)
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns,
+                sys.executable,
+                "-m",
+                "http.server",
+                str(port),
+                "--bind",
+                "0.0.0.0",
+            ],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
     try:
         deadline = time.monotonic() + 10
         while not http_get(f"http://127.0.0.1:{port}/ready", netns=netns, timeout=1):
@@ -511,8 +605,12 @@ def test_the_example_with_real_packets_and_teardown_restores_everything(tmp_path
         assert up.returncode == 0, up.stderr
         try:
             # names, as Docker's embedded DNS would answer them (here: /etc/netns/*/hosts)
-            for source, target in (("client", "web"), ("web", "client"), ("web", "db"),
-                                   ("db", "web")):
+            for source, target in (
+                ("client", "web"),
+                ("web", "client"),
+                ("web", "db"),
+                ("db", "web"),
+            ):
                 result = run("ping", "-c1", "-W1", target, netns=source)
                 assert result.returncode == 0, f"{source} -> {target}: {result.stdout}"
             assert "web" in run("getent", "hosts", "web", netns="db").stdout
@@ -586,8 +684,7 @@ def test_icc_false_blocks_containers_of_one_network_from_each_other(tmp_path: Pa
             # dns: the container's resolv.conf, here the simulated upstream's DNS server
             resolved = run("getent", "hosts", "www.example.test", netns="a", timeout=10)
             assert resolved.stdout.split()[:1] == [INTERNET_HOST], resolved
-            assert run("getent", "hosts", "www.example.test", netns="b",
-                       timeout=10).returncode != 0
+            assert run("getent", "hosts", "www.example.test", netns="b", timeout=10).returncode != 0
         finally:
             down = nsgen("down", topology)
         assert down.returncode == 0, down.stderr

@@ -34,8 +34,9 @@ NSGEN = (sys.executable, "-m", "nsgen")
 SEED = EXAMPLES / "seed.yaml"
 
 
-def nsgen(*args: str | Path, env: dict[str, str] | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def nsgen(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return run(*NSGEN, *args, env=env, timeout=timeout)
 
 
@@ -60,14 +61,23 @@ def test_up_runs_exactly_the_commands_of_setup_sh_and_logs_each_step(tmp_path: P
         before = take_snapshot()
         result = nsgen("up", SEED, "--log", log)
         assert result.returncode == 0, result.stderr
-        assert re.search(r"^\[2/7\] create bridges and veth pairs \(2 veths\)  ok  \d+ ms$",
-                         result.stderr, re.M), result.stderr
+        assert re.search(
+            r"^\[2/7\] create bridges and veth pairs \(2 veths\)  ok  \d+ ms$", result.stderr, re.M
+        ), result.stderr
         records = read_log(log)
         assert sorted(r["step"] for r in records) == list(range(1, 8))
         assert {r["phase"] for r in records} == {"do"}
         for record in records:
-            assert set(record) >= {"step", "title", "commands", "exit_code", "stdout", "stderr",
-                                   "started", "duration_ms"}
+            assert set(record) >= {
+                "step",
+                "title",
+                "commands",
+                "exit_code",
+                "stdout",
+                "stderr",
+                "started",
+                "duration_ms",
+            }
             assert record["exit_code"] == 0
         ran = {r["step"]: r["commands"] for r in records}
         assert ran == setup_sh_blocks(scripts / "setup.sh")
@@ -152,9 +162,13 @@ def test_a_signal_during_up_rolls_back_and_exits_128_plus_signal(
         before = take_snapshot()
         for step in (1, 5, 10, 14):
             log = tmp_path / f"up-{step}.jsonl"
-            process = subprocess.Popen([*NSGEN, "up", str(SEED), "--style", "tutorial", "--log",
-                                        str(log)], env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
+            process = subprocess.Popen(
+                [*NSGEN, "up", str(SEED), "--style", "tutorial", "--log", str(log)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             _wait_for_step(log, step)
             process.send_signal(signum)
             _, stderr = process.communicate(timeout=60)
@@ -169,9 +183,12 @@ def test_sigkill_during_up_leaves_a_record_that_down_finishes(tmp_path: Path) ->
     log = tmp_path / "up.jsonl"
     with upstream(["eth0"]):
         before = take_snapshot()
-        process = subprocess.Popen([*NSGEN, "up", str(SEED), "--style", "tutorial", "--log",
-                                    str(log)], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [*NSGEN, "up", str(SEED), "--style", "tutorial", "--log", str(log)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_for_step(log, 9)
         process.kill()
         process.wait(timeout=30)
@@ -266,8 +283,12 @@ def test_a_held_lock_makes_up_wait_then_fail_clearly(tmp_path: Path) -> None:
 def test_two_concurrent_ups_of_one_topology_build_it_once(tmp_path: Path) -> None:
     with upstream(["eth0"]):
         before = take_snapshot()
-        processes = [subprocess.Popen([*NSGEN, "up", str(SEED)], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        processes = [
+            subprocess.Popen(
+                [*NSGEN, "up", str(SEED)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
         outputs = [p.communicate(timeout=120)[1] for p in processes]
         assert [p.returncode for p in processes] == [0, 0], outputs
         assert sum("already up and unchanged" in out for out in outputs) == 1, outputs
@@ -280,9 +301,15 @@ def test_two_concurrent_ups_of_one_topology_build_it_once(tmp_path: Path) -> Non
 def test_two_topologies_come_up_at_once_without_xtables_lock_errors(tmp_path: Path) -> None:
     with upstream(["eth0"]):
         before = take_snapshot()
-        processes = [subprocess.Popen([*NSGEN, "up", str(EXAMPLES / f"{name}.yaml")],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                     for name in ("seed", "two-tier")]
+        processes = [
+            subprocess.Popen(
+                [*NSGEN, "up", str(EXAMPLES / f"{name}.yaml")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in ("seed", "two-tier")
+        ]
         outputs = [p.communicate(timeout=120)[1] for p in processes]
         assert [p.returncode for p in processes] == [0, 0], outputs
         assert not any("xtables" in out.lower() for out in outputs), outputs
@@ -298,8 +325,9 @@ def test_two_topologies_come_up_at_once_without_xtables_lock_errors(tmp_path: Pa
 
 
 def test_dry_run_prints_the_plan_and_needs_no_root() -> None:
-    result = subprocess.run([*NSGEN, "up", "--dry-run", str(SEED)], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [*NSGEN, "up", "--dry-run", str(SEED)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0
     assert "plan for seed: 7 steps (nothing is run)" in result.stdout
     assert "    $ link add veth-red netns red type veth peer name veth-red-br" in result.stdout

@@ -31,8 +31,9 @@ def test_generated_diagram_svg_is_the_committed_dot_drawn_by_graphviz(
 ) -> None:
     committed = ROOT / "generated" / example.stem / "diagram.svg"
     assert committed.exists(), f"{committed} is missing: run make generate"
-    render_image((ROOT / "generated" / example.stem / "diagram.dot").read_text(), "svg",
-                 tmp_path / "now.svg")
+    render_image(
+        (ROOT / "generated" / example.stem / "diagram.dot").read_text(), "svg", tmp_path / "now.svg"
+    )
     assert committed.read_text() == (tmp_path / "now.svg").read_text(), (
         f"{committed} is stale: run make generate"
     )

@@ -55,10 +55,20 @@ _BASE: dict[str, Any] = {
             "node2": {"pods": ["web-b", "client-b"]},
         },
         "services": {
-            "web": {"type": "ClusterIP", "cluster_ip": "10.96.0.10", "port": 80,
-                    "target_port": 8080, "endpoints": ["web-a", "web-b"]},
-            "web-np": {"type": "NodePort", "node_port": 30080, "port": 80, "target_port": 8080,
-                       "endpoints": ["web-a", "web-b"]},
+            "web": {
+                "type": "ClusterIP",
+                "cluster_ip": "10.96.0.10",
+                "port": 80,
+                "target_port": 8080,
+                "endpoints": ["web-a", "web-b"],
+            },
+            "web-np": {
+                "type": "NodePort",
+                "node_port": 30080,
+                "port": 80,
+                "target_port": 8080,
+                "endpoints": ["web-a", "web-b"],
+            },
         },
     },
 }
@@ -92,12 +102,13 @@ def rules(space: Namespace) -> list[tuple[str, str, str]]:
 
 def test_nodes_pods_and_the_host_get_their_addresses_in_declaration_order() -> None:
     topology = load(base())
-    assert list(topology.namespaces) == ["node1", "web-a", "client-a", "node2", "web-b",
-                                         "client-b"]
+    assert list(topology.namespaces) == ["node1", "web-a", "client-a", "node2", "web-b", "client-b"]
     assert topology.host.bridges["k8s-nodes"].addresses == ["10.10.0.254/24"]
     assert topology.host.sysctls == {"net.ipv4.ip_forward": "1"}
     assert [(m.source, m.out) for m in topology.host.masquerade] == [
-        ("10.10.0.0/24", "eth0"), ("10.244.0.0/16", "eth0")]
+        ("10.10.0.0/24", "eth0"),
+        ("10.244.0.0/16", "eth0"),
+    ]
 
     for index, node in enumerate(["node1", "node2"]):
         space = topology.namespaces[node]
@@ -111,8 +122,12 @@ def test_nodes_pods_and_the_host_get_their_addresses_in_declaration_order() -> N
         assert space.sysctls == {"net.ipv4.ip_forward": "1"}
         assert space.routes[0].to == "default" and space.routes[0].via == "10.10.0.254"
 
-    pods = {"web-a": ("node1", "10.244.0.2/24"), "client-a": ("node1", "10.244.0.3/24"),
-            "web-b": ("node2", "10.244.1.2/24"), "client-b": ("node2", "10.244.1.3/24")}
+    pods = {
+        "web-a": ("node1", "10.244.0.2/24"),
+        "client-a": ("node1", "10.244.0.3/24"),
+        "web-b": ("node2", "10.244.1.2/24"),
+        "client-b": ("node2", "10.244.1.3/24"),
+    }
     for pod, (node, address) in pods.items():
         space = topology.namespaces[pod]
         (eth0,) = space.interfaces
@@ -134,10 +149,16 @@ def test_node_subnets_follow_declaration_order_and_the_node_cidr_mask_size() -> 
     cluster(data)["services"] = {}
     topology = load(data)
     assert [topology.namespaces[n].bridges["cni0"].addresses for n in "cab"] == [
-        ["10.244.0.1/26"], ["10.244.0.65/26"], ["10.244.0.129/26"]]
+        ["10.244.0.1/26"],
+        ["10.244.0.65/26"],
+        ["10.244.0.129/26"],
+    ]
     assert topology.namespaces["a2"].interfaces[0].addresses == ["10.244.0.67/26"]
     assert [topology.namespaces[n].interfaces[0].addresses for n in "cab"] == [
-        ["10.10.0.1/24"], ["10.10.0.2/24"], ["10.10.0.3/24"]]
+        ["10.10.0.1/24"],
+        ["10.10.0.2/24"],
+        ["10.10.0.3/24"],
+    ]
 
 
 def test_host_gw_routes_every_other_nodes_pod_subnet_via_its_address() -> None:
@@ -161,7 +182,12 @@ def test_vxlan_mode_writes_flannels_device_route_arp_and_fdb_entries() -> None:
     node2 = topology.namespaces["node2"]
     vxlan = node2.vxlans["flannel.1"]
     assert (vxlan.id, vxlan.port, vxlan.local, vxlan.dev, vxlan.learning) == (
-        1, 8472, "10.10.0.2", "eth0", False)
+        1,
+        8472,
+        "10.10.0.2",
+        "eth0",
+        False,
+    )
     assert vxlan.mac == "0a:58:0a:f4:01:00" == vtep_mac(ipaddress.IPv4Address("10.244.1.0"))
     assert vxlan.addresses == ["10.244.1.0/32"]
     assert [(r.to, r.via, r.dev, r.onlink) for r in node2.routes] == [
@@ -183,8 +209,10 @@ def test_vxlan_mode_writes_flannels_device_route_arp_and_fdb_entries() -> None:
 
 def test_a_group_per_node_for_diagrams() -> None:
     groups = [(g.name, g.kind, g.members) for g in load(base()).groups]
-    assert groups == [("node1", "k8s node", ["node1", "web-a", "client-a"]),
-                      ("node2", "k8s node", ["node2", "web-b", "client-b"])]
+    assert groups == [
+        ("node1", "k8s node", ["node1", "web-a", "client-a"]),
+        ("node2", "k8s node", ["node2", "web-b", "client-b"]),
+    ]
 
 
 def test_pods_hosts_files_name_the_pod_and_every_service() -> None:
@@ -193,8 +221,10 @@ def test_pods_hosts_files_name_the_pod_and_every_service() -> None:
     assert dns is not None
     assert dns.hosts == {
         "client-b": "10.244.1.3",
-        "web": "10.96.0.10", "web.default.svc.cluster.local": "10.96.0.10",
-        "web-np": "10.96.0.1", "web-np.default.svc.cluster.local": "10.96.0.1",
+        "web": "10.96.0.10",
+        "web.default.svc.cluster.local": "10.96.0.10",
+        "web-np": "10.96.0.1",
+        "web-np.default.svc.cluster.local": "10.96.0.1",
     }
     data = base()
     cluster(data)["pod_hosts"] = False
@@ -209,7 +239,9 @@ def test_core_objects_stay_and_an_existing_masquerade_is_not_doubled() -> None:
     topology = load(data)
     assert next(iter(topology.namespaces)) == "outside"
     assert [(m.source, m.out) for m in topology.host.masquerade] == [
-        ("10.10.0.0/24", "eth0"), ("10.244.0.0/16", "eth0")]
+        ("10.10.0.0/24", "eth0"),
+        ("10.244.0.0/16", "eth0"),
+    ]
 
 
 def test_without_an_external_uplink_the_host_masquerades_nothing() -> None:
@@ -236,19 +268,31 @@ EXPECTED_NODE_RULES = [
     ("nat", "KUBE-SERVICES", "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"),
     ("nat", "KUBE-NODEPORTS", "-p tcp --dport 30080 -j KUBE-MARK-MASQ"),
     ("nat", "KUBE-NODEPORTS", "-p tcp --dport 30080 -j KUBE-SVC-WEB-NP"),
-    ("nat", "KUBE-SVC-WEB",
-     "! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp --dport 80 -j KUBE-MARK-MASQ"),
-    ("nat", "KUBE-SVC-WEB",
-     "-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-WEB-1"),
+    (
+        "nat",
+        "KUBE-SVC-WEB",
+        "! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp --dport 80 -j KUBE-MARK-MASQ",
+    ),
+    (
+        "nat",
+        "KUBE-SVC-WEB",
+        "-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-WEB-1",
+    ),
     ("nat", "KUBE-SVC-WEB", "-j KUBE-SEP-WEB-2"),
     ("nat", "KUBE-SEP-WEB-1", "-s 10.244.0.2/32 -j KUBE-MARK-MASQ"),
     ("nat", "KUBE-SEP-WEB-1", "-p tcp -j DNAT --to-destination 10.244.0.2:8080"),
     ("nat", "KUBE-SEP-WEB-2", "-s 10.244.1.2/32 -j KUBE-MARK-MASQ"),
     ("nat", "KUBE-SEP-WEB-2", "-p tcp -j DNAT --to-destination 10.244.1.2:8080"),
-    ("nat", "KUBE-SVC-WEB-NP",
-     "! -s 10.244.0.0/16 -d 10.96.0.1/32 -p tcp --dport 80 -j KUBE-MARK-MASQ"),
-    ("nat", "KUBE-SVC-WEB-NP",
-     "-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-WEB-NP-1"),
+    (
+        "nat",
+        "KUBE-SVC-WEB-NP",
+        "! -s 10.244.0.0/16 -d 10.96.0.1/32 -p tcp --dport 80 -j KUBE-MARK-MASQ",
+    ),
+    (
+        "nat",
+        "KUBE-SVC-WEB-NP",
+        "-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-WEB-NP-1",
+    ),
     ("nat", "KUBE-SVC-WEB-NP", "-j KUBE-SEP-WEB-NP-2"),
     ("nat", "KUBE-SEP-WEB-NP-1", "-s 10.244.0.2/32 -j KUBE-MARK-MASQ"),
     ("nat", "KUBE-SEP-WEB-NP-1", "-p tcp -j DNAT --to-destination 10.244.0.2:8080"),
@@ -262,9 +306,15 @@ def test_every_node_gets_kube_proxys_chains_and_rules_in_order() -> None:
     for node in ("node1", "node2"):
         space = topology.namespaces[node]
         assert [(c.table, c.name) for c in space.iptables.chains] == [
-            ("nat", "KUBE-SERVICES"), ("nat", "KUBE-NODEPORTS"), ("nat", "KUBE-MARK-MASQ"),
-            ("nat", "KUBE-POSTROUTING"), ("nat", "KUBE-SVC-WEB"), ("nat", "KUBE-SEP-WEB-1"),
-            ("nat", "KUBE-SEP-WEB-2"), ("nat", "KUBE-SVC-WEB-NP"), ("nat", "KUBE-SEP-WEB-NP-1"),
+            ("nat", "KUBE-SERVICES"),
+            ("nat", "KUBE-NODEPORTS"),
+            ("nat", "KUBE-MARK-MASQ"),
+            ("nat", "KUBE-POSTROUTING"),
+            ("nat", "KUBE-SVC-WEB"),
+            ("nat", "KUBE-SEP-WEB-1"),
+            ("nat", "KUBE-SEP-WEB-2"),
+            ("nat", "KUBE-SVC-WEB-NP"),
+            ("nat", "KUBE-SEP-WEB-NP-1"),
             ("nat", "KUBE-SEP-WEB-NP-2"),
         ]
         assert rules(space) == EXPECTED_NODE_RULES
@@ -297,7 +347,11 @@ def test_probabilities_spread_connections_evenly_over_n_endpoints() -> None:
     one = [rule for _, chain, rule in rules(space) if chain == "KUBE-SVC-ONE"]
     assert one[1:] == ["-j KUBE-SEP-ONE-1"]
     assert [probability(n) for n in (1, 2, 3, 7)] == [
-        "1.00000000000", "0.50000000000", "0.33333333333", "0.14285714286"]
+        "1.00000000000",
+        "0.50000000000",
+        "0.33333333333",
+        "0.14285714286",
+    ]
     # no NodePort service: no KUBE-NODEPORTS chain and no jump to it
     assert not any("KUBE-NODEPORTS" in f"{chain} {rule}" for _, chain, rule in rules(space))
 
@@ -306,8 +360,13 @@ def test_cluster_ips_and_node_ports_are_allocated_in_order_when_left_out() -> No
     data = base()
     cluster(data)["services"] = {
         "a": {"type": "NodePort", "port": 80, "endpoints": ["web-a"]},
-        "b": {"cluster_ip": "10.96.0.2", "type": "NodePort", "node_port": 30000, "port": 81,
-              "endpoints": ["web-a"]},
+        "b": {
+            "cluster_ip": "10.96.0.2",
+            "type": "NodePort",
+            "node_port": 30000,
+            "port": 81,
+            "endpoints": ["web-a"],
+        },
         "c": {"type": "NodePort", "port": 82, "endpoints": ["web-a"]},
     }
     space = load(data).namespaces["node1"]
@@ -318,9 +377,11 @@ def test_cluster_ips_and_node_ports_are_allocated_in_order_when_left_out() -> No
         "-d 10.96.0.3/32 -p tcp --dport 82 -j KUBE-SVC-C",
     ]
     nodeports = [rule for _, chain, rule in rules(space) if chain == "KUBE-NODEPORTS"]
-    assert nodeports[::2] == ["-p tcp --dport 30001 -j KUBE-MARK-MASQ",
-                              "-p tcp --dport 30000 -j KUBE-MARK-MASQ",
-                              "-p tcp --dport 30002 -j KUBE-MARK-MASQ"]
+    assert nodeports[::2] == [
+        "-p tcp --dport 30001 -j KUBE-MARK-MASQ",
+        "-p tcp --dport 30000 -j KUBE-MARK-MASQ",
+        "-p tcp --dport 30002 -j KUBE-MARK-MASQ",
+    ]
     # target_port defaults to port
     sep = [rule for _, chain, rule in rules(space) if chain == "KUBE-SEP-C-1"]
     assert sep[-1] == "-p tcp -j DNAT --to-destination 10.244.0.2:82"
@@ -330,13 +391,15 @@ def test_a_service_without_endpoints_is_rejected_in_the_filter_table() -> None:
     data = base()
     cluster(data)["services"] = {
         "idle": {"cluster_ip": "10.96.0.20", "port": 80},
-        "idle-np": {"type": "NodePort", "cluster_ip": "10.96.0.21", "node_port": 30090,
-                    "port": 80},
+        "idle-np": {"type": "NodePort", "cluster_ip": "10.96.0.21", "node_port": 30090, "port": 80},
     }
     space = load(data).namespaces["node1"]
     assert [(c.table, c.name) for c in space.iptables.chains] == [
-        ("nat", "KUBE-SERVICES"), ("nat", "KUBE-NODEPORTS"), ("nat", "KUBE-MARK-MASQ"),
-        ("nat", "KUBE-POSTROUTING"), ("filter", "KUBE-SERVICES"),
+        ("nat", "KUBE-SERVICES"),
+        ("nat", "KUBE-NODEPORTS"),
+        ("nat", "KUBE-MARK-MASQ"),
+        ("nat", "KUBE-POSTROUTING"),
+        ("filter", "KUBE-SERVICES"),
         ("filter", "KUBE-EXTERNAL-SERVICES"),
     ]
     reject = "-j REJECT --reject-with icmp-port-unreachable"
@@ -347,8 +410,11 @@ def test_a_service_without_endpoints_is_rejected_in_the_filter_table() -> None:
         ("filter", "FORWARD", "-m conntrack --ctstate NEW -j KUBE-EXTERNAL-SERVICES"),
         ("filter", "KUBE-SERVICES", f"-d 10.96.0.20/32 -p tcp --dport 80 {reject}"),
         ("filter", "KUBE-SERVICES", f"-d 10.96.0.21/32 -p tcp --dport 80 {reject}"),
-        ("filter", "KUBE-EXTERNAL-SERVICES",
-         f"-m addrtype --dst-type LOCAL -p tcp --dport 30090 {reject}"),
+        (
+            "filter",
+            "KUBE-EXTERNAL-SERVICES",
+            f"-m addrtype --dst-type LOCAL -p tcp --dport 30090 {reject}",
+        ),
     ]
     assert not any(chain.startswith("KUBE-SVC") for _, chain, _ in rules(space))
 
@@ -359,7 +425,8 @@ def test_without_services_a_node_only_masquerades_pod_traffic_leaving_the_pod_ne
     space = load(data).namespaces["node1"]
     assert space.iptables.chains == []
     assert rules(space) == [
-        ("nat", "POSTROUTING", "-s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE")]
+        ("nat", "POSTROUTING", "-s 10.244.0.0/16 ! -d 10.244.0.0/16 -j MASQUERADE")
+    ]
     assert load(data).namespaces["web-a"].dns is not None
 
 
@@ -405,129 +472,262 @@ WEB_NP = "cluster/services/web-np"
 
 VALIDATION_CASES = [
     (_set(C, None), ["cluster: expected a mapping (key: value), got None"]),
-    (_set("cluster/nodes/node1/pod", []),
-     ["cluster.nodes.node1.pod: unknown key 'pod' (did you mean 'pods'?)"]),
-    (_set("cluster/colour", "blue"),
-     ["cluster.colour: unknown key 'colour' (known keys: cluster_domain, mode, node_cidr_mask_"
-      "size, node_network, nodes, pod_cidr, pod_hosts, service_cidr, services)"]),
-    (_set("cluster/mode", "overlay"),
-     ["cluster.mode: Input should be 'host-gw' or 'vxlan' (got 'overlay')"]),
-    (_set(NODES, {}),
-     ["cluster.nodes: a cluster needs at least one node",
-      *[f"cluster.services.{service}.endpoints[{i}]: '{pod}' is not a pod of the cluster "
-        "(pods: none)" for service in ("web", "web-np") for i, pod in enumerate(ENDPOINTS)]]),
-    (_set("cluster/nodes/node2/pods", ["web-b", "client-b", "node1"]),
-     ["cluster.nodes.node2.pods[2]: pod name 'node1' is already a namespace (at "
-      "cluster.nodes.node1)"]),
-    (_set("cluster/nodes/node2/pods", ["client-b", "web-a"]),
-     ["cluster.nodes.node2.pods[1]: pod name 'web-a' is already a namespace (at "
-      "cluster.nodes.node1.pods[0])",
-      "cluster.services.web.endpoints[1]: 'web-b' is not a pod of the cluster (pods: "
-      "client-a, client-b, web-a)",
-      "cluster.services.web-np.endpoints[1]: 'web-b' is not a pod of the cluster (pods: "
-      "client-a, client-b, web-a)"]),
-    (_core_namespace("web-b"),
-     ["cluster.nodes.node2.pods[0]: pod name 'web-b' is already a namespace (at "
-      "namespaces.web-b)"]),
-    (_core_namespace("node2"),
-     ["cluster.nodes.node2: node name 'node2' is already a namespace (at namespaces.node2)"]),
-    (_set("cluster/nodes/node1/pods", ["host"]),
-     ["cluster.nodes.node1.pods[0]: 'host' is reserved for the root namespace: declare it "
-      "under 'host:'"]),
-    (_set("cluster/services/web/endpoints", ["web-a", "web-c", "node1", "web-a"]),
-     ["cluster.services.web.endpoints[1]: 'web-c' is not a pod of the cluster (pods: "
-      "client-a, client-b, web-a, web-b)",
-      "cluster.services.web.endpoints[2]: 'node1' is a node, not a pod",
-      "cluster.services.web.endpoints[3]: pod 'web-a' is already an endpoint (at "
-      "endpoints[0])"]),
-    (_set("cluster/services/web/cluster_ip", "10.244.3.3"),
-     ["cluster.services.web.cluster_ip: 10.244.3.3 falls into the pod CIDR 10.244.0.0/16"]),
-    (_set("cluster/services/web/cluster_ip", "10.10.0.77"),
-     ["cluster.services.web.cluster_ip: 10.10.0.77 falls into the node network 10.10.0.0/24"]),
-    (_set("cluster/services/web/cluster_ip", "192.168.1.1"),
-     ["cluster.services.web.cluster_ip: 192.168.1.1 is outside the service CIDR 10.96.0.0/12"]),
-    (_set("cluster/services/web/cluster_ip", "10.96.0.0"),
-     ["cluster.services.web.cluster_ip: 10.96.0.0 is the network or broadcast address of the "
-      "service CIDR 10.96.0.0/12"]),
-    (_set("cluster/services/web-np/cluster_ip", "10.96.0.10"),
-     ["cluster.services.web-np.cluster_ip: 10.96.0.10 is already the cluster IP of "
-      "cluster.services.web"]),
-    (_set("cluster/services/web/cluster_ip", "10.96.0.300"),
-     ["cluster.services.web.cluster_ip: '10.96.0.300' is not a valid IPv4 address"]),
-    (_set("cluster/services/web-np/node_port", 29999),
-     ["cluster.services.web-np.node_port: 29999 is outside the NodePort range 30000-32767"]),
-    (_set("cluster/services/web-np/node_port", 32768),
-     ["cluster.services.web-np.node_port: 32768 is outside the NodePort range 30000-32767"]),
-    (_set("cluster/services/web/node_port", 30080),
-     ["cluster.services.web.node_port: only a NodePort service has a node_port (this one is "
-      "type ClusterIP)"]),
-    (_set("cluster/services/other", {"type": "NodePort", "node_port": 30080, "port": 80}),
-     ["cluster.services.other.node_port: node port 30080 is already used by "
-      "cluster.services.web-np"]),
-    (_set("cluster/services/web/port", 0),
-     ["cluster.services.web.port: 0 is not a port number (1-65535)"]),
-    (_set("cluster/services/web/port", "80"),
-     ["cluster.services.web.port: expected an integer, got '80'"]),
-    (_set("cluster/services/web/type", "LoadBalancer"),
-     ["cluster.services.web.type: Input should be 'ClusterIP' or 'NodePort' (got "
-      "'LoadBalancer')"]),
-    (_set("cluster/services/Web", {"port": 80}),
-     ["cluster.services.Web: 'Web' is not a valid service name: use lower-case letters, "
-      "digits and '-', starting with a letter and not ending with '-' (a DNS label, as in "
-      "Kubernetes)"]),
-    (_set("cluster/services/a-very-long-name", {"port": 80}),
-     ["cluster.services.a-very-long-name: 'a-very-long-name' is not a valid service name: 16 "
-      "characters, over the limit of 15 (its chain KUBE-SEP-<NAME>-<n> must fit in 28)"]),
-    (_set("cluster/services/web/port", None),
-     ["cluster.services.web.port: expected an integer, got None"]),
-    (_many_pods,
-     ["cluster.nodes.node1.pods: 254 pods do not fit in a /24 pod subnet: room for 253 (its "
-      "first address is cni0's)"]),
-    (_set("cluster/node_cidr_mask_size", 30),
-     ["cluster.nodes.node1.pods: 2 pods do not fit in a /30 pod subnet: room for 1 (its first "
-      "address is cni0's)",
-      "cluster.nodes.node2.pods: 2 pods do not fit in a /30 pod subnet: room for 1 (its first "
-      "address is cni0's)"]),
-    (_many_nodes,
-     ["cluster.nodes: 257 nodes do not fit: room for 256 (the pod CIDR 10.244.0.0/16 holds 256 "
-      "node subnets of /24; the node network 10.10.0.0/16 has 65533 addresses besides the "
-      "gateway)"]),
-    (_set("cluster/node_network/subnet", "10.10.0.0/30"),
-     ["cluster.nodes: 2 nodes do not fit: room for 1 (the pod CIDR 10.244.0.0/16 holds 256 "
-      "node subnets of /24; the node network 10.10.0.0/30 has 1 addresses besides the "
-      "gateway)"]),
-    (_set("cluster/node_cidr_mask_size", 8),
-     ["cluster.node_cidr_mask_size: 8 must lie between the pod CIDR's prefix length (16) "
-      "and 30"]),
-    (_set("cluster/pod_cidr", "10.10.0.0/16"),
-     ["cluster.pod_cidr: 10.10.0.0/16 overlaps the node network 10.10.0.0/24 "
-      "(cluster.node_network.subnet)"]),
-    (_set("cluster/service_cidr", "10.0.0.0/8"),
-     ["cluster.service_cidr: 10.0.0.0/8 overlaps the node network 10.10.0.0/24 "
-      "(cluster.node_network.subnet)",
-      "cluster.service_cidr: 10.0.0.0/8 overlaps the pod CIDR 10.244.0.0/16 "
-      "(cluster.pod_cidr)"]),
-    (_set("cluster/pod_cidr", "fd00:244::/56"),
-     ["cluster.pod_cidr: fd00:244::/56 is IPv6: nsgen's cluster is IPv4 only"]),
-    (_set("cluster/pod_cidr", "10.244.0.1/16"),
-     ["cluster.pod_cidr: '10.244.0.1/16' has host bits set: the subnet is 10.244.0.0/16"]),
-    (_set("cluster/node_network/subnet", "10.10.0.0/31"),
-     ["cluster.node_network.subnet: 10.10.0.0/31 has no room for a gateway and a node (use "
-      "/30 or larger)"]),
-    (_set("host/bridges", {"k8s-nodes": {}}),
-     ["cluster.node_network.bridge: 'k8s-nodes' is already an interface of the root namespace "
-      "(declared under host)"]),
-    (_set("host/bridges", {"br0": {"addresses": ["10.244.5.1/24"]}}),
-     ["cluster.pod_cidr: the pod CIDR 10.244.0.0/16 overlaps 10.244.5.0/24, attached at "
-      "host.bridges.br0"]),
-    (_set("host/sysctls", {"net.ipv4.ip_forward": 0}),
-     ["host.sysctls.net.ipv4.ip_forward: is 0, but the cluster needs 1: the host routes between "
-      "the node network and the uplink"]),
+    (
+        _set("cluster/nodes/node1/pod", []),
+        ["cluster.nodes.node1.pod: unknown key 'pod' (did you mean 'pods'?)"],
+    ),
+    (
+        _set("cluster/colour", "blue"),
+        [
+            "cluster.colour: unknown key 'colour' (known keys: cluster_domain, mode, node_cidr_mask_"
+            "size, node_network, nodes, pod_cidr, pod_hosts, service_cidr, services)"
+        ],
+    ),
+    (
+        _set("cluster/mode", "overlay"),
+        ["cluster.mode: Input should be 'host-gw' or 'vxlan' (got 'overlay')"],
+    ),
+    (
+        _set(NODES, {}),
+        [
+            "cluster.nodes: a cluster needs at least one node",
+            *[
+                f"cluster.services.{service}.endpoints[{i}]: '{pod}' is not a pod of the cluster "
+                "(pods: none)"
+                for service in ("web", "web-np")
+                for i, pod in enumerate(ENDPOINTS)
+            ],
+        ],
+    ),
+    (
+        _set("cluster/nodes/node2/pods", ["web-b", "client-b", "node1"]),
+        [
+            "cluster.nodes.node2.pods[2]: pod name 'node1' is already a namespace (at "
+            "cluster.nodes.node1)"
+        ],
+    ),
+    (
+        _set("cluster/nodes/node2/pods", ["client-b", "web-a"]),
+        [
+            "cluster.nodes.node2.pods[1]: pod name 'web-a' is already a namespace (at "
+            "cluster.nodes.node1.pods[0])",
+            "cluster.services.web.endpoints[1]: 'web-b' is not a pod of the cluster (pods: "
+            "client-a, client-b, web-a)",
+            "cluster.services.web-np.endpoints[1]: 'web-b' is not a pod of the cluster (pods: "
+            "client-a, client-b, web-a)",
+        ],
+    ),
+    (
+        _core_namespace("web-b"),
+        [
+            "cluster.nodes.node2.pods[0]: pod name 'web-b' is already a namespace (at "
+            "namespaces.web-b)"
+        ],
+    ),
+    (
+        _core_namespace("node2"),
+        ["cluster.nodes.node2: node name 'node2' is already a namespace (at namespaces.node2)"],
+    ),
+    (
+        _set("cluster/nodes/node1/pods", ["host"]),
+        [
+            "cluster.nodes.node1.pods[0]: 'host' is reserved for the root namespace: declare it "
+            "under 'host:'"
+        ],
+    ),
+    (
+        _set("cluster/services/web/endpoints", ["web-a", "web-c", "node1", "web-a"]),
+        [
+            "cluster.services.web.endpoints[1]: 'web-c' is not a pod of the cluster (pods: "
+            "client-a, client-b, web-a, web-b)",
+            "cluster.services.web.endpoints[2]: 'node1' is a node, not a pod",
+            "cluster.services.web.endpoints[3]: pod 'web-a' is already an endpoint (at "
+            "endpoints[0])",
+        ],
+    ),
+    (
+        _set("cluster/services/web/cluster_ip", "10.244.3.3"),
+        ["cluster.services.web.cluster_ip: 10.244.3.3 falls into the pod CIDR 10.244.0.0/16"],
+    ),
+    (
+        _set("cluster/services/web/cluster_ip", "10.10.0.77"),
+        ["cluster.services.web.cluster_ip: 10.10.0.77 falls into the node network 10.10.0.0/24"],
+    ),
+    (
+        _set("cluster/services/web/cluster_ip", "192.168.1.1"),
+        ["cluster.services.web.cluster_ip: 192.168.1.1 is outside the service CIDR 10.96.0.0/12"],
+    ),
+    (
+        _set("cluster/services/web/cluster_ip", "10.96.0.0"),
+        [
+            "cluster.services.web.cluster_ip: 10.96.0.0 is the network or broadcast address of the "
+            "service CIDR 10.96.0.0/12"
+        ],
+    ),
+    (
+        _set("cluster/services/web-np/cluster_ip", "10.96.0.10"),
+        [
+            "cluster.services.web-np.cluster_ip: 10.96.0.10 is already the cluster IP of "
+            "cluster.services.web"
+        ],
+    ),
+    (
+        _set("cluster/services/web/cluster_ip", "10.96.0.300"),
+        ["cluster.services.web.cluster_ip: '10.96.0.300' is not a valid IPv4 address"],
+    ),
+    (
+        _set("cluster/services/web-np/node_port", 29999),
+        ["cluster.services.web-np.node_port: 29999 is outside the NodePort range 30000-32767"],
+    ),
+    (
+        _set("cluster/services/web-np/node_port", 32768),
+        ["cluster.services.web-np.node_port: 32768 is outside the NodePort range 30000-32767"],
+    ),
+    (
+        _set("cluster/services/web/node_port", 30080),
+        [
+            "cluster.services.web.node_port: only a NodePort service has a node_port (this one is "
+            "type ClusterIP)"
+        ],
+    ),
+    (
+        _set("cluster/services/other", {"type": "NodePort", "node_port": 30080, "port": 80}),
+        [
+            "cluster.services.other.node_port: node port 30080 is already used by "
+            "cluster.services.web-np"
+        ],
+    ),
+    (
+        _set("cluster/services/web/port", 0),
+        ["cluster.services.web.port: 0 is not a port number (1-65535)"],
+    ),
+    (
+        _set("cluster/services/web/port", "80"),
+        ["cluster.services.web.port: expected an integer, got '80'"],
+    ),
+    (
+        _set("cluster/services/web/type", "LoadBalancer"),
+        [
+            "cluster.services.web.type: Input should be 'ClusterIP' or 'NodePort' (got "
+            "'LoadBalancer')"
+        ],
+    ),
+    (
+        _set("cluster/services/Web", {"port": 80}),
+        [
+            "cluster.services.Web: 'Web' is not a valid service name: use lower-case letters, "
+            "digits and '-', starting with a letter and not ending with '-' (a DNS label, as in "
+            "Kubernetes)"
+        ],
+    ),
+    (
+        _set("cluster/services/a-very-long-name", {"port": 80}),
+        [
+            "cluster.services.a-very-long-name: 'a-very-long-name' is not a valid service name: 16 "
+            "characters, over the limit of 15 (its chain KUBE-SEP-<NAME>-<n> must fit in 28)"
+        ],
+    ),
+    (
+        _set("cluster/services/web/port", None),
+        ["cluster.services.web.port: expected an integer, got None"],
+    ),
+    (
+        _many_pods,
+        [
+            "cluster.nodes.node1.pods: 254 pods do not fit in a /24 pod subnet: room for 253 (its "
+            "first address is cni0's)"
+        ],
+    ),
+    (
+        _set("cluster/node_cidr_mask_size", 30),
+        [
+            "cluster.nodes.node1.pods: 2 pods do not fit in a /30 pod subnet: room for 1 (its first "
+            "address is cni0's)",
+            "cluster.nodes.node2.pods: 2 pods do not fit in a /30 pod subnet: room for 1 (its first "
+            "address is cni0's)",
+        ],
+    ),
+    (
+        _many_nodes,
+        [
+            "cluster.nodes: 257 nodes do not fit: room for 256 (the pod CIDR 10.244.0.0/16 holds 256 "
+            "node subnets of /24; the node network 10.10.0.0/16 has 65533 addresses besides the "
+            "gateway)"
+        ],
+    ),
+    (
+        _set("cluster/node_network/subnet", "10.10.0.0/30"),
+        [
+            "cluster.nodes: 2 nodes do not fit: room for 1 (the pod CIDR 10.244.0.0/16 holds 256 "
+            "node subnets of /24; the node network 10.10.0.0/30 has 1 addresses besides the "
+            "gateway)"
+        ],
+    ),
+    (
+        _set("cluster/node_cidr_mask_size", 8),
+        [
+            "cluster.node_cidr_mask_size: 8 must lie between the pod CIDR's prefix length (16) "
+            "and 30"
+        ],
+    ),
+    (
+        _set("cluster/pod_cidr", "10.10.0.0/16"),
+        [
+            "cluster.pod_cidr: 10.10.0.0/16 overlaps the node network 10.10.0.0/24 "
+            "(cluster.node_network.subnet)"
+        ],
+    ),
+    (
+        _set("cluster/service_cidr", "10.0.0.0/8"),
+        [
+            "cluster.service_cidr: 10.0.0.0/8 overlaps the node network 10.10.0.0/24 "
+            "(cluster.node_network.subnet)",
+            "cluster.service_cidr: 10.0.0.0/8 overlaps the pod CIDR 10.244.0.0/16 "
+            "(cluster.pod_cidr)",
+        ],
+    ),
+    (
+        _set("cluster/pod_cidr", "fd00:244::/56"),
+        ["cluster.pod_cidr: fd00:244::/56 is IPv6: nsgen's cluster is IPv4 only"],
+    ),
+    (
+        _set("cluster/pod_cidr", "10.244.0.1/16"),
+        ["cluster.pod_cidr: '10.244.0.1/16' has host bits set: the subnet is 10.244.0.0/16"],
+    ),
+    (
+        _set("cluster/node_network/subnet", "10.10.0.0/31"),
+        [
+            "cluster.node_network.subnet: 10.10.0.0/31 has no room for a gateway and a node (use "
+            "/30 or larger)"
+        ],
+    ),
+    (
+        _set("host/bridges", {"k8s-nodes": {}}),
+        [
+            "cluster.node_network.bridge: 'k8s-nodes' is already an interface of the root namespace "
+            "(declared under host)"
+        ],
+    ),
+    (
+        _set("host/bridges", {"br0": {"addresses": ["10.244.5.1/24"]}}),
+        [
+            "cluster.pod_cidr: the pod CIDR 10.244.0.0/16 overlaps 10.244.5.0/24, attached at "
+            "host.bridges.br0"
+        ],
+    ),
+    (
+        _set("host/sysctls", {"net.ipv4.ip_forward": 0}),
+        [
+            "host.sysctls.net.ipv4.ip_forward: is 0, but the cluster needs 1: the host routes between "
+            "the node network and the uplink"
+        ],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "expected"), VALIDATION_CASES,
-                         ids=[str(i) for i in range(len(VALIDATION_CASES))])
+@pytest.mark.parametrize(
+    ("mutate", "expected"), VALIDATION_CASES, ids=[str(i) for i in range(len(VALIDATION_CASES))]
+)
 def test_validation_reports_every_problem_at_its_path(mutate: Any, expected: list[str]) -> None:
     data = base()
     mutate(data)
@@ -538,16 +738,18 @@ def test_validation_reports_every_problem_at_its_path(mutate: Any, expected: lis
 
 
 @pytest.mark.parametrize("example", [HOST_GW, VXLAN], ids=lambda p: p.stem)
-def test_examples_validate_and_render_shellcheck_clean_scripts(example: Path,
-                                                               tmp_path: Path) -> None:
+def test_examples_validate_and_render_shellcheck_clean_scripts(
+    example: Path, tmp_path: Path
+) -> None:
     result = CliRunner().invoke(app, ["validate", str(example)])
     assert result.exit_code == 0, result.output
     assert "is valid: 6 namespace(s), 3 bridge(s), 6 veth pair(s)" in result.stdout
     scripts = write_scripts(render_scripts(build_plan(load_topology(example))), tmp_path)
     shellcheck = Path(sys.executable).parent / "shellcheck"
     checker = str(shellcheck) if shellcheck.exists() else "shellcheck"
-    checked = subprocess.run([checker, *map(str, scripts)], capture_output=True, text=True,
-                             timeout=120)
+    checked = subprocess.run(
+        [checker, *map(str, scripts)], capture_output=True, text=True, timeout=120
+    )
     assert checked.returncode == 0, checked.stdout
 
 
@@ -555,8 +757,9 @@ DOCS = EXAMPLES.parent / "docs" / "kubernetes.md"
 
 
 def test_the_docs_excerpts_are_lines_of_the_rendered_setup_sh() -> None:
-    blocks = re.findall(r"^```sh\n# setup\.sh of (examples/[\w-]+\.yaml)\n(.*?)^```$",
-                        DOCS.read_text(), re.M | re.S)
+    blocks = re.findall(
+        r"^```sh\n# setup\.sh of (examples/[\w-]+\.yaml)\n(.*?)^```$", DOCS.read_text(), re.M | re.S
+    )
     assert len(blocks) >= 8
     rendered: dict[str, set[str]] = {}
     for example, body in blocks:
@@ -580,8 +783,12 @@ def test_the_two_examples_differ_only_in_the_cross_node_mechanism() -> None:
 # ---- for real, in the sandbox ----------------------------------------------------------------
 
 NODE_ADDRESSES = {"node1": "10.10.0.1", "node2": "10.10.0.2"}
-POD_ADDRESSES = {"web-a": "10.244.0.2", "client-a": "10.244.0.3",
-                 "web-b": "10.244.1.2", "client-b": "10.244.1.3"}
+POD_ADDRESSES = {
+    "web-a": "10.244.0.2",
+    "client-a": "10.244.0.3",
+    "web-b": "10.244.1.2",
+    "client-b": "10.244.1.3",
+}
 CLUSTER_IP = "10.96.0.10"
 TARGET_PORT = 8080
 NODE_PORT = 30080
@@ -617,9 +824,13 @@ def http_servers(pods: tuple[str, ...], port: int) -> Iterator[None]:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for pod in pods:
-            processes.append(subprocess.Popen(
-                ["ip", "netns", "exec", pod, sys.executable, "-c", SERVER, pod, str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            processes.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", pod, sys.executable, "-c", SERVER, pod, str(port)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for pod in pods:
             deadline = time.monotonic() + 10
             while not run("ss", "-Hltn", f"sport = :{port}", netns=pod).stdout.strip():
@@ -686,12 +897,15 @@ def exercise(mode: str) -> None:
     with http_servers(ENDPOINTS, TARGET_PORT):
         # pod to pod on the target port: no NAT, the server sees the client pod's address
         assert fetch(f"http://{POD_ADDRESSES['web-b']}:{TARGET_PORT}/", "client-a") == (
-            "web-b", POD_ADDRESSES["client-a"])
+            "web-b",
+            POD_ADDRESSES["client-a"],
+        )
 
         hits, sources = spread(f"http://{CLUSTER_IP}/", "client-b")
         assert set(hits) == set(ENDPOINTS), hits
         assert set().union(*sources.values()) == {POD_ADDRESSES["client-b"]}, (
-            "pod -> service keeps the pod's source address")
+            "pod -> service keeps the pod's source address"
+        )
         REPORT[f"{mode}: ClusterIP {CLUSTER_IP}:80 from client-b"] = dict(hits)
 
         hits, _ = spread("http://web.default.svc.cluster.local/", "client-a")
@@ -722,7 +936,8 @@ def exercise(mode: str) -> None:
             # KUBE-MARK-MASQ: the endpoints see the node the request came in through
             assert set().union(*sources.values()) <= node_addresses(node), (node, sources)
             REPORT[f"{mode}: NodePort {address}:{NODE_PORT} from the upstream"] = {
-                pod: (count, sorted(sources[pod])) for pod, count in hits.items()}
+                pod: (count, sorted(sources[pod])) for pod, count in hits.items()
+            }
     for what, result in REPORT.items():
         print(f"{what}: {result}")
 
@@ -757,8 +972,7 @@ def _filter_packets(netns: str, chain: str) -> int:
 def test_vxlan_cluster_carries_the_same_traffic_through_flannel_1(tmp_path: Path) -> None:
     data = yaml.safe_load(VXLAN.read_text())
     data["cluster"]["services"]["idle"] = {"cluster_ip": "10.96.0.20", "port": 80}
-    data["cluster"]["services"]["idle-np"] = {"type": "NodePort", "node_port": 30090,
-                                              "port": 80}
+    data["cluster"]["services"]["idle-np"] = {"type": "NodePort", "node_port": 30090, "port": 80}
     variant = tmp_path / "k8s-vxlan.yaml"
     variant.write_text(yaml.safe_dump(data, sort_keys=False))
     with upstream(["eth0"], routes_back=["10.10.0.0/24"]):
@@ -775,13 +989,13 @@ def test_vxlan_cluster_carries_the_same_traffic_through_flannel_1(tmp_path: Path
 
             # a Service without endpoints: refused at once (REJECT), not a timeout
             started = time.monotonic()
-            refused = run("curl", "-s", "--max-time", "3", "http://10.96.0.20/",
-                          netns="client-a")
+            refused = run("curl", "-s", "--max-time", "3", "http://10.96.0.20/", netns="client-a")
             assert refused.returncode == 7, (refused.returncode, refused.stderr)
             assert time.monotonic() - started < 2
             rejected = _filter_packets("node1", "KUBE-EXTERNAL-SERVICES")
-            refused = run("curl", "-s", "--max-time", "3", "http://10.10.0.1:30090/",
-                          netns=UPSTREAM_NETNS)
+            refused = run(
+                "curl", "-s", "--max-time", "3", "http://10.10.0.1:30090/", netns=UPSTREAM_NETNS
+            )
             assert refused.returncode == 7, (refused.returncode, refused.stderr)
             assert _filter_packets("node1", "KUBE-EXTERNAL-SERVICES") > rejected
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -23,8 +22,9 @@ def nsgen(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is not installed (make test installs the systemd package)"
-    return subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, check=False
+    )
 
 
 def test_render_systemd_writes_a_oneshot_unit_that_systemd_analyze_accepts(

@@ -57,10 +57,16 @@ def test_setup_rolls_back_every_injected_fault_and_restores_the_snapshot(
             assert differences == [], f"fault {k} left:\n" + "\n".join(differences)
         # every step that calls ip or iptables to change something was failed at least once
         # (sysctls and DNS files are written by bash itself, not by ip or iptables)
-        file_only = {n for n, step in enumerate(render_steps(example, style), 1)
-                     if not re.search(r"^(ip netns exec \S+ |nsgen_enter \S+ )?"
-                                      r"(ip|iptables|iptables-restore) (?!netns exec)",
-                                      step.do, re.M)}
+        file_only = {
+            n
+            for n, step in enumerate(render_steps(example, style), 1)
+            if not re.search(
+                r"^(ip netns exec \S+ |nsgen_enter \S+ )?"
+                r"(ip|iptables|iptables-restore) (?!netns exec)",
+                step.do,
+                re.M,
+            )
+        }
         assert failed_steps | file_only == set(range(1, total_steps + 1)), sorted(failed_steps)
 
 

@@ -130,8 +130,18 @@ def test_ip_forward_gets_its_previous_value_back(tmp_path: Path) -> None:
         assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
 
 
-_VOLATILE = {"ifindex", "link_index", "address", "broadcast", "perm_address", "link_netnsid",
-             "link", "parentbus", "parentdev", "altnames"}
+_VOLATILE = {
+    "ifindex",
+    "link_index",
+    "address",
+    "broadcast",
+    "perm_address",
+    "link_netnsid",
+    "link",
+    "parentbus",
+    "parentdev",
+    "altnames",
+}
 
 
 def _comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +152,9 @@ def _comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
             return {k: strip(v) for k, v in value.items() if k not in _VOLATILE}
         if isinstance(value, list):  # the kernel lists routes of equal rank in any order
             items = [strip(v) for v in value]
-            return sorted(items, key=json.dumps) if all(isinstance(i, dict) for i in items) else items
+            return (
+                sorted(items, key=json.dumps) if all(isinstance(i, dict) for i in items) else items
+            )
         return value
 
     return strip({k: v for k, v in snapshot.items() if k != "run_nsgen"})

@@ -50,7 +50,9 @@ def split_sugar(data: dict[str, Any]) -> tuple[dict[str, Any], dict[ModuleType, 
     return core, sugar
 
 
-def expand(topology: Topology, sugar: dict[ModuleType, dict[str, Any]]) -> tuple[Topology, list[Problem]]:
+def expand(
+    topology: Topology, sugar: dict[ModuleType, dict[str, Any]]
+) -> tuple[Topology, list[Problem]]:
     """Apply every expander that has keys in the file, in EXPANDERS order."""
     problems: list[Problem] = []
     for module in expanders():

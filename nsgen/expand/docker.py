@@ -68,17 +68,21 @@ _PUBLISH_FORM = "HOST_PORT:CONTAINER_PORT[/tcp|udp] or HOST_IP:HOST_PORT:CONTAIN
 
 def _network_name(value: str) -> str:
     if not _NETWORK_RE.fullmatch(value) or len(value) > 64:
-        raise ValueError(f"{value!r} is not a valid network name: 1 to 64 letters, digits, "
-                         "'_', '-', '.', starting with a letter or digit")
+        raise ValueError(
+            f"{value!r} is not a valid network name: 1 to 64 letters, digits, "
+            "'_', '-', '.', starting with a letter or digit"
+        )
     return value
 
 
 def _container_host_name(value: str) -> str:
     labels = value.rstrip(".").split(".")
     if not all(_LABEL_RE.fullmatch(label) and len(label) <= 63 for label in labels):
-        raise ValueError(f"{value!r} cannot be a container name: the other containers resolve it "
-                         "as a host name, so use letters, digits and '-' (no '_'; '.' only "
-                         "between labels)")
+        raise ValueError(
+            f"{value!r} cannot be a container name: the other containers resolve it "
+            "as a host name, so use letters, digits and '-' (no '_'; '.' only "
+            "between labels)"
+        )
     return value
 
 
@@ -95,16 +99,19 @@ class Network(Strict):
         None, description="The host's address on the bridge. Default: the first host address."
     )
     bridge: IfName | None = Field(
-        None, description="Name of the host bridge. Default: docker0 for the network named "
-        "'bridge', else br-<network>."
+        None,
+        description="Name of the host bridge. Default: docker0 for the network named "
+        "'bridge', else br-<network>.",
     )
     masquerade: bool | None = Field(
-        None, description="Source-NAT traffic leaving the host from this subnet. Default: true "
-        "(false for internal networks, where true is an error)."
+        None,
+        description="Source-NAT traffic leaving the host from this subnet. Default: true "
+        "(false for internal networks, where true is an error).",
     )
     internal: bool = Field(
-        False, description="No way out: no default route, no NAT, nothing forwarded between "
-        "this bridge and any other interface."
+        False,
+        description="No way out: no default route, no NAT, nothing forwarded between "
+        "this bridge and any other interface.",
     )
     icc: bool = Field(True, description="Inter-container communication on this network.")
 
@@ -140,7 +147,8 @@ class Container(Strict):
         "gets eth0, eth1, ... in this order. Default: [bridge].",
     )
     publish: list[PublishText | PortLong] = Field(
-        default_factory=list, description="Published ports: 'HOST_PORT:CONTAINER_PORT[/tcp|udp]' "
+        default_factory=list,
+        description="Published ports: 'HOST_PORT:CONTAINER_PORT[/tcp|udp]' "
         "strings (optionally 'HOST_IP:' first) or {published, target, protocol, host_ip}.",
     )
     dns: list[IpAddr] = Field(
@@ -165,9 +173,11 @@ class Sugar(Strict):
     checks them entry by entry."""
 
     networks: dict[NetworkName, Network] = Field(
-        default_factory=dict, description="Docker-style bridge networks, by name.")
+        default_factory=dict, description="Docker-style bridge networks, by name."
+    )
     containers: dict[ContainerName, Container] = Field(
-        default_factory=dict, description="Docker-style containers (namespaces), by name.")
+        default_factory=dict, description="Docker-style containers (namespaces), by name."
+    )
 
 
 # ---- validation with file paths --------------------------------------------------------------
@@ -203,8 +213,7 @@ def _model_at(tp: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
-def _validate(tp: Any, value: Any, prefix: tuple[int | str, ...],
-              problems: list[Problem]) -> Any:
+def _validate(tp: Any, value: Any, prefix: tuple[int | str, ...], problems: list[Problem]) -> Any:
     """TypeAdapter(tp).validate_python(value), or None with the problems (paths under prefix)
     appended; unknown keys get the known ones as a hint."""
     try:
@@ -220,8 +229,12 @@ def _validate(tp: Any, value: Any, prefix: tuple[int | str, ...],
                     hints[format_path(prefix + tuple(error["loc"]))] = (
                         f"unknown key {key!r} (known keys: {', '.join(model.model_fields)})"
                     )
-        problems.extend(Problem(p.path, hints.get(p.path, p.message)) if
-                        p.message.startswith("unknown key") else p for p in found)
+        problems.extend(
+            Problem(p.path, hints.get(p.path, p.message))
+            if p.message.startswith("unknown key")
+            else p
+            for p in found
+        )
         return None
 
 
@@ -231,7 +244,9 @@ def _parse(sugar: dict[str, Any], problems: list[Problem]) -> tuple[Sugar, list[
     found: dict[str, dict[str, Any]] = {"networks": {}, "containers": {}}
     declared: list[str] = []
     kinds: dict[str, tuple[Any, type[Strict]]] = {
-        "networks": (NetworkName, Network), "containers": (ContainerName, _LooseContainer)}
+        "networks": (NetworkName, Network),
+        "containers": (ContainerName, _LooseContainer),
+    }
     for key, (name_type, model) in kinds.items():
         value = sugar.get(key, {})
         if not isinstance(value, dict):
@@ -242,12 +257,14 @@ def _parse(sugar: dict[str, Any], problems: list[Problem]) -> tuple[Sugar, list[
                 declared.append(str(name))
             where = (key, str(name))
             good_name = _validate(name_type, name, where, problems)
-            good_spec = _validate(model, {} if spec is None and key == "containers" else spec,
-                                  where, problems)
+            good_spec = _validate(
+                model, {} if spec is None and key == "containers" else spec, where, problems
+            )
             if good_name is not None and good_spec is not None:
                 found[key][good_name] = good_spec
-    return Sugar.model_construct(networks=found["networks"],
-                                 containers=found["containers"]), declared
+    return Sugar.model_construct(
+        networks=found["networks"], containers=found["containers"]
+    ), declared
 
 
 @dataclass(frozen=True)
@@ -262,9 +279,14 @@ class Publish:
 def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | None:
     match = _PUBLISH_RE.fullmatch(text.strip())
     if not match:
-        problems.append(Problem(path, f"{text!r} is not a port mapping: write {_PUBLISH_FORM}, "
-                                "e.g. '8080:80/tcp' (nsgen publishes fixed host ports only, "
-                                "one port per entry)"))
+        problems.append(
+            Problem(
+                path,
+                f"{text!r} is not a port mapping: write {_PUBLISH_FORM}, "
+                "e.g. '8080:80/tcp' (nsgen publishes fixed host ports only, "
+                "one port per entry)",
+            )
+        )
         return None
     protocol = match["protocol"] or "tcp"
     if protocol not in ("tcp", "udp"):
@@ -287,27 +309,42 @@ def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | No
     return Publish(protocol, ports[0], ports[1], host_ip, path)
 
 
-def _publish_entry(value: Any, prefix: tuple[int | str, ...],
-                   problems: list[Problem]) -> Publish | None:
+def _publish_entry(
+    value: Any, prefix: tuple[int | str, ...], problems: list[Problem]
+) -> Publish | None:
     path = format_path(prefix)
     if isinstance(value, str):
         return _publish_text(value, path, problems)
     if isinstance(value, int) and not isinstance(value, bool):
-        problems.append(Problem(path, f"expected a string, got the number {value}: quote the "
-                                "mapping (YAML reads an unquoted 8080:80 as a base-60 number, "
-                                "and 80 alone would need a random host port)"))
+        problems.append(
+            Problem(
+                path,
+                f"expected a string, got the number {value}: quote the "
+                "mapping (YAML reads an unquoted 8080:80 as a base-60 number, "
+                "and 80 alone would need a random host port)",
+            )
+        )
         return None
     if isinstance(value, dict):
         port = _validate(PortLong, value, prefix, problems)
         if port is None:
             return None
         if port.host_ip is not None and ":" in port.host_ip:
-            problems.append(Problem(format_path((*prefix, "host_ip")), f"{port.host_ip} is not "
-                                    "an IPv4 address (published ports are iptables rules)"))
+            problems.append(
+                Problem(
+                    format_path((*prefix, "host_ip")),
+                    f"{port.host_ip} is not an IPv4 address (published ports are iptables rules)",
+                )
+            )
             return None
         return Publish(port.protocol, port.published, port.target, port.host_ip, path)
-    problems.append(Problem(path, f"expected '{_PUBLISH_FORM}' or a mapping "
-                            f"{{published, target, protocol, host_ip}}, got {value!r}"))
+    problems.append(
+        Problem(
+            path,
+            f"expected '{_PUBLISH_FORM}' or a mapping "
+            f"{{published, target, protocol, host_ip}}, got {value!r}",
+        )
+    )
     return None
 
 
@@ -321,8 +358,13 @@ class Attach:
     address: ipaddress.IPv4Address | None = None
 
 
-def _container_networks(value: Any, prefix: tuple[int | str, ...], declared: list[str],
-                        defaulted: bool, problems: list[Problem]) -> list[Attach]:
+def _container_networks(
+    value: Any,
+    prefix: tuple[int | str, ...],
+    declared: list[str],
+    defaulted: bool,
+    problems: list[Problem],
+) -> list[Attach]:
     """The networks a container is on, in order; each one declared under `networks:`."""
     path = format_path(prefix)
     given: list[Attach] = []
@@ -331,24 +373,41 @@ def _container_networks(value: Any, prefix: tuple[int | str, ...], declared: lis
         given = [Attach(name, f"{path}[{i}]", None) for i, name in enumerate(names or [])]
     elif isinstance(value, dict):
         found = _validate(dict[NetworkName, Attachment | None], value, prefix, problems)
-        given = [Attach(name, f"{path}.{name}", a.address if a else None)
-                 for name, a in (found or {}).items()]
+        given = [
+            Attach(name, f"{path}.{name}", a.address if a else None)
+            for name, a in (found or {}).items()
+        ]
     else:
-        problems.append(Problem(path, "expected a list of network names, or a mapping "
-                                f"network: {{address: ...}}, got {value!r}"))
+        problems.append(
+            Problem(
+                path,
+                "expected a list of network names, or a mapping "
+                f"network: {{address: ...}}, got {value!r}",
+            )
+        )
     out: list[Attach] = []
     for a in given:
         if a.network not in declared:
             listing = ", ".join(declared) or "none"
             if defaulted:
-                problems.append(Problem(format_path(prefix[:-1]), f"network {a.network!r} is "
-                                        f"not declared under networks: (declared: {listing}) (a "
-                                        "container without 'networks:' joins the network "
-                                        f"'{DEFAULT_NETWORK}'; declare it, e.g. networks: "
-                                        f"{{{DEFAULT_NETWORK}: {{subnet: 172.17.0.0/16}}}})"))
+                problems.append(
+                    Problem(
+                        format_path(prefix[:-1]),
+                        f"network {a.network!r} is "
+                        f"not declared under networks: (declared: {listing}) (a "
+                        "container without 'networks:' joins the network "
+                        f"'{DEFAULT_NETWORK}'; declare it, e.g. networks: "
+                        f"{{{DEFAULT_NETWORK}: {{subnet: 172.17.0.0/16}}}})",
+                    )
+                )
             else:
-                problems.append(Problem(a.path, f"network {a.network!r} is not declared under "
-                                        f"networks: (declared: {listing})"))
+                problems.append(
+                    Problem(
+                        a.path,
+                        f"network {a.network!r} is not declared under "
+                        f"networks: (declared: {listing})",
+                    )
+                )
         elif any(b.network == a.network for b in out):
             problems.append(Problem(a.path, f"network {a.network!r} is listed twice"))
         else:
@@ -427,11 +486,14 @@ def _host_addresses(topology: Topology) -> list[tuple[AnyInterface, str]]:
         base = HOST if netns == HOST else f"namespaces.{netns}"
         for i, iface in enumerate(spec.interfaces):
             if netns == HOST:
-                found += [(ipaddress.ip_interface(a), f"{base}.interfaces[{i}]")
-                          for a in iface.addresses]
+                found += [
+                    (ipaddress.ip_interface(a), f"{base}.interfaces[{i}]") for a in iface.addresses
+                ]
             if iface.peer.netns == HOST:
-                found += [(ipaddress.ip_interface(a), f"{base}.interfaces[{i}].peer")
-                          for a in iface.peer.addresses]
+                found += [
+                    (ipaddress.ip_interface(a), f"{base}.interfaces[{i}].peer")
+                    for a in iface.peer.addresses
+                ]
     return found
 
 
@@ -445,36 +507,60 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
         base = f"networks.{name}"
         subnet = ipaddress.ip_network(spec.subnet)
         if not isinstance(subnet, ipaddress.IPv4Network):
-            problems.append(Problem(f"{base}.subnet", f"{spec.subnet} is IPv6: Docker-style "
-                                    "networks are IPv4 here (their rules are iptables rules)"))
+            problems.append(
+                Problem(
+                    f"{base}.subnet",
+                    f"{spec.subnet} is IPv6: Docker-style "
+                    "networks are IPv4 here (their rules are iptables rules)",
+                )
+            )
             continue
         if subnet.prefixlen > 30:
-            problems.append(Problem(f"{base}.subnet", f"{subnet} is too small: a network needs "
-                                    "room for a gateway and a container (at most /30)"))
+            problems.append(
+                Problem(
+                    f"{base}.subnet",
+                    f"{subnet} is too small: a network needs "
+                    "room for a gateway and a container (at most /30)",
+                )
+            )
             continue
         ok = True
         for other, other_subnet in subnets.items():
             if subnet.overlaps(other_subnet):
-                problems.append(Problem(f"{base}.subnet", f"{subnet} overlaps {other_subnet} of "
-                                        f"network {other} (networks.{other}.subnet)"))
+                problems.append(
+                    Problem(
+                        f"{base}.subnet",
+                        f"{subnet} overlaps {other_subnet} of "
+                        f"network {other} (networks.{other}.subnet)",
+                    )
+                )
                 ok = False
         subnets[name] = subnet
         for iface, where in host_addresses:
             if iface.version == 4 and iface.network.overlaps(subnet):
-                problems.append(Problem(f"{base}.subnet", f"{subnet} overlaps the root "
-                                        f"namespace's {iface} (at {where})"))
+                problems.append(
+                    Problem(
+                        f"{base}.subnet",
+                        f"{subnet} overlaps the root namespace's {iface} (at {where})",
+                    )
+                )
                 ok = False
         gateway = next(subnet.hosts())
         if spec.gateway is not None:
             given = ipaddress.ip_address(spec.gateway)
             if not isinstance(given, ipaddress.IPv4Address) or given not in subnet:
-                problems.append(Problem(f"{base}.gateway", f"{spec.gateway} is outside the "
-                                        f"subnet {subnet}"))
+                problems.append(
+                    Problem(f"{base}.gateway", f"{spec.gateway} is outside the subnet {subnet}")
+                )
                 ok = False
             elif given in (subnet.network_address, subnet.broadcast_address):
                 kind = "network" if given == subnet.network_address else "broadcast"
-                problems.append(Problem(f"{base}.gateway", f"{spec.gateway} is the {kind} "
-                                        f"address of {subnet}, not a host address"))
+                problems.append(
+                    Problem(
+                        f"{base}.gateway",
+                        f"{spec.gateway} is the {kind} address of {subnet}, not a host address",
+                    )
+                )
                 ok = False
             else:
                 gateway = given
@@ -484,47 +570,83 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
             try:
                 TypeAdapter(IfName).validate_python(bridge)
             except ValidationError:
-                problems.append(Problem(base, f"the derived bridge name {bridge!r} is "
-                                        f"{len(bridge.encode())} bytes, over the kernel's limit "
-                                        f"of {IFNAMSIZ} (or not a valid interface name): set "
-                                        "'bridge:' explicitly"))
+                problems.append(
+                    Problem(
+                        base,
+                        f"the derived bridge name {bridge!r} is "
+                        f"{len(bridge.encode())} bytes, over the kernel's limit "
+                        f"of {IFNAMSIZ} (or not a valid interface name): set "
+                        "'bridge:' explicitly",
+                    )
+                )
                 ok = False
             where = base
         if bridge in bridges:
-            problems.append(Problem(where, f"bridge {bridge} is already the bridge of network "
-                                    f"{bridges[bridge]}"))
+            problems.append(
+                Problem(
+                    where, f"bridge {bridge} is already the bridge of network {bridges[bridge]}"
+                )
+            )
             ok = False
         elif bridge in host_names:
-            problems.append(Problem(where, f"bridge {bridge} clashes with the root namespace's "
-                                    f"interface declared at {host_names[bridge]}"))
+            problems.append(
+                Problem(
+                    where,
+                    f"bridge {bridge} clashes with the root namespace's "
+                    f"interface declared at {host_names[bridge]}",
+                )
+            )
             ok = False
         bridges.setdefault(bridge, name)
         masquerade = not spec.internal if spec.masquerade is None else spec.masquerade
         if spec.internal and spec.masquerade:
-            problems.append(Problem(f"{base}.masquerade", "an internal network has no way out, "
-                                    "so nothing to masquerade: remove masquerade or internal"))
+            problems.append(
+                Problem(
+                    f"{base}.masquerade",
+                    "an internal network has no way out, "
+                    "so nothing to masquerade: remove masquerade or internal",
+                )
+            )
             ok = False
         if ok:
             nets[name] = Net(name, spec, subnet, gateway, bridge, masquerade)
     return nets
 
 
-def _containers(topology: Topology, sugar: Sugar, declared: list[str], nets: dict[str, Net],
-                problems: list[Problem]) -> list[Box]:
+def _containers(
+    topology: Topology,
+    sugar: Sugar,
+    declared: list[str],
+    nets: dict[str, Net],
+    problems: list[Problem],
+) -> list[Box]:
     boxes: list[Box] = []
     for name, spec in sugar.containers.items():
         base: tuple[int | str, ...] = ("containers", name)
         if name in topology.namespaces:
-            problems.append(Problem(format_path(base), f"container {name} clashes with the "
-                                    f"namespace declared at namespaces.{name}: a container is a "
-                                    "namespace of the same name"))
+            problems.append(
+                Problem(
+                    format_path(base),
+                    f"container {name} clashes with the "
+                    f"namespace declared at namespaces.{name}: a container is a "
+                    "namespace of the same name",
+                )
+            )
             continue
-        attach = _container_networks(spec.networks, (*base, "networks"), declared,
-                                     "networks" not in spec.model_fields_set, problems)
+        attach = _container_networks(
+            spec.networks,
+            (*base, "networks"),
+            declared,
+            "networks" not in spec.model_fields_set,
+            problems,
+        )
         partial = any(a.network not in nets for a in attach)
         attach = [a for a in attach if a.network in nets]
-        publish = [p for i, value in enumerate(spec.publish)
-                   if (p := _publish_entry(value, (*base, "publish", i), problems)) is not None]
+        publish = [
+            p
+            for i, value in enumerate(spec.publish)
+            if (p := _publish_entry(value, (*base, "publish", i), problems)) is not None
+        ]
         boxes.append(Box(name, attach, publish, spec.dns, partial))
     return boxes
 
@@ -533,8 +655,10 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
     """Explicit addresses first (each reserved once), then the next free host addresses, in
     container declaration order; the gateway is reserved before either."""
     taken: dict[str, dict[ipaddress.IPv4Address, str]] = {
-        name: {net.gateway: f"networks.{name}.gateway" + ("" if net.spec.gateway else
-                                                           " (the default gateway)")}
+        name: {
+            net.gateway: f"networks.{name}.gateway"
+            + ("" if net.spec.gateway else " (the default gateway)")
+        }
         for name, net in nets.items()
     }
     for box in boxes:
@@ -549,15 +673,27 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
                 continue
             address = ipaddress.IPv4Address(a.explicit)
             if address not in net.subnet:
-                problems.append(Problem(where, f"{address} is outside the subnet {net.subnet} "
-                                        f"of network {net.name}"))
+                problems.append(
+                    Problem(
+                        where, f"{address} is outside the subnet {net.subnet} of network {net.name}"
+                    )
+                )
             elif address in (net.subnet.network_address, net.subnet.broadcast_address):
                 kind = "network" if address == net.subnet.network_address else "broadcast"
-                problems.append(Problem(where, f"{address} is the {kind} address of "
-                                        f"{net.subnet}, not a host address"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"{address} is the {kind} address of {net.subnet}, not a host address",
+                    )
+                )
             elif address in taken[net.name]:
-                problems.append(Problem(where, f"{address} is already taken on network "
-                                        f"{net.name} (by {taken[net.name][address]})"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"{address} is already taken on network "
+                        f"{net.name} (by {taken[net.name][address]})",
+                    )
+                )
             else:
                 taken[net.name][address] = where
                 a.address = address
@@ -568,8 +704,13 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
                 continue
             picked = next((h for h in free[a.network] if h not in taken[a.network]), None)
             if picked is None:
-                problems.append(Problem(a.path, f"network {a.network} ({nets[a.network].subnet})"
-                                        " has no free address left for this container"))
+                problems.append(
+                    Problem(
+                        a.path,
+                        f"network {a.network} ({nets[a.network].subnet})"
+                        " has no free address left for this container",
+                    )
+                )
                 continue
             taken[a.network][picked] = a.path
             a.address = picked
@@ -583,9 +724,14 @@ def _check_veths(topology: Topology, boxes: list[Box], problems: list[Problem]) 
         for a in box.attach:
             name = veth_name(topology.name, box.name, a.network)
             if name in used:
-                problems.append(Problem(a.path, f"the derived host end {name} of this veth pair "
-                                        f"clashes with the interface at {used[name]}: rename the "
-                                        "container or the network"))
+                problems.append(
+                    Problem(
+                        a.path,
+                        f"the derived host end {name} of this veth pair "
+                        f"clashes with the interface at {used[name]}: rename the "
+                        "container or the network",
+                    )
+                )
             used[name] = a.path
 
 
@@ -602,14 +748,24 @@ def _check_publish(boxes: list[Box], nets: dict[str, Net], problems: list[Proble
             if _outbound(box, nets) is None and not box.partial:
                 on = ", ".join(a.network for a in box.attach)
                 where = f"only on internal networks ({on})" if on else "on no network"
-                problems.append(Problem(port.path, f"container {box.name} is {where}: nothing "
-                                        "from outside can reach it, so it cannot publish ports"))
+                problems.append(
+                    Problem(
+                        port.path,
+                        f"container {box.name} is {where}: nothing "
+                        "from outside can reach it, so it cannot publish ports",
+                    )
+                )
             key = (port.protocol, port.published)
             for other in seen.get(key, []):
                 if None in (port.host_ip, other.host_ip) or port.host_ip == other.host_ip:
-                    problems.append(Problem(port.path, f"host port {port.published}/"
-                                            f"{port.protocol} is already published (at "
-                                            f"{other.path})"))
+                    problems.append(
+                        Problem(
+                            port.path,
+                            f"host port {port.published}/"
+                            f"{port.protocol} is already published (at "
+                            f"{other.path})",
+                        )
+                    )
                     break
             seen.setdefault(key, []).append(port)
 
@@ -624,8 +780,9 @@ def _rule(table: str, chain: str, rule: str, insert: bool = False) -> dict[str, 
     return out
 
 
-def _firewall(topology: str, nets: dict[str, Net], boxes: list[Box]) -> tuple[
-        list[dict[str, Any]], list[dict[str, Any]]]:
+def _firewall(
+    topology: str, nets: dict[str, Net], boxes: list[Box]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Own chains and rules of the root namespace, in the order they must be created."""
     fwd, dnat = chain_names(topology)
     chains: list[dict[str, Any]] = []
@@ -637,7 +794,7 @@ def _firewall(topology: str, nets: dict[str, Net], boxes: list[Box]) -> tuple[
     ordered = list(nets.values())
     # DOCKER-ISOLATION: no network forwards into another.
     for i, a in enumerate(ordered):
-        for b in ordered[i + 1:]:
+        for b in ordered[i + 1 :]:
             rules.append(_rule("filter", fwd, f"-i {a.bridge} -o {b.bridge} -j DROP"))
             rules.append(_rule("filter", fwd, f"-i {b.bridge} -o {a.bridge} -j DROP"))
     for net in ordered:
@@ -648,27 +805,37 @@ def _firewall(topology: str, nets: dict[str, Net], boxes: list[Box]) -> tuple[
             rules.append(_rule("filter", fwd, f"! -i {net.bridge} -o {net.bridge} -j DROP"))
     for net in ordered:
         if net.masquerade:
-            rules.append(_rule("nat", "POSTROUTING",
-                               f"-s {net.subnet} ! -o {net.bridge} -j MASQUERADE"))
+            rules.append(
+                _rule("nat", "POSTROUTING", f"-s {net.subnet} ! -o {net.bridge} -j MASQUERADE")
+            )
     published = [(box, port) for box in boxes for port in box.publish]
     if published:
         chains.append({"table": "nat", "name": dnat})
         rules.append(_rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {dnat}"))
-        rules.append(_rule("nat", "OUTPUT",
-                           f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {dnat}"))
+        rules.append(
+            _rule("nat", "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {dnat}")
+        )
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None and out.address is not None
         only = f"-d {port.host_ip} " if port.host_ip else ""
-        rules.append(_rule("nat", dnat, f"{only}-p {port.protocol} --dport {port.published} "
-                           f"-j DNAT --to-destination {out.address}:{port.target}"))
+        rules.append(
+            _rule(
+                "nat",
+                dnat,
+                f"{only}-p {port.protocol} --dport {port.published} "
+                f"-j DNAT --to-destination {out.address}:{port.target}",
+            )
+        )
     hairpins: list[str] = []
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None
         net = nets[out.network]
-        hairpin = (f"-s {net.subnet} -d {out.address} -p {port.protocol} --dport {port.target} "
-                   "-m conntrack --ctstate DNAT -j MASQUERADE")
+        hairpin = (
+            f"-s {net.subnet} -d {out.address} -p {port.protocol} --dport {port.target} "
+            "-m conntrack --ctstate DNAT -j MASQUERADE"
+        )
         if hairpin not in hairpins:  # two host ports for one container port need one rule
             hairpins.append(hairpin)
     rules += [_rule("nat", "POSTROUTING", hairpin) for hairpin in hairpins]
@@ -691,23 +858,28 @@ def _hosts(box: Box, boxes: list[Box]) -> dict[str, str]:
     return hosts
 
 
-def _build(topology: Topology, nets: dict[str, Net], boxes: list[Box],
-           problems: list[Problem]) -> Topology:
+def _build(
+    topology: Topology, nets: dict[str, Net], boxes: list[Box], problems: list[Problem]
+) -> Topology:
     data = topology.model_dump(mode="json", by_alias=True)
     host = data["host"]
     for net in nets.values():
-        host["bridges"][net.bridge] = {
-            "addresses": [f"{net.gateway}/{net.subnet.prefixlen}"]}
+        host["bridges"][net.bridge] = {"addresses": [f"{net.gateway}/{net.subnet.prefixlen}"]}
     for box in boxes:
         interfaces = []
         for k, a in enumerate(box.attach):
             net = nets[a.network]
-            interfaces.append({
-                "name": f"eth{k}",
-                "peer": {"netns": HOST, "bridge": net.bridge,
-                         "name": veth_name(topology.name, box.name, net.name)},
-                "addresses": [f"{a.address}/{net.subnet.prefixlen}"],
-            })
+            interfaces.append(
+                {
+                    "name": f"eth{k}",
+                    "peer": {
+                        "netns": HOST,
+                        "bridge": net.bridge,
+                        "name": veth_name(topology.name, box.name, net.name),
+                    },
+                    "addresses": [f"{a.address}/{net.subnet.prefixlen}"],
+                }
+            )
         namespace: dict[str, Any] = {"interfaces": interfaces}
         out = _outbound(box, nets)
         if out is not None:
@@ -716,18 +888,33 @@ def _build(topology: Topology, nets: dict[str, Net], boxes: list[Box],
         data["namespaces"][box.name] = namespace
 
     if any(not net.spec.internal for net in nets.values()):
-        _sysctl(host, "net.ipv4.ip_forward", "1", "forwarding between the bridges and the "
-                "uplink", problems)
+        _sysctl(
+            host,
+            "net.ipv4.ip_forward",
+            "1",
+            "forwarding between the bridges and the uplink",
+            problems,
+        )
     if any(not net.spec.icc for net in nets.values()):
-        _sysctl(host, "net.bridge.bridge-nf-call-iptables", "1", "icc: false (traffic "
-                "between two ports of one bridge must pass iptables)", problems)
+        _sysctl(
+            host,
+            "net.bridge.bridge-nf-call-iptables",
+            "1",
+            "icc: false (traffic between two ports of one bridge must pass iptables)",
+            problems,
+        )
 
     fwd, dnat = chain_names(topology.name)
     for chain in (fwd, dnat):
         if len(chain) > CHAIN_LIMIT:
-            problems.append(Problem("name", f"the derived iptables chain {chain} is "
-                                    f"{len(chain)} bytes, over the limit of {CHAIN_LIMIT}: "
-                                    "shorten the topology name"))
+            problems.append(
+                Problem(
+                    "name",
+                    f"the derived iptables chain {chain} is "
+                    f"{len(chain)} bytes, over the limit of {CHAIN_LIMIT}: "
+                    "shorten the topology name",
+                )
+            )
     chains, rules = _firewall(topology.name, nets, boxes)
     host["iptables"]["chains"] += chains
     host["iptables"]["rules"] += rules
@@ -743,14 +930,20 @@ def _build(topology: Topology, nets: dict[str, Net], boxes: list[Box],
         return topology
 
 
-def _sysctl(host: dict[str, Any], key: str, value: str, reason: str,
-            problems: list[Problem]) -> None:
+def _sysctl(
+    host: dict[str, Any], key: str, value: str, reason: str, problems: list[Problem]
+) -> None:
     current = host["sysctls"].get(key)
     if current is None:
         host["sysctls"][key] = value
     elif str(current) != value:
-        problems.append(Problem(f"host.sysctls.{key}", f"the Docker-style networks need {key} = "
-                                f"{value} ({reason}), but the file sets {current}"))
+        problems.append(
+            Problem(
+                f"host.sysctls.{key}",
+                f"the Docker-style networks need {key} = "
+                f"{value} ({reason}), but the file sets {current}",
+            )
+        )
 
 
 def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:

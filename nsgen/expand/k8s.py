@@ -64,13 +64,17 @@ _SERVICE_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
 def _service_name(value: str) -> str:
     if not _SERVICE_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid service name: use lower-case letters, digits "
-                         "and '-', starting with a letter and not ending with '-' (a DNS label, "
-                         "as in Kubernetes)")
+        raise ValueError(
+            f"{value!r} is not a valid service name: use lower-case letters, digits "
+            "and '-', starting with a letter and not ending with '-' (a DNS label, "
+            "as in Kubernetes)"
+        )
     if len(value) > SERVICE_NAME_MAX:
-        raise ValueError(f"{value!r} is not a valid service name: {len(value)} characters, over "
-                         f"the limit of {SERVICE_NAME_MAX} (its chain KUBE-SEP-<NAME>-<n> must "
-                         "fit in 28)")
+        raise ValueError(
+            f"{value!r} is not a valid service name: {len(value)} characters, over "
+            f"the limit of {SERVICE_NAME_MAX} (its chain KUBE-SEP-<NAME>-<n> must "
+            "fit in 28)"
+        )
     return value
 
 
@@ -125,8 +129,9 @@ class Service(Strict):
     port: Port = Field(description="Port of the cluster IP.")
     target_port: Port | None = Field(None, description="Port on the pods. Default: port.")
     node_port: NodePortNumber | None = Field(
-        None, description="NodePort only: the port on every node (30000-32767). Default: the "
-        "next free one from 30000, in order."
+        None,
+        description="NodePort only: the port on every node (30000-32767). Default: the "
+        "next free one from 30000, in order.",
     )
     endpoints: list[NsName] = Field(
         default_factory=list,
@@ -155,8 +160,9 @@ class Cluster(Strict):
         "cluster.local", description="DNS domain of service names (kubelet --cluster-domain)."
     )
     pod_hosts: bool = Field(
-        True, description="Write each pod's /etc/hosts: its own name and every service's "
-        "(a stand-in for cluster DNS)."
+        True,
+        description="Write each pod's /etc/hosts: its own name and every service's "
+        "(a stand-in for cluster DNS).",
     )
     nodes: dict[NsName, Node] = Field(description="Nodes by name, in order.")
     services: dict[ServiceName, Service] = Field(default_factory=dict)
@@ -173,6 +179,7 @@ SCHEMA_MODEL = ClusterSugar
 
 
 # ---- the layout: every derived name and address ----------------------------------------------
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -301,8 +308,9 @@ def build_layout(topology: Topology, cluster: Cluster) -> Layout:
         taken_in_node: set[str] = {POD_BRIDGE, NODE_UPLINK, VXLAN_DEVICE}
         for pod in node.pods:
             address = ipaddress.IPv4Interface(f"{next(hosts)}/{prefix}")
-            layout.pods.append(PodLayout(pod, address, veth_name(
-                f"{topology.name}/{name}/{pod}", taken_in_node)))
+            layout.pods.append(
+                PodLayout(pod, address, veth_name(f"{topology.name}/{name}/{pod}", taken_in_node))
+            )
             pod_address[pod] = str(address.ip)
         nodes.append(layout)
     return Layout(node_net, gateway, pod_cidr, nodes, _resolve_services(cluster, pod_address))
@@ -313,27 +321,31 @@ def _resolve_services(cluster: Cluster, pod_address: dict[str, str]) -> list[Res
     used_ips = {s.cluster_ip for s in cluster.services.values() if s.cluster_ip}
     used_ports = {s.node_port for s in cluster.services.values() if s.node_port}
     free_ips = (str(ip) for ip in service_net.hosts() if str(ip) not in used_ips)
-    free_ports = (p for p in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1)
-                  if p not in used_ports)
+    free_ports = (
+        p for p in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1) if p not in used_ports
+    )
     resolved = []
     for name, service in cluster.services.items():
         node_port = service.node_port
         if service.type == "NodePort" and node_port is None:
             node_port = next(free_ports)
-        resolved.append(ResolvedService(
-            name=name,
-            type=service.type,
-            cluster_ip=service.cluster_ip or next(free_ips),
-            protocol=service.protocol.lower(),
-            port=service.port,
-            target_port=service.target_port or service.port,
-            node_port=node_port,
-            endpoints=[Endpoint(pod, pod_address[pod]) for pod in service.endpoints],
-        ))
+        resolved.append(
+            ResolvedService(
+                name=name,
+                type=service.type,
+                cluster_ip=service.cluster_ip or next(free_ips),
+                protocol=service.protocol.lower(),
+                port=service.port,
+                target_port=service.target_port or service.port,
+                node_port=node_port,
+                endpoints=[Endpoint(pod, pod_address[pod]) for pod in service.endpoints],
+            )
+        )
     return resolved
 
 
 # ---- kube-proxy and flannel rules ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -362,8 +374,7 @@ def node_chains(layout: Layout) -> list[tuple[str, str]]:
     for service in services:
         if service.endpoints:
             chains.append(("nat", svc_chain(service)))
-            chains += [("nat", sep_chain(service, i))
-                       for i in range(1, len(service.endpoints) + 1)]
+            chains += [("nat", sep_chain(service, i)) for i in range(1, len(service.endpoints) + 1)]
     empty = [s for s in services if not s.endpoints]
     if empty:
         chains.append(("filter", "KUBE-SERVICES"))
@@ -397,8 +408,12 @@ def node_rules(layout: Layout) -> list[Rule]:
 
     served = [s for s in services if s.endpoints]
     for service in served:
-        add("nat", "KUBE-SERVICES", f"-d {service.cluster_ip}/32 -p {service.protocol} "
-            f"--dport {service.port} -j {svc_chain(service)}")
+        add(
+            "nat",
+            "KUBE-SERVICES",
+            f"-d {service.cluster_ip}/32 -p {service.protocol} "
+            f"--dport {service.port} -j {svc_chain(service)}",
+        )
     if any(s.type == "NodePort" for s in services):
         add("nat", "KUBE-SERVICES", "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
     for service in served:
@@ -408,18 +423,29 @@ def node_rules(layout: Layout) -> list[Rule]:
             add("nat", "KUBE-NODEPORTS", f"{match} -j {svc_chain(service)}")
     for service in served:
         chain = svc_chain(service)
-        add("nat", chain, f"! -s {pods} -d {service.cluster_ip}/32 -p {service.protocol} "
-            f"--dport {service.port} -j KUBE-MARK-MASQ")
+        add(
+            "nat",
+            chain,
+            f"! -s {pods} -d {service.cluster_ip}/32 -p {service.protocol} "
+            f"--dport {service.port} -j KUBE-MARK-MASQ",
+        )
         count = len(service.endpoints)
         for i in range(1, count + 1):
-            pick = (f"-m statistic --mode random --probability {probability(count - i + 1)} "
-                    if i < count else "")
+            pick = (
+                f"-m statistic --mode random --probability {probability(count - i + 1)} "
+                if i < count
+                else ""
+            )
             add("nat", chain, f"{pick}-j {sep_chain(service, i)}")
         for i, endpoint in enumerate(service.endpoints, start=1):
             sep = sep_chain(service, i)
             add("nat", sep, f"-s {endpoint.address}/32 -j KUBE-MARK-MASQ")
-            add("nat", sep, f"-p {service.protocol} -j DNAT --to-destination "
-                f"{endpoint.address}:{service.target_port}")
+            add(
+                "nat",
+                sep,
+                f"-p {service.protocol} -j DNAT --to-destination "
+                f"{endpoint.address}:{service.target_port}",
+            )
 
     empty = [s for s in services if not s.endpoints]
     if empty:
@@ -432,15 +458,23 @@ def node_rules(layout: Layout) -> list[Rule]:
             add("filter", "FORWARD", f"{new} -j KUBE-EXTERNAL-SERVICES")
         reject = "-j REJECT --reject-with icmp-port-unreachable"
         for service in empty:
-            add("filter", "KUBE-SERVICES", f"-d {service.cluster_ip}/32 -p {service.protocol} "
-                f"--dport {service.port} {reject}")
+            add(
+                "filter",
+                "KUBE-SERVICES",
+                f"-d {service.cluster_ip}/32 -p {service.protocol} --dport {service.port} {reject}",
+            )
         for service in external:
-            add("filter", "KUBE-EXTERNAL-SERVICES", f"-m addrtype --dst-type LOCAL "
-                f"-p {service.protocol} --dport {service.node_port} {reject}")
+            add(
+                "filter",
+                "KUBE-EXTERNAL-SERVICES",
+                f"-m addrtype --dst-type LOCAL "
+                f"-p {service.protocol} --dport {service.node_port} {reject}",
+            )
     return rules
 
 
 # ---- validation ------------------------------------------------------------------------------
+
 
 def _sugar_model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The model of the vocabulary whose fields a location (under `cluster`) is one of."""
@@ -482,11 +516,16 @@ def _model_problems(exc: ValidationError) -> list[Problem]:
             continue
         known = sorted(model.model_fields)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hints[format_path(("cluster", *loc))] = (f" (did you mean {close[0]!r}?)" if close
-                                                 else f" (known keys: {', '.join(known)})")
-    return [Problem(p.path, p.message + hints.get(p.path, "")
-                    if p.message.startswith("unknown key") else p.message)
-            for p in pydantic_problems(exc, ("cluster",))]
+        hints[format_path(("cluster", *loc))] = (
+            f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
+        )
+    return [
+        Problem(
+            p.path,
+            p.message + hints.get(p.path, "") if p.message.startswith("unknown key") else p.message,
+        )
+        for p in pydantic_problems(exc, ("cluster",))
+    ]
 
 
 def _core_networks(topology: Topology) -> list[tuple[AnyNetwork, str]]:
@@ -521,22 +560,36 @@ def _network_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
             continue
         for earlier_path, earlier in nets.items():
             if net.overlaps(earlier):
-                problems.append(Problem(path, f"{text} overlaps {ranges[earlier_path][0]} "
-                                        f"{earlier} ({earlier_path})"))
+                problems.append(
+                    Problem(
+                        path,
+                        f"{text} overlaps {ranges[earlier_path][0]} {earlier} ({earlier_path})",
+                    )
+                )
         for core, where in _core_networks(topology):
             if core.version == 4 and net.overlaps(core):
-                problems.append(Problem(path, f"{what} {text} overlaps {core}, attached at "
-                                        f"{where}"))
+                problems.append(
+                    Problem(path, f"{what} {text} overlaps {core}, attached at {where}")
+                )
         nets[path] = net
     if "cluster.pod_cidr" in nets:
         pod_prefix = nets["cluster.pod_cidr"].prefixlen
         mask = cluster.node_cidr_mask_size
         if not pod_prefix <= mask <= 30:
-            problems.append(Problem("cluster.node_cidr_mask_size", f"{mask} must lie between the "
-                                    f"pod CIDR's prefix length ({pod_prefix}) and 30"))
+            problems.append(
+                Problem(
+                    "cluster.node_cidr_mask_size",
+                    f"{mask} must lie between the pod CIDR's prefix length ({pod_prefix}) and 30",
+                )
+            )
     if "cluster.node_network.subnet" in nets and nets["cluster.node_network.subnet"].prefixlen > 30:
-        problems.append(Problem("cluster.node_network.subnet", f"{cluster.node_network.subnet} "
-                                "has no room for a gateway and a node (use /30 or larger)"))
+        problems.append(
+            Problem(
+                "cluster.node_network.subnet",
+                f"{cluster.node_network.subnet} "
+                "has no room for a gateway and a node (use /30 or larger)",
+            )
+        )
     return problems
 
 
@@ -553,31 +606,46 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
     # The node-network bridge and forwarding in the root namespace.
     bridge = cluster.node_network.bridge
     if bridge in _host_names(topology):
-        problems.append(Problem("cluster.node_network.bridge", f"{bridge!r} is already an "
-                                "interface of the root namespace (declared under host)"))
+        problems.append(
+            Problem(
+                "cluster.node_network.bridge",
+                f"{bridge!r} is already an interface of the root namespace (declared under host)",
+            )
+        )
     forward = topology.host.sysctls.get(FORWARD_SYSCTL)
     if forward is not None and forward != "1":
-        problems.append(Problem(f"host.sysctls.{FORWARD_SYSCTL}", f"is {forward}, but the cluster "
-                                "needs 1: the host routes between the node network and the "
-                                "uplink"))
+        problems.append(
+            Problem(
+                f"host.sysctls.{FORWARD_SYSCTL}",
+                f"is {forward}, but the cluster "
+                "needs 1: the host routes between the node network and the "
+                "uplink",
+            )
+        )
 
     # Nodes and pods: namespace names, sizes.
     if not cluster.nodes:
         problems.append(Problem("cluster.nodes", "a cluster needs at least one node"))
     room_nodes = min(2 ** (mask - pod_cidr.prefixlen), node_net.num_addresses - 3)
     if len(cluster.nodes) > room_nodes:
-        problems.append(Problem("cluster.nodes", f"{len(cluster.nodes)} nodes do not fit: room "
-                                f"for {room_nodes} (the pod CIDR {pod_cidr} holds "
-                                f"{2 ** (mask - pod_cidr.prefixlen)} node subnets of /{mask}; the "
-                                f"node network {node_net} has {node_net.num_addresses - 3} "
-                                "addresses besides the gateway)"))
+        problems.append(
+            Problem(
+                "cluster.nodes",
+                f"{len(cluster.nodes)} nodes do not fit: room "
+                f"for {room_nodes} (the pod CIDR {pod_cidr} holds "
+                f"{2 ** (mask - pod_cidr.prefixlen)} node subnets of /{mask}; the "
+                f"node network {node_net} has {node_net.num_addresses - 3} "
+                "addresses besides the gateway)",
+            )
+        )
     room_pods = 2 ** (32 - mask) - 3
     declared: dict[str, str] = {name: f"namespaces.{name}" for name in topology.namespaces}
     for name in cluster.nodes:
         path = f"cluster.nodes.{name}"
         if name in declared:
-            problems.append(Problem(path, f"node name {name!r} is already a namespace (at "
-                                    f"{declared[name]})"))
+            problems.append(
+                Problem(path, f"node name {name!r} is already a namespace (at {declared[name]})")
+            )
         else:
             declared[name] = path
     pods: set[str] = set()
@@ -585,15 +653,21 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
         for i, pod in enumerate(node.pods):
             path = f"cluster.nodes.{name}.pods[{i}]"
             if pod in declared:
-                problems.append(Problem(path, f"pod name {pod!r} is already a namespace (at "
-                                        f"{declared[pod]})"))
+                problems.append(
+                    Problem(path, f"pod name {pod!r} is already a namespace (at {declared[pod]})")
+                )
             else:
                 declared[pod] = path
             pods.add(pod)
         if len(node.pods) > room_pods:
-            problems.append(Problem(f"cluster.nodes.{name}.pods", f"{len(node.pods)} pods do not "
-                                    f"fit in a /{mask} pod subnet: room for {room_pods} (its first "
-                                    f"address is {POD_BRIDGE}'s)"))
+            problems.append(
+                Problem(
+                    f"cluster.nodes.{name}.pods",
+                    f"{len(node.pods)} pods do not "
+                    f"fit in a /{mask} pod subnet: room for {room_pods} (its first "
+                    f"address is {POD_BRIDGE}'s)",
+                )
+            )
 
     # Services.
     ips: dict[str, str] = {}
@@ -610,21 +684,35 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
             elif ip not in service_net:
                 problems.append(Problem(path, f"{ip} is outside the service CIDR {service_net}"))
             elif ip in (service_net.network_address, service_net.broadcast_address):
-                problems.append(Problem(path, f"{ip} is the network or broadcast address of the "
-                                        f"service CIDR {service_net}"))
+                problems.append(
+                    Problem(
+                        path,
+                        f"{ip} is the network or broadcast address of the "
+                        f"service CIDR {service_net}",
+                    )
+                )
             elif str(ip) in ips:
-                problems.append(Problem(path, f"{ip} is already the cluster IP of "
-                                        f"{ips[str(ip)]}"))
+                problems.append(Problem(path, f"{ip} is already the cluster IP of {ips[str(ip)]}"))
             else:
                 ips[str(ip)] = base
         if service.node_port is not None:
             path = f"{base}.node_port"
             if service.type != "NodePort":
-                problems.append(Problem(path, f"only a NodePort service has a node_port (this "
-                                        f"one is type {service.type})"))
+                problems.append(
+                    Problem(
+                        path,
+                        f"only a NodePort service has a node_port (this "
+                        f"one is type {service.type})",
+                    )
+                )
             elif service.node_port in node_ports:
-                problems.append(Problem(path, f"node port {service.node_port} is already used by "
-                                        f"{node_ports[service.node_port]}"))
+                problems.append(
+                    Problem(
+                        path,
+                        f"node port {service.node_port} is already used by "
+                        f"{node_ports[service.node_port]}",
+                    )
+                )
             else:
                 node_ports[service.node_port] = base
         seen: dict[str, int] = {}
@@ -634,25 +722,37 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
                 problems.append(Problem(path, f"{endpoint!r} is a node, not a pod"))
             elif endpoint not in pods:
                 listing = ", ".join(sorted(pods)) or "none"
-                problems.append(Problem(path, f"{endpoint!r} is not a pod of the cluster (pods: "
-                                        f"{listing})"))
+                problems.append(
+                    Problem(path, f"{endpoint!r} is not a pod of the cluster (pods: {listing})")
+                )
             elif endpoint in seen:
-                problems.append(Problem(path, f"pod {endpoint!r} is already an endpoint (at "
-                                        f"endpoints[{seen[endpoint]}])"))
+                problems.append(
+                    Problem(
+                        path,
+                        f"pod {endpoint!r} is already an endpoint (at endpoints[{seen[endpoint]}])",
+                    )
+                )
             else:
                 seen[endpoint] = i
     automatic = sum(1 for s in cluster.services.values() if s.cluster_ip is None)
     if automatic > service_net.num_addresses - 2 - len(ips):
-        problems.append(Problem("cluster.services", f"the service CIDR {service_net} has too few "
-                                f"free addresses for {automatic} services without a cluster_ip"))
-    automatic = sum(1 for s in cluster.services.values()
-                    if s.type == "NodePort" and s.node_port is None)
+        problems.append(
+            Problem(
+                "cluster.services",
+                f"the service CIDR {service_net} has too few "
+                f"free addresses for {automatic} services without a cluster_ip",
+            )
+        )
+    automatic = sum(
+        1 for s in cluster.services.values() if s.type == "NodePort" and s.node_port is None
+    )
     if automatic > NODE_PORT_RANGE[1] - NODE_PORT_RANGE[0] + 1 - len(node_ports):
         problems.append(Problem("cluster.services", "too few free node ports left"))
     return problems
 
 
 # ---- the expansion ---------------------------------------------------------------------------
+
 
 def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:
     """The topology with the cluster's namespaces, links, routes and rules added."""
@@ -670,8 +770,13 @@ def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Pr
         data["namespaces"][node.name] = _node_namespace(cluster, layout, node)
         for pod in node.pods:
             data["namespaces"][pod.name] = _pod_namespace(cluster, layout, node, pod)
-        data["groups"].append({"name": node.name, "kind": "k8s node",
-                               "members": [node.name, *(p.name for p in node.pods)]})
+        data["groups"].append(
+            {
+                "name": node.name,
+                "kind": "k8s node",
+                "members": [node.name, *(p.name for p in node.pods)],
+            }
+        )
     try:
         return Topology.model_validate(data), []
     except ValidationError as exc:  # a generated value the core refuses: report it, never hide it
@@ -694,48 +799,78 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
     routes: list[dict[str, Any]] = [{"to": "default", "via": str(layout.gateway.ip)}]
     spec: dict[str, Any] = {
         "bridges": {POD_BRIDGE: {"addresses": [str(node.bridge_address)]}},
-        "interfaces": [{
-            "name": NODE_UPLINK,
-            "peer": {"netns": HOST, "bridge": cluster.node_network.bridge,
-                     "name": node.host_veth},
-            "addresses": [str(node.address)],
-        }],
+        "interfaces": [
+            {
+                "name": NODE_UPLINK,
+                "peer": {
+                    "netns": HOST,
+                    "bridge": cluster.node_network.bridge,
+                    "name": node.host_veth,
+                },
+                "addresses": [str(node.address)],
+            }
+        ],
         "routes": routes,
         "sysctls": {FORWARD_SYSCTL: "1"},
     }
     if cluster.mode == "host-gw":
-        routes += [{"to": str(other.subnet), "via": str(other.address.ip), "dev": NODE_UPLINK}
-                   for other in others]
+        routes += [
+            {"to": str(other.subnet), "via": str(other.address.ip), "dev": NODE_UPLINK}
+            for other in others
+        ]
     else:
-        spec["vxlans"] = {VXLAN_DEVICE: {
-            "id": VXLAN_VNI, "local": str(node.address.ip), "dev": NODE_UPLINK,
-            "port": VXLAN_PORT, "mac": node.vtep_mac, "learning": False,
-            "addresses": [str(node.vtep_address)],
-        }}
-        routes += [{"to": str(other.subnet), "via": str(other.vtep_address.ip),
-                    "dev": VXLAN_DEVICE, "onlink": True} for other in others]
-        spec["neighbors"] = [{"dev": VXLAN_DEVICE, "address": str(other.vtep_address.ip),
-                              "lladdr": other.vtep_mac} for other in others]
-        spec["fdb"] = [{"dev": VXLAN_DEVICE, "lladdr": other.vtep_mac,
-                        "dst": str(other.address.ip)} for other in others]
+        spec["vxlans"] = {
+            VXLAN_DEVICE: {
+                "id": VXLAN_VNI,
+                "local": str(node.address.ip),
+                "dev": NODE_UPLINK,
+                "port": VXLAN_PORT,
+                "mac": node.vtep_mac,
+                "learning": False,
+                "addresses": [str(node.vtep_address)],
+            }
+        }
+        routes += [
+            {
+                "to": str(other.subnet),
+                "via": str(other.vtep_address.ip),
+                "dev": VXLAN_DEVICE,
+                "onlink": True,
+            }
+            for other in others
+        ]
+        spec["neighbors"] = [
+            {"dev": VXLAN_DEVICE, "address": str(other.vtep_address.ip), "lladdr": other.vtep_mac}
+            for other in others
+        ]
+        spec["fdb"] = [
+            {"dev": VXLAN_DEVICE, "lladdr": other.vtep_mac, "dst": str(other.address.ip)}
+            for other in others
+        ]
     spec["iptables"] = {
         "chains": [{"table": table, "name": name} for table, name in node_chains(layout)],
-        "rules": [{"table": r.table, "chain": r.chain, "rule": r.rule}
-                  for r in node_rules(layout)],
+        "rules": [{"table": r.table, "chain": r.chain, "rule": r.rule} for r in node_rules(layout)],
     }
     return spec
 
 
-def _pod_namespace(cluster: Cluster, layout: Layout, node: NodeLayout,
-                   pod: PodLayout) -> dict[str, Any]:
+def _pod_namespace(
+    cluster: Cluster, layout: Layout, node: NodeLayout, pod: PodLayout
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "interfaces": [{
-            "name": POD_IFNAME,
-            # hairpin: a pod reaching itself through its own Service (bridge CNI hairpinMode)
-            "peer": {"netns": node.name, "bridge": POD_BRIDGE, "name": pod.host_veth,
-                     "hairpin": True},
-            "addresses": [str(pod.address)],
-        }],
+        "interfaces": [
+            {
+                "name": POD_IFNAME,
+                # hairpin: a pod reaching itself through its own Service (bridge CNI hairpinMode)
+                "peer": {
+                    "netns": node.name,
+                    "bridge": POD_BRIDGE,
+                    "name": pod.host_veth,
+                    "hairpin": True,
+                },
+                "addresses": [str(pod.address)],
+            }
+        ],
         "routes": [{"to": "default", "via": str(node.bridge_address.ip)}],
     }
     if cluster.pod_hosts:

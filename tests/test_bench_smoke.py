@@ -1,0 +1,33 @@
+"""Smoke test of the benchmark (bench/): every method builds the N=20 network once, inside a
+fresh sandbox; the first namespace reaches the last one (and the upstream through the NAT), and
+teardown leaves nothing behind. Correctness only: no timing is asserted.
+
+pyroute2 and the CNI plugins are not skipped when missing: CI installs them with
+bench/install.sh, so their absence is a failure that says so."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bench.run import METHODS, measure, missing_requirements
+from tests.harness import sandboxed
+
+N = 20
+
+
+@sandboxed
+def test_every_method_builds_and_removes_the_network() -> None:
+    keys = list(METHODS)
+    problems = missing_requirements(keys)
+    assert not problems, "; ".join(problems) + ": run bench/install.sh (as root) first"
+    with tempfile.TemporaryDirectory(prefix="nsgen-bench-smoke-") as workroot:
+        cells = measure(
+            [N], 1, keys, timeout=180, settle_limit=5, workroot=Path(workroot), warmup=False
+        )
+    report = {key: by_n[N] for key, by_n in cells.items()}
+    failed = {key: cell.failures for key, cell in report.items() if cell.failures}
+    assert not failed, f"methods that failed at N={N}: {failed}"
+    for key, cell in report.items():
+        assert len(cell.setup) == 1 and len(cell.teardown) == 1, (key, cell)
+        assert not cell.skipped, (key, cell.skipped)
