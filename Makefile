@@ -4,9 +4,10 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 # Debian packages the tests and the demo use (the scripts themselves need only bash, iproute2, iptables).
-APT_PACKAGES = iproute2 iptables iputils-ping util-linux procps dnsmasq-base socat graphviz systemd python3-venv
+APT_PACKAGES = iproute2 iptables iputils-ping util-linux procps dnsmasq-base socat graphviz systemd \
+               containernetworking-plugins python3-venv
 
-.PHONY: install system-deps test lint generate demo clean
+.PHONY: install system-deps test lint generate demo bench clean
 
 $(BIN)/nsgen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ generate: install  ## re-render generated/ from examples/ (review the diff, then
 
 demo: system-deps install  ## the seed topology, built, checked and removed inside a sandbox
 	$(SUDO) $(BIN)/nsgen lab examples/seed.yaml --check -- bash examples/seed-demo.sh
+
+bench: system-deps install  ## setup/teardown times of nsgen and its peers, N = 10..1000
+	bash bench/install.sh
+	$(SUDO) $(BIN)/python -m bench.run --out bench/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
