@@ -103,9 +103,10 @@ def format_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class whose fields a location's last component is one of, if any."""
-    current: Any = Topology
+def model_at(root: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class (reached from the type `root`) whose fields a location's next
+    component is one of, if any."""
+    current: Any = root
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
@@ -113,19 +114,19 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
                 return None
             current = field.annotation
             continue
-        current = _unwrap(current)
+        current = unwrap(current)
         if current is None:
             return None
         # a list index or dict key: step into the element type
         args = typing.get_args(current)
         current = args[-1] if args else None
-    current = _unwrap(current)
+    current = unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return current
     return None
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap(tp: Any) -> Any:
     """Strip Optional[...] and Annotated[...] down to the type that holds fields or elements."""
     while True:
         origin = typing.get_origin(tp)
@@ -148,13 +149,13 @@ _TYPE_WORDS = {
 }
 
 
-def _describe(error: Any, prefix: tuple[int | str, ...] = ()) -> Problem:
+def _describe(error: Any, prefix: tuple[int | str, ...], root: Any) -> Problem:
     loc = tuple(error["loc"])
     path = format_path(prefix + loc)
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        model = _model_at(loc[:-1]) if not prefix else None
+        model = model_at(root, loc[:-1])
         known = sorted(model.model_fields) if model else []
         hint = difflib.get_close_matches(key, known, n=1)
         message = f"unknown key {key!r}"
@@ -182,7 +183,7 @@ def topology_from_data(data: Any, source: str) -> Topology:
     try:
         topology = Topology.model_validate(core)
     except ValidationError as exc:
-        raise TopologyError(source, pydantic_problems(exc, (), data)) from None
+        raise TopologyError(source, pydantic_problems(exc)) from None
     topology, problems = expand(topology, sugar)
     if problems:
         raise TopologyError(source, problems)
@@ -193,12 +194,12 @@ def topology_from_data(data: Any, source: str) -> Topology:
 
 
 def pydantic_problems(
-    exc: ValidationError, prefix: tuple[int | str, ...] = (), data: Any = None
+    exc: ValidationError, prefix: tuple[int | str, ...] = (), root: Any = Topology
 ) -> list[Problem]:
     """A pydantic ValidationError as Problems (paths under `prefix`), deduplicated, in the
-    order pydantic found them (which follows the file). `data` is accepted for callers'
-    convenience and not needed."""
-    return list(dict.fromkeys(_describe(e, prefix) for e in exc.errors()))
+    order pydantic found them (which follows the file). `root` is the type that was
+    validated: an unknown key gets a did-you-mean or the known keys of its model."""
+    return list(dict.fromkeys(_describe(e, prefix, root) for e in exc.errors()))
 
 
 def load_topology(path: str | Path) -> Topology:

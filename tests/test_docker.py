@@ -312,9 +312,7 @@ def test_network_problems_have_paths() -> None:
         "networks.averyverylongname",
         "networks.shut.masquerade",
     ]
-    assert found[1][1] == (
-        "unknown key 'subnett' (known keys: subnet, gateway, bridge, masquerade, internal, icc)"
-    )
+    assert found[1][1] == ("unknown key 'subnett' (did you mean 'subnet'?)")
     found = found[2:]
     assert found[0][1] == "10.11.0.1 is outside the subnet 10.10.0.0/24"
     assert (

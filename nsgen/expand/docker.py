@@ -23,12 +23,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from nsgen.errors import Problem
 from nsgen.fields import (
@@ -187,54 +185,13 @@ SCHEMA_MODEL = Sugar
 """For `nsgen schema`: the model whose fields are this expander's KEYS."""
 
 
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            options = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = options[0] if len(options) == 1 else None
-        else:
-            return tp
-
-
-def _model_at(tp: Any, loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose fields the location's next component is one of, if any."""
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            found = tp.model_fields.get(str(part))
-            tp = found.annotation if found else None
-        elif part != "[key]":
-            args = typing.get_args(tp)
-            tp = args[-1] if args else None
-    tp = _unwrap(tp)
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-
-
 def _validate(tp: Any, value: Any, prefix: tuple[int | str, ...], problems: list[Problem]) -> Any:
     """TypeAdapter(tp).validate_python(value), or None with the problems (paths under prefix)
-    appended; unknown keys get the known ones as a hint."""
+    appended; unknown keys get a did-you-mean or the known keys as a hint."""
     try:
         return TypeAdapter(tp).validate_python(value)
     except ValidationError as exc:
-        found = pydantic_problems(exc, prefix, value)
-        hints: dict[str, str] = {}
-        for error in exc.errors():
-            if error["type"] == "extra_forbidden":
-                model = _model_at(tp, tuple(error["loc"][:-1]))
-                if model is not None:
-                    key = str(error["loc"][-1])
-                    hints[format_path(prefix + tuple(error["loc"]))] = (
-                        f"unknown key {key!r} (known keys: {', '.join(model.model_fields)})"
-                    )
-        problems.extend(
-            Problem(p.path, hints.get(p.path, p.message))
-            if p.message.startswith("unknown key")
-            else p
-            for p in found
-        )
+        problems.extend(pydantic_problems(exc, prefix, tp))
         return None
 
 

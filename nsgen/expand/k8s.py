@@ -21,20 +21,17 @@ file always gives the same scripts.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import ipaddress
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from nsgen.errors import Problem
 from nsgen.fields import HOST, HostName, IfName, IpAddr, NsName, Strict, Subnet
-from nsgen.load import format_path, pydantic_problems
+from nsgen.load import pydantic_problems
 from nsgen.model import Topology
 
 KEYS = ("cluster",)
@@ -476,56 +473,9 @@ def node_rules(layout: Layout) -> list[Rule]:
 # ---- validation ------------------------------------------------------------------------------
 
 
-def _sugar_model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model of the vocabulary whose fields a location (under `cluster`) is one of."""
-    current: Any = Cluster
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(str(part))
-            if info is None:
-                return None
-            current = info.annotation
-        else:
-            args = typing.get_args(_unwrap(current))
-            current = args[-1] if args else None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            options = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = options[0] if len(options) == 1 else None
-        else:
-            return tp
-
-
 def _model_problems(exc: ValidationError) -> list[Problem]:
     """The vocabulary's pydantic errors, with a hint for an unknown key."""
-    hints: dict[str, str] = {}
-    for error in exc.errors():
-        if error["type"] != "extra_forbidden":
-            continue
-        loc = tuple(error["loc"])
-        model = _sugar_model_at(loc[:-1])
-        if model is None:
-            continue
-        known = sorted(model.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hints[format_path(("cluster", *loc))] = (
-            f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
-        )
-    return [
-        Problem(
-            p.path,
-            p.message + hints.get(p.path, "") if p.message.startswith("unknown key") else p.message,
-        )
-        for p in pydantic_problems(exc, ("cluster",))
-    ]
+    return pydantic_problems(exc, ("cluster",), Cluster)
 
 
 def _core_networks(topology: Topology) -> list[tuple[AnyNetwork, str]]:
