@@ -11,6 +11,7 @@ import pytest
 from nsgen.sandbox import INTERNET_HOST, upstream
 from nsgen.snapshot import diff_snapshots, take_snapshot
 from tests.harness import (
+    EXAMPLES,
     assert_same_state,
     make_canary,
     ping,
@@ -160,7 +161,7 @@ def _comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
     return strip({k: v for k, v in snapshot.items() if k != "run_nsgen"})
 
 
-@pytest.mark.parametrize("example", ["seed", "two-tier"])
+@pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
 @sandboxed
 def test_batch_and_tutorial_styles_build_the_identical_network(
     tmp_path: Path, example: str
