@@ -97,14 +97,17 @@ class Renderer:
     def steps(self, plan: Plan) -> list[RenderedStep]:
         rendered = []
         for number, step in enumerate(plan.steps, start=1):
+            owner = step.owner
             if step.parts:
                 do, undo = self._batched(step)
+                if not undo and owner is None:
+                    owner = _owners(step.parts)
             else:
                 do = self._macro(f"do_{step.kind}", step.args)
                 undo = "" if step.owner else self._macro(f"undo_{step.kind}", step.args)
             why = textwrap.wrap(step.why, width=78)
             rendered.append(
-                RenderedStep(number, step.title, why, do, undo, step.owner, step.parallel)
+                RenderedStep(number, step.title, why, do, undo, owner, step.parallel)
             )
         return rendered
 
@@ -209,6 +212,22 @@ class Renderer:
                 "digits and / . _ - only"
             )
         return self._render("unit.service.j2", plan, [], libexec=libexec)
+
+
+def _owners(parts: tuple[Step, ...]) -> str:
+    """What takes a batched step's effects with it, when each of its parts has an owner: the
+    namespaces its veth pairs reach into."""
+    names = list(dict.fromkeys(
+        str(p.owner).removeprefix("namespace ") for p in parts
+        if p.owner and str(p.owner).startswith("namespace ")
+    ))
+    if not names:
+        return "links it configures"
+    if len(names) == 1:
+        return f"namespace {names[0]}"
+    if len(names) <= 4:
+        return "namespaces " + ", ".join(names[:-1]) + f" and {names[-1]}"
+    return f"{len(names)} namespaces its pairs reach into"
 
 
 _UNIT_PATH = re.compile(r"/[A-Za-z0-9/._-]*")

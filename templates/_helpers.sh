@@ -81,22 +81,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done

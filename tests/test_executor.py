@@ -62,10 +62,10 @@ def test_up_runs_exactly_the_commands_of_setup_sh_and_logs_each_step(tmp_path: P
         result = nsgen("up", SEED, "--log", log)
         assert result.returncode == 0, result.stderr
         assert re.search(
-            r"^\[2/7\] create bridges and veth pairs \(2 veths\)  ok  \d+ ms$", result.stderr, re.M
+            r"^\[3/8\] create veth pairs \(2 veths\)  ok  \d+ ms$", result.stderr, re.M
         ), result.stderr
         records = read_log(log)
-        assert sorted(r["step"] for r in records) == list(range(1, 8))
+        assert sorted(r["step"] for r in records) == list(range(1, 9))
         assert {r["phase"] for r in records} == {"do"}
         for record in records:
             assert set(record) >= {
@@ -86,7 +86,7 @@ def test_up_runs_exactly_the_commands_of_setup_sh_and_logs_each_step(tmp_path: P
         status = nsgen("down", SEED, "--log", log)
         assert status.returncode == 0, status.stderr
         undone = [r for r in read_log(log) if r["phase"] == "undo"]
-        assert [r["step"] for r in undone] == [7, 6, 5, 2, 1]
+        assert [r["step"] for r in undone] == [8, 7, 6, 2, 1]
         assert_same_state(before)
 
 
@@ -329,5 +329,5 @@ def test_dry_run_prints_the_plan_and_needs_no_root() -> None:
         [*NSGEN, "up", "--dry-run", str(SEED)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0
-    assert "plan for seed: 7 steps (nothing is run)" in result.stdout
+    assert "plan for seed: 8 steps (nothing is run)" in result.stdout
     assert "    $ link add veth-red netns red type veth peer name veth-red-br" in result.stdout

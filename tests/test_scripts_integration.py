@@ -31,7 +31,7 @@ def _masquerade_packets() -> int:
 
 
 FIRST_LINES = {
-    "batch": "[nsgen] 2/7 create bridges and veth pairs (2 veths)",
+    "batch": "[nsgen] 3/8 create veth pairs (2 veths)",
     "tutorial": "[nsgen] 3/17 create bridge br0",
 }
 

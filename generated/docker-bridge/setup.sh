@@ -7,8 +7,8 @@
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
-# It builds the network in 10 numbered steps, logging each one to stderr as
-# "[nsgen] N/10 what". Before the first change it checks that nothing it would
+# It builds the network in 11 numbered steps, logging each one to stderr as
+# "[nsgen] N/11 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -21,7 +21,7 @@ readonly NSGEN_TOPOLOGY=docker-bridge
 readonly NSGEN_DIGEST=ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
-readonly NSGEN_STEPS=10
+readonly NSGEN_STEPS=11
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -106,22 +106,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done
@@ -177,19 +200,17 @@ nsgen_lane_pids=()
 nsgen_lane_failed=0
 nsgen_lanes() {
   local first=$1 last=$2 lanes=${NSGEN_LANES:-$(nproc 2>/dev/null || echo 2)} lane pid failed=0
-  local i status
+  local i
   nsgen_current=$last
   for ((lane = 0; lane < lanes && first + lane <= last; lane++)); do
     (
-      set +e  # each step runs with set -e in a subshell of its own; the lane reports it
+      # set -e ends the lane at a failing command; the ERR trap (kept in functions by
+      # set -E) says which step it was
+      set -E
+      trap 'nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $?"' ERR
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
-        (set -e; "nsgen_do_$i")
-        status=$?
-        if ((status != 0)); then
-          nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $status"
-          exit "$status"
-        fi
+        "nsgen_do_$i"
         nsgen_end "$i"
       done
     ) &
@@ -293,29 +314,14 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/10: create 3 namespace(s): web, client, db ---------------------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. One `ip -b`
-# creates them all.
+# ---- step 1/11: create 2 bridges in the root namespace ---------------------
+# A bridge is a virtual switch: every veth end attached to it can reach the
+# others, like ports of one Ethernet switch. Its address makes the root
+# namespace a member of that network, and its gateway.
 nsgen_undo_1() {
-  nsgen_delete_netns web client db
+  nsgen_delete_links br-frontend br-backend
 }
-nsgen_begin 1 'create 3 namespace(s): web, client, db'
-ip -b - <<'EOF'
-netns add web
-netns add client
-netns add db
-EOF
-nsgen_end 1
-
-# ---- step 2/10: create bridges and veth pairs (4 veths) --------------------
-# Bridges are virtual switches, veth pairs virtual cables: each pair is created
-# with both ends already in their namespaces, and the ends that stay in the root
-# namespace are attached to their bridge and brought up, all in one `ip -b`.
-nsgen_undo_2() {
-  nsgen_delete_links br-frontend br-backend veth73f8f90 vethb4c90b3 vethb53cdc7 vethb386b5d
-}
-nsgen_begin 2 'create bridges and veth pairs (4 veths)'
+nsgen_begin 1 'create 2 bridges in the root namespace'
 ip -b - <<'EOF'
 link add br-frontend type bridge
 link set br-frontend addrgenmode none
@@ -325,6 +331,31 @@ link add br-backend type bridge
 link set br-backend addrgenmode none
 link set br-backend up
 addr add 172.19.0.1/24 dev br-backend
+EOF
+nsgen_end 1
+
+# ---- step 2/11: create 3 namespace(s): web, client, db ---------------------
+# A network namespace is a separate copy of the network stack: its own links,
+# addresses, routes and firewall. This is what a container gets. One `ip -b`
+# creates them all.
+nsgen_undo_2() {
+  nsgen_delete_netns web client db -- veth73f8f90 vethb4c90b3 vethb53cdc7 vethb386b5d
+}
+nsgen_begin 2 'create 3 namespace(s): web, client, db'
+ip -b - <<'EOF'
+netns add web
+netns add client
+netns add db
+EOF
+nsgen_end 2
+
+# ---- step 3/11: create veth pairs (4 veths) --------------------------------
+# veth pairs are virtual cables: each is created with both ends already in their
+# namespaces, and the ends that stay in the root namespace are attached to their
+# bridge and brought up, all in one `ip -b`.
+# Undo: nothing of its own; it goes away with the namespaces web, client and db.
+nsgen_begin 3 'create veth pairs (4 veths)'
+ip -b - <<'EOF'
 link add eth0 netns web type veth peer name veth73f8f90
 link add eth1 netns web type veth peer name vethb4c90b3
 link add eth0 netns client type veth peer name vethb53cdc7
@@ -342,14 +373,14 @@ link set vethb386b5d addrgenmode none
 link set vethb386b5d master br-backend
 link set vethb386b5d up
 EOF
-nsgen_end 2
+nsgen_end 3
 
-# ---- step 3/10: configure namespace web ------------------------------------
+# ---- step 4/11: configure namespace web ------------------------------------
 # Everything inside web, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace web.
-nsgen_titles[3]='configure namespace web'
-nsgen_do_3() {
+nsgen_titles[4]='configure namespace web'
+nsgen_do_4() {
 nsgen_enter web ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
@@ -362,12 +393,12 @@ route add default via 172.18.0.1
 EOF
 }
 
-# ---- step 4/10: configure namespace client ---------------------------------
+# ---- step 5/11: configure namespace client ---------------------------------
 # Everything inside client, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace client.
-nsgen_titles[4]='configure namespace client'
-nsgen_do_4() {
+nsgen_titles[5]='configure namespace client'
+nsgen_do_5() {
 nsgen_enter client ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
@@ -377,11 +408,11 @@ route add default via 172.18.0.1
 EOF
 }
 
-# ---- step 5/10: configure namespace db -------------------------------------
+# ---- step 6/11: configure namespace db -------------------------------------
 # Everything inside db, with one entry into the namespace: lo up; veth ends.
 # Undo: nothing of its own; it goes away with the namespace db.
-nsgen_titles[5]='configure namespace db'
-nsgen_do_5() {
+nsgen_titles[6]='configure namespace db'
+nsgen_do_6() {
 nsgen_enter db ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
@@ -390,18 +421,18 @@ link set eth0 up
 EOF
 }
 
-# ---- steps 3-5 run side by side ------------------------------------------
+# ---- steps 4-6 run side by side ------------------------------------------
 # Each works inside its own namespace only, so they can share the machine's cores.
-nsgen_lanes 3 5
+nsgen_lanes 4 6
 
-# ---- step 6/10: install 12 iptables change(s) in the root namespace --------
+# ---- step 7/11: install 12 iptables change(s) in the root namespace --------
 # Own chains and rules, in one `iptables-restore --noflush` (nothing else is
 # flushed). Every rule carries the comment nsgen:docker-bridge, and teardown
 # removes exactly the rules with that comment and the chains created here.
-nsgen_undo_6() {
+nsgen_undo_7() {
   nsgen_remove_iptables nsgen:docker-bridge filter/NSGEN-docker-bridge-FWD nat/NSGEN-docker-bridge-DNAT
 }
-nsgen_begin 6 'install 12 iptables change(s) in the root namespace'
+nsgen_begin 7 'install 12 iptables change(s) in the root namespace'
 iptables-restore --noflush -w <<'EOF'
 *filter
 :NSGEN-docker-bridge-FWD - [0:0]
@@ -420,58 +451,58 @@ COMMIT
 -A POSTROUTING -s 172.18.0.0/24 -d 172.18.0.2 -p tcp --dport 80 -m conntrack --ctstate DNAT -m comment --comment nsgen:docker-bridge -j MASQUERADE
 COMMIT
 EOF
-nsgen_end 6
+nsgen_end 7
 
-# ---- step 7/10: set net.ipv4.ip_forward=1 ----------------------------------
+# ---- step 8/11: set net.ipv4.ip_forward=1 ----------------------------------
 # Forwarding lets the kernel pass packets from one interface to another, which a
 # router (here: the namespaces' gateway) must do. The previous value is saved
 # and teardown puts it back.
-nsgen_undo_7() {
+nsgen_undo_8() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
-nsgen_begin 7 'set net.ipv4.ip_forward=1'
+nsgen_begin 8 'set net.ipv4.ip_forward=1'
 nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
-nsgen_end 7
+nsgen_end 8
 
-# ---- step 8/10: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts -----
+# ---- step 9/11: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts -----
 # 'ip netns exec web' shows files in /etc/netns/web/ in place of the host's /etc
 # files, so programs in the namespace resolve names with these.
-nsgen_undo_8() {
+nsgen_undo_9() {
   rm -f /etc/netns/web/resolv.conf /etc/netns/web/hosts
   nsgen_remove_netns_dir web
 }
-nsgen_begin 8 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
+nsgen_begin 9 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
 nsgen_make_netns_dir web
 printf '%s\n' 'nameserver 127.0.0.11' > /etc/netns/web/resolv.conf
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '172.18.0.2 web' '172.18.0.3 client' '172.19.0.10 db' > /etc/netns/web/hosts
-nsgen_end 8
+nsgen_end 9
 
-# ---- step 9/10: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
+# ---- step 10/11: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
 # 'ip netns exec client' shows files in /etc/netns/client/ in place of the
 # host's /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_9() {
+nsgen_undo_10() {
   rm -f /etc/netns/client/resolv.conf /etc/netns/client/hosts
   nsgen_remove_netns_dir client
 }
-nsgen_begin 9 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
+nsgen_begin 10 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
 nsgen_make_netns_dir client
 printf '%s\n' 'nameserver 127.0.0.11' > /etc/netns/client/resolv.conf
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '172.18.0.3 client' '172.18.0.2 web' > /etc/netns/client/hosts
-nsgen_end 9
+nsgen_end 10
 
-# ---- step 10/10: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts ------
+# ---- step 11/11: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts ------
 # 'ip netns exec db' shows files in /etc/netns/db/ in place of the host's /etc
 # files, so programs in the namespace resolve names with these.
-nsgen_undo_10() {
+nsgen_undo_11() {
   rm -f /etc/netns/db/resolv.conf /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
-nsgen_begin 10 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
+nsgen_begin 11 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
 nsgen_make_netns_dir db
 printf '%s\n' 'nameserver 127.0.0.11' > /etc/netns/db/resolv.conf
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '172.19.0.10 db' '172.19.0.2 web' > /etc/netns/db/hosts
-nsgen_end 10
+nsgen_end 11
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"

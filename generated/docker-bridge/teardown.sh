@@ -20,7 +20,7 @@ readonly NSGEN_TOPOLOGY=docker-bridge
 readonly NSGEN_DIGEST=ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
-readonly NSGEN_STEPS=10
+readonly NSGEN_STEPS=11
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -105,22 +105,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done
@@ -156,42 +179,42 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 10/10: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts
-nsgen_undo_10() {
+# ---- undo step 11/11: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts
+nsgen_undo_11() {
   rm -f /etc/netns/db/resolv.conf /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
 
-# ---- undo step 9/10: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
-nsgen_undo_9() {
+# ---- undo step 10/11: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
+nsgen_undo_10() {
   rm -f /etc/netns/client/resolv.conf /etc/netns/client/hosts
   nsgen_remove_netns_dir client
 }
 
-# ---- undo step 8/10: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts
-nsgen_undo_8() {
+# ---- undo step 9/11: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts
+nsgen_undo_9() {
   rm -f /etc/netns/web/resolv.conf /etc/netns/web/hosts
   nsgen_remove_netns_dir web
 }
 
-# ---- undo step 7/10: set net.ipv4.ip_forward=1
-nsgen_undo_7() {
+# ---- undo step 8/11: set net.ipv4.ip_forward=1
+nsgen_undo_8() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
 
-# ---- undo step 6/10: install 12 iptables change(s) in the root namespace
-nsgen_undo_6() {
+# ---- undo step 7/11: install 12 iptables change(s) in the root namespace
+nsgen_undo_7() {
   nsgen_remove_iptables nsgen:docker-bridge filter/NSGEN-docker-bridge-FWD nat/NSGEN-docker-bridge-DNAT
 }
 
-# ---- undo step 2/10: create bridges and veth pairs (4 veths)
+# ---- undo step 2/11: create 3 namespace(s): web, client, db
 nsgen_undo_2() {
-  nsgen_delete_links br-frontend br-backend veth73f8f90 vethb4c90b3 vethb53cdc7 vethb386b5d
+  nsgen_delete_netns web client db -- veth73f8f90 vethb4c90b3 vethb53cdc7 vethb386b5d
 }
 
-# ---- undo step 1/10: create 3 namespace(s): web, client, db
+# ---- undo step 1/11: create 2 bridges in the root namespace
 nsgen_undo_1() {
-  nsgen_delete_netns web client db
+  nsgen_delete_links br-frontend br-backend
 }
 
 # ---- main ---------------------------------------------------------------------
@@ -221,13 +244,13 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 10 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
-nsgen_undo 9 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
-nsgen_undo 8 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
-nsgen_undo 7 'set net.ipv4.ip_forward=1'
-nsgen_undo 6 'install 12 iptables change(s) in the root namespace'
-nsgen_undo 2 'create bridges and veth pairs (4 veths)'
-nsgen_undo 1 'create 3 namespace(s): web, client, db'
+nsgen_undo 11 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
+nsgen_undo 10 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
+nsgen_undo 9 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
+nsgen_undo 8 'set net.ipv4.ip_forward=1'
+nsgen_undo 7 'install 12 iptables change(s) in the root namespace'
+nsgen_undo 2 'create 3 namespace(s): web, client, db'
+nsgen_undo 1 'create 2 bridges in the root namespace'
 
 if ((${#nsgen_leftovers[@]})); then
   nsgen_log "teardown incomplete; these steps could not be undone:"

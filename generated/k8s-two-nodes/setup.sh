@@ -7,8 +7,8 @@
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
-# It builds the network in 14 numbered steps, logging each one to stderr as
-# "[nsgen] N/14 what". Before the first change it checks that nothing it would
+# It builds the network in 15 numbered steps, logging each one to stderr as
+# "[nsgen] N/15 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -21,7 +21,7 @@ readonly NSGEN_TOPOLOGY=k8s
 readonly NSGEN_DIGEST=3393961f83589855b1ad3667ce6b1a3151f2f274b3e3f6eb6fa95b9c2377148a
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
-readonly NSGEN_STEPS=14
+readonly NSGEN_STEPS=15
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -106,22 +106,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done
@@ -177,19 +200,17 @@ nsgen_lane_pids=()
 nsgen_lane_failed=0
 nsgen_lanes() {
   local first=$1 last=$2 lanes=${NSGEN_LANES:-$(nproc 2>/dev/null || echo 2)} lane pid failed=0
-  local i status
+  local i
   nsgen_current=$last
   for ((lane = 0; lane < lanes && first + lane <= last; lane++)); do
     (
-      set +e  # each step runs with set -e in a subshell of its own; the lane reports it
+      # set -e ends the lane at a failing command; the ERR trap (kept in functions by
+      # set -E) says which step it was
+      set -E
+      trap 'nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $?"' ERR
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
-        (set -e; "nsgen_do_$i")
-        status=$?
-        if ((status != 0)); then
-          nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $status"
-          exit "$status"
-        fi
+        "nsgen_do_$i"
         nsgen_end "$i"
       done
     ) &
@@ -285,14 +306,30 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/14: create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b
+# ---- step 1/15: create 1 bridge in the root namespace ----------------------
+# A bridge is a virtual switch: every veth end attached to it can reach the
+# others, like ports of one Ethernet switch. Its address makes the root
+# namespace a member of that network, and its gateway.
+nsgen_undo_1() {
+  nsgen_delete_links k8s-nodes
+}
+nsgen_begin 1 'create 1 bridge in the root namespace'
+ip -b - <<'EOF'
+link add k8s-nodes type bridge
+link set k8s-nodes addrgenmode none
+link set k8s-nodes up
+addr add 10.10.0.254/24 dev k8s-nodes
+EOF
+nsgen_end 1
+
+# ---- step 2/15: create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b
 # A network namespace is a separate copy of the network stack: its own links,
 # addresses, routes and firewall. This is what a container gets. One `ip -b`
 # creates them all.
-nsgen_undo_1() {
-  nsgen_delete_netns node1 web-a client-a node2 web-b client-b
+nsgen_undo_2() {
+  nsgen_delete_netns node1 web-a client-a node2 web-b client-b -- veth2a89b98 veth94ef328
 }
-nsgen_begin 1 'create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b'
+nsgen_begin 2 'create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b'
 ip -b - <<'EOF'
 netns add node1
 netns add web-a
@@ -301,21 +338,15 @@ netns add node2
 netns add web-b
 netns add client-b
 EOF
-nsgen_end 1
+nsgen_end 2
 
-# ---- step 2/14: create bridges and veth pairs (6 veths) --------------------
-# Bridges are virtual switches, veth pairs virtual cables: each pair is created
-# with both ends already in their namespaces, and the ends that stay in the root
-# namespace are attached to their bridge and brought up, all in one `ip -b`.
-nsgen_undo_2() {
-  nsgen_delete_links k8s-nodes veth2a89b98 veth94ef328
-}
-nsgen_begin 2 'create bridges and veth pairs (6 veths)'
+# ---- step 3/15: create veth pairs (6 veths) --------------------------------
+# veth pairs are virtual cables: each is created with both ends already in their
+# namespaces, and the ends that stay in the root namespace are attached to their
+# bridge and brought up, all in one `ip -b`.
+# Undo: nothing of its own; it goes away with the 6 namespaces its pairs reach into.
+nsgen_begin 3 'create veth pairs (6 veths)'
 ip -b - <<'EOF'
-link add k8s-nodes type bridge
-link set k8s-nodes addrgenmode none
-link set k8s-nodes up
-addr add 10.10.0.254/24 dev k8s-nodes
 link add eth0 netns node1 type veth peer name veth2a89b98
 link add eth0 netns web-a type veth peer name veth8d91aa4 netns node1
 link add eth0 netns client-a type veth peer name vethc2f70f2 netns node1
@@ -329,14 +360,14 @@ link set veth94ef328 addrgenmode none
 link set veth94ef328 master k8s-nodes
 link set veth94ef328 up
 EOF
-nsgen_end 2
+nsgen_end 3
 
-# ---- step 3/14: configure namespace node1 ----------------------------------
+# ---- step 4/15: configure namespace node1 ----------------------------------
 # Everything inside node1, with one entry into the namespace: lo up; bridges;
 # addresses; veth ends; routes; iptables; sysctls.
 # Undo: nothing of its own; it goes away with the namespace node1.
-nsgen_titles[3]='configure namespace node1'
-nsgen_do_3() {
+nsgen_titles[4]='configure namespace node1'
+nsgen_do_4() {
 nsgen_enter node1 ip -b - <<'EOF'
 link set lo up
 link add cni0 type bridge
@@ -401,12 +432,12 @@ EOF
 nsgen_enter node1 bash -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 }
 
-# ---- step 4/14: configure namespace web-a ----------------------------------
+# ---- step 5/15: configure namespace web-a ----------------------------------
 # Everything inside web-a, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace web-a.
-nsgen_titles[4]='configure namespace web-a'
-nsgen_do_4() {
+nsgen_titles[5]='configure namespace web-a'
+nsgen_do_5() {
 nsgen_enter web-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
@@ -416,12 +447,12 @@ route add default via 10.244.0.1
 EOF
 }
 
-# ---- step 5/14: configure namespace client-a -------------------------------
+# ---- step 6/15: configure namespace client-a -------------------------------
 # Everything inside client-a, with one entry into the namespace: lo up; veth
 # ends; routes.
 # Undo: nothing of its own; it goes away with the namespace client-a.
-nsgen_titles[5]='configure namespace client-a'
-nsgen_do_5() {
+nsgen_titles[6]='configure namespace client-a'
+nsgen_do_6() {
 nsgen_enter client-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
@@ -431,12 +462,12 @@ route add default via 10.244.0.1
 EOF
 }
 
-# ---- step 6/14: configure namespace node2 ----------------------------------
+# ---- step 7/15: configure namespace node2 ----------------------------------
 # Everything inside node2, with one entry into the namespace: lo up; bridges;
 # addresses; veth ends; routes; iptables; sysctls.
 # Undo: nothing of its own; it goes away with the namespace node2.
-nsgen_titles[6]='configure namespace node2'
-nsgen_do_6() {
+nsgen_titles[7]='configure namespace node2'
+nsgen_do_7() {
 nsgen_enter node2 ip -b - <<'EOF'
 link set lo up
 link add cni0 type bridge
@@ -501,12 +532,12 @@ EOF
 nsgen_enter node2 bash -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 }
 
-# ---- step 7/14: configure namespace web-b ----------------------------------
+# ---- step 8/15: configure namespace web-b ----------------------------------
 # Everything inside web-b, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace web-b.
-nsgen_titles[7]='configure namespace web-b'
-nsgen_do_7() {
+nsgen_titles[8]='configure namespace web-b'
+nsgen_do_8() {
 nsgen_enter web-b ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
@@ -516,12 +547,12 @@ route add default via 10.244.1.1
 EOF
 }
 
-# ---- step 8/14: configure namespace client-b -------------------------------
+# ---- step 9/15: configure namespace client-b -------------------------------
 # Everything inside client-b, with one entry into the namespace: lo up; veth
 # ends; routes.
 # Undo: nothing of its own; it goes away with the namespace client-b.
-nsgen_titles[8]='configure namespace client-b'
-nsgen_do_8() {
+nsgen_titles[9]='configure namespace client-b'
+nsgen_do_9() {
 nsgen_enter client-b ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
@@ -531,85 +562,85 @@ route add default via 10.244.1.1
 EOF
 }
 
-# ---- steps 3-8 run side by side ------------------------------------------
+# ---- steps 4-9 run side by side ------------------------------------------
 # Each works inside its own namespace only, so they can share the machine's cores.
-nsgen_lanes 3 8
+nsgen_lanes 4 9
 
-# ---- step 9/14: install 2 iptables change(s) in the root namespace ---------
+# ---- step 10/15: install 2 iptables change(s) in the root namespace --------
 # Own chains and rules, in one `iptables-restore --noflush` (nothing else is
 # flushed). Every rule carries the comment nsgen:k8s, and teardown removes
 # exactly the rules with that comment and the chains created here.
-nsgen_undo_9() {
+nsgen_undo_10() {
   nsgen_remove_iptables nsgen:k8s
 }
-nsgen_begin 9 'install 2 iptables change(s) in the root namespace'
+nsgen_begin 10 'install 2 iptables change(s) in the root namespace'
 iptables-restore --noflush -w <<'EOF'
 *nat
 -A POSTROUTING -s 10.10.0.0/24 -o eth0 -m comment --comment nsgen:k8s -j MASQUERADE
 -A POSTROUTING -s 10.244.0.0/16 -o eth0 -m comment --comment nsgen:k8s -j MASQUERADE
 COMMIT
 EOF
-nsgen_end 9
+nsgen_end 10
 
-# ---- step 10/14: set net.ipv4.ip_forward=1 ---------------------------------
+# ---- step 11/15: set net.ipv4.ip_forward=1 ---------------------------------
 # Forwarding lets the kernel pass packets from one interface to another, which a
 # router (here: the namespaces' gateway) must do. The previous value is saved
 # and teardown puts it back.
-nsgen_undo_10() {
+nsgen_undo_11() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
-nsgen_begin 10 'set net.ipv4.ip_forward=1'
+nsgen_begin 11 'set net.ipv4.ip_forward=1'
 nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
-nsgen_end 10
+nsgen_end 11
 
-# ---- step 11/14: write /etc/netns/web-a/hosts ------------------------------
+# ---- step 12/15: write /etc/netns/web-a/hosts ------------------------------
 # 'ip netns exec web-a' shows files in /etc/netns/web-a/ in place of the host's
 # /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_11() {
+nsgen_undo_12() {
   rm -f /etc/netns/web-a/hosts
   nsgen_remove_netns_dir web-a
 }
-nsgen_begin 11 'write /etc/netns/web-a/hosts'
+nsgen_begin 12 'write /etc/netns/web-a/hosts'
 nsgen_make_netns_dir web-a
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.0.2 web-a' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/web-a/hosts
-nsgen_end 11
+nsgen_end 12
 
-# ---- step 12/14: write /etc/netns/client-a/hosts ---------------------------
+# ---- step 13/15: write /etc/netns/client-a/hosts ---------------------------
 # 'ip netns exec client-a' shows files in /etc/netns/client-a/ in place of the
 # host's /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_12() {
+nsgen_undo_13() {
   rm -f /etc/netns/client-a/hosts
   nsgen_remove_netns_dir client-a
 }
-nsgen_begin 12 'write /etc/netns/client-a/hosts'
+nsgen_begin 13 'write /etc/netns/client-a/hosts'
 nsgen_make_netns_dir client-a
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.0.3 client-a' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/client-a/hosts
-nsgen_end 12
+nsgen_end 13
 
-# ---- step 13/14: write /etc/netns/web-b/hosts ------------------------------
+# ---- step 14/15: write /etc/netns/web-b/hosts ------------------------------
 # 'ip netns exec web-b' shows files in /etc/netns/web-b/ in place of the host's
 # /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_13() {
+nsgen_undo_14() {
   rm -f /etc/netns/web-b/hosts
   nsgen_remove_netns_dir web-b
 }
-nsgen_begin 13 'write /etc/netns/web-b/hosts'
+nsgen_begin 14 'write /etc/netns/web-b/hosts'
 nsgen_make_netns_dir web-b
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.1.2 web-b' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/web-b/hosts
-nsgen_end 13
+nsgen_end 14
 
-# ---- step 14/14: write /etc/netns/client-b/hosts ---------------------------
+# ---- step 15/15: write /etc/netns/client-b/hosts ---------------------------
 # 'ip netns exec client-b' shows files in /etc/netns/client-b/ in place of the
 # host's /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_14() {
+nsgen_undo_15() {
   rm -f /etc/netns/client-b/hosts
   nsgen_remove_netns_dir client-b
 }
-nsgen_begin 14 'write /etc/netns/client-b/hosts'
+nsgen_begin 15 'write /etc/netns/client-b/hosts'
 nsgen_make_netns_dir client-b
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.1.3 client-b' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/client-b/hosts
-nsgen_end 14
+nsgen_end 15
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"

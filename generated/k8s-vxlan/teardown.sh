@@ -20,7 +20,7 @@ readonly NSGEN_TOPOLOGY=k8s-vxlan
 readonly NSGEN_DIGEST=2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
-readonly NSGEN_STEPS=14
+readonly NSGEN_STEPS=15
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -105,22 +105,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done
@@ -156,48 +179,48 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 14/14: write /etc/netns/client-b/hosts
-nsgen_undo_14() {
+# ---- undo step 15/15: write /etc/netns/client-b/hosts
+nsgen_undo_15() {
   rm -f /etc/netns/client-b/hosts
   nsgen_remove_netns_dir client-b
 }
 
-# ---- undo step 13/14: write /etc/netns/web-b/hosts
-nsgen_undo_13() {
+# ---- undo step 14/15: write /etc/netns/web-b/hosts
+nsgen_undo_14() {
   rm -f /etc/netns/web-b/hosts
   nsgen_remove_netns_dir web-b
 }
 
-# ---- undo step 12/14: write /etc/netns/client-a/hosts
-nsgen_undo_12() {
+# ---- undo step 13/15: write /etc/netns/client-a/hosts
+nsgen_undo_13() {
   rm -f /etc/netns/client-a/hosts
   nsgen_remove_netns_dir client-a
 }
 
-# ---- undo step 11/14: write /etc/netns/web-a/hosts
-nsgen_undo_11() {
+# ---- undo step 12/15: write /etc/netns/web-a/hosts
+nsgen_undo_12() {
   rm -f /etc/netns/web-a/hosts
   nsgen_remove_netns_dir web-a
 }
 
-# ---- undo step 10/14: set net.ipv4.ip_forward=1
-nsgen_undo_10() {
+# ---- undo step 11/15: set net.ipv4.ip_forward=1
+nsgen_undo_11() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
 
-# ---- undo step 9/14: install 2 iptables change(s) in the root namespace
-nsgen_undo_9() {
+# ---- undo step 10/15: install 2 iptables change(s) in the root namespace
+nsgen_undo_10() {
   nsgen_remove_iptables nsgen:k8s-vxlan
 }
 
-# ---- undo step 2/14: create bridges and veth pairs (6 veths)
+# ---- undo step 2/15: create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b
 nsgen_undo_2() {
-  nsgen_delete_links k8s-nodes veth0e2b28f vetha07da7a
+  nsgen_delete_netns node1 web-a client-a node2 web-b client-b -- veth0e2b28f vetha07da7a
 }
 
-# ---- undo step 1/14: create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b
+# ---- undo step 1/15: create 1 bridge in the root namespace
 nsgen_undo_1() {
-  nsgen_delete_netns node1 web-a client-a node2 web-b client-b
+  nsgen_delete_links k8s-nodes
 }
 
 # ---- main ---------------------------------------------------------------------
@@ -227,14 +250,14 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 14 'write /etc/netns/client-b/hosts'
-nsgen_undo 13 'write /etc/netns/web-b/hosts'
-nsgen_undo 12 'write /etc/netns/client-a/hosts'
-nsgen_undo 11 'write /etc/netns/web-a/hosts'
-nsgen_undo 10 'set net.ipv4.ip_forward=1'
-nsgen_undo 9 'install 2 iptables change(s) in the root namespace'
-nsgen_undo 2 'create bridges and veth pairs (6 veths)'
-nsgen_undo 1 'create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b'
+nsgen_undo 15 'write /etc/netns/client-b/hosts'
+nsgen_undo 14 'write /etc/netns/web-b/hosts'
+nsgen_undo 13 'write /etc/netns/client-a/hosts'
+nsgen_undo 12 'write /etc/netns/web-a/hosts'
+nsgen_undo 11 'set net.ipv4.ip_forward=1'
+nsgen_undo 10 'install 2 iptables change(s) in the root namespace'
+nsgen_undo 2 'create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b'
+nsgen_undo 1 'create 1 bridge in the root namespace'
 
 if ((${#nsgen_leftovers[@]})); then
   nsgen_log "teardown incomplete; these steps could not be undone:"

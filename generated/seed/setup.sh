@@ -7,8 +7,8 @@
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
-# It builds the network in 7 numbered steps, logging each one to stderr as
-# "[nsgen] N/7 what". Before the first change it checks that nothing it would
+# It builds the network in 8 numbered steps, logging each one to stderr as
+# "[nsgen] N/8 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -21,7 +21,7 @@ readonly NSGEN_TOPOLOGY=seed
 readonly NSGEN_DIGEST=251bfbd73f5e9bca17f2a910de7d53110e8ef4f514608199f9b182d728e49617
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
-readonly NSGEN_STEPS=7
+readonly NSGEN_STEPS=8
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -106,22 +106,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done
@@ -177,19 +200,17 @@ nsgen_lane_pids=()
 nsgen_lane_failed=0
 nsgen_lanes() {
   local first=$1 last=$2 lanes=${NSGEN_LANES:-$(nproc 2>/dev/null || echo 2)} lane pid failed=0
-  local i status
+  local i
   nsgen_current=$last
   for ((lane = 0; lane < lanes && first + lane <= last; lane++)); do
     (
-      set +e  # each step runs with set -e in a subshell of its own; the lane reports it
+      # set -e ends the lane at a failing command; the ERR trap (kept in functions by
+      # set -E) says which step it was
+      set -E
+      trap 'nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $?"' ERR
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
-        (set -e; "nsgen_do_$i")
-        status=$?
-        if ((status != 0)); then
-          nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $status"
-          exit "$status"
-        fi
+        "nsgen_do_$i"
         nsgen_end "$i"
       done
     ) &
@@ -277,33 +298,43 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/7: create 2 namespace(s): red, blue ---------------------------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. One `ip -b`
-# creates them all.
+# ---- step 1/8: create 1 bridge in the root namespace ----------------------
+# A bridge is a virtual switch: every veth end attached to it can reach the
+# others, like ports of one Ethernet switch. Its address makes the root
+# namespace a member of that network, and its gateway.
 nsgen_undo_1() {
-  nsgen_delete_netns red blue
+  nsgen_delete_links br0
 }
-nsgen_begin 1 'create 2 namespace(s): red, blue'
-ip -b - <<'EOF'
-netns add red
-netns add blue
-EOF
-nsgen_end 1
-
-# ---- step 2/7: create bridges and veth pairs (2 veths) --------------------
-# Bridges are virtual switches, veth pairs virtual cables: each pair is created
-# with both ends already in their namespaces, and the ends that stay in the root
-# namespace are attached to their bridge and brought up, all in one `ip -b`.
-nsgen_undo_2() {
-  nsgen_delete_links br0 veth-red-br veth-blue-br
-}
-nsgen_begin 2 'create bridges and veth pairs (2 veths)'
+nsgen_begin 1 'create 1 bridge in the root namespace'
 ip -b - <<'EOF'
 link add br0 type bridge
 link set br0 addrgenmode none
 link set br0 up
 addr add 192.168.15.254/24 dev br0
+EOF
+nsgen_end 1
+
+# ---- step 2/8: create 2 namespace(s): red, blue ---------------------------
+# A network namespace is a separate copy of the network stack: its own links,
+# addresses, routes and firewall. This is what a container gets. One `ip -b`
+# creates them all.
+nsgen_undo_2() {
+  nsgen_delete_netns red blue -- veth-red-br veth-blue-br
+}
+nsgen_begin 2 'create 2 namespace(s): red, blue'
+ip -b - <<'EOF'
+netns add red
+netns add blue
+EOF
+nsgen_end 2
+
+# ---- step 3/8: create veth pairs (2 veths) --------------------------------
+# veth pairs are virtual cables: each is created with both ends already in their
+# namespaces, and the ends that stay in the root namespace are attached to their
+# bridge and brought up, all in one `ip -b`.
+# Undo: nothing of its own; it goes away with the namespaces red and blue.
+nsgen_begin 3 'create veth pairs (2 veths)'
+ip -b - <<'EOF'
 link add veth-red netns red type veth peer name veth-red-br
 link add veth-blue netns blue type veth peer name veth-blue-br
 link set veth-red-br addrgenmode none
@@ -313,14 +344,14 @@ link set veth-blue-br addrgenmode none
 link set veth-blue-br master br0
 link set veth-blue-br up
 EOF
-nsgen_end 2
+nsgen_end 3
 
-# ---- step 3/7: configure namespace red ------------------------------------
+# ---- step 4/8: configure namespace red ------------------------------------
 # Everything inside red, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace red.
-nsgen_titles[3]='configure namespace red'
-nsgen_do_3() {
+nsgen_titles[4]='configure namespace red'
+nsgen_do_4() {
 nsgen_enter red ip -b - <<'EOF'
 link set lo up
 link set veth-red addrgenmode none
@@ -331,12 +362,12 @@ route add default via 192.168.15.254
 EOF
 }
 
-# ---- step 4/7: configure namespace blue -----------------------------------
+# ---- step 5/8: configure namespace blue -----------------------------------
 # Everything inside blue, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace blue.
-nsgen_titles[4]='configure namespace blue'
-nsgen_do_4() {
+nsgen_titles[5]='configure namespace blue'
+nsgen_do_5() {
 nsgen_enter blue ip -b - <<'EOF'
 link set lo up
 link set veth-blue addrgenmode none
@@ -347,48 +378,48 @@ route add default via 192.168.15.254
 EOF
 }
 
-# ---- steps 3-4 run side by side ------------------------------------------
+# ---- steps 4-5 run side by side ------------------------------------------
 # Each works inside its own namespace only, so they can share the machine's cores.
-nsgen_lanes 3 4
+nsgen_lanes 4 5
 
-# ---- step 5/7: install 1 iptables change(s) in the root namespace ---------
+# ---- step 6/8: install 1 iptables change(s) in the root namespace ---------
 # Own chains and rules, in one `iptables-restore --noflush` (nothing else is
 # flushed). Every rule carries the comment nsgen:seed, and teardown removes
 # exactly the rules with that comment and the chains created here.
-nsgen_undo_5() {
+nsgen_undo_6() {
   nsgen_remove_iptables nsgen:seed
 }
-nsgen_begin 5 'install 1 iptables change(s) in the root namespace'
+nsgen_begin 6 'install 1 iptables change(s) in the root namespace'
 iptables-restore --noflush -w <<'EOF'
 *nat
 -A POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE
 COMMIT
 EOF
-nsgen_end 5
+nsgen_end 6
 
-# ---- step 6/7: set net.ipv4.ip_forward=1 ----------------------------------
+# ---- step 7/8: set net.ipv4.ip_forward=1 ----------------------------------
 # Forwarding lets the kernel pass packets from one interface to another, which a
 # router (here: the namespaces' gateway) must do. The previous value is saved
 # and teardown puts it back.
-nsgen_undo_6() {
+nsgen_undo_7() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
-nsgen_begin 6 'set net.ipv4.ip_forward=1'
+nsgen_begin 7 'set net.ipv4.ip_forward=1'
 nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
-nsgen_end 6
+nsgen_end 7
 
-# ---- step 7/7: write /etc/netns/blue/resolv.conf --------------------------
+# ---- step 8/8: write /etc/netns/blue/resolv.conf --------------------------
 # 'ip netns exec blue' shows files in /etc/netns/blue/ in place of the host's
 # /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_7() {
+nsgen_undo_8() {
   rm -f /etc/netns/blue/resolv.conf
   nsgen_remove_netns_dir blue
 }
-nsgen_begin 7 'write /etc/netns/blue/resolv.conf'
+nsgen_begin 8 'write /etc/netns/blue/resolv.conf'
 nsgen_make_netns_dir blue
 printf '%s\n' 'nameserver 198.51.100.53' > /etc/netns/blue/resolv.conf
-nsgen_end 7
+nsgen_end 8
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"

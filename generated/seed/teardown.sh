@@ -20,7 +20,7 @@ readonly NSGEN_TOPOLOGY=seed
 readonly NSGEN_DIGEST=251bfbd73f5e9bca17f2a910de7d53110e8ef4f514608199f9b182d728e49617
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
-readonly NSGEN_STEPS=7
+readonly NSGEN_STEPS=8
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -105,22 +105,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done
@@ -156,30 +179,30 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 7/7: write /etc/netns/blue/resolv.conf
-nsgen_undo_7() {
+# ---- undo step 8/8: write /etc/netns/blue/resolv.conf
+nsgen_undo_8() {
   rm -f /etc/netns/blue/resolv.conf
   nsgen_remove_netns_dir blue
 }
 
-# ---- undo step 6/7: set net.ipv4.ip_forward=1
-nsgen_undo_6() {
+# ---- undo step 7/8: set net.ipv4.ip_forward=1
+nsgen_undo_7() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
 
-# ---- undo step 5/7: install 1 iptables change(s) in the root namespace
-nsgen_undo_5() {
+# ---- undo step 6/8: install 1 iptables change(s) in the root namespace
+nsgen_undo_6() {
   nsgen_remove_iptables nsgen:seed
 }
 
-# ---- undo step 2/7: create bridges and veth pairs (2 veths)
+# ---- undo step 2/8: create 2 namespace(s): red, blue
 nsgen_undo_2() {
-  nsgen_delete_links br0 veth-red-br veth-blue-br
+  nsgen_delete_netns red blue -- veth-red-br veth-blue-br
 }
 
-# ---- undo step 1/7: create 2 namespace(s): red, blue
+# ---- undo step 1/8: create 1 bridge in the root namespace
 nsgen_undo_1() {
-  nsgen_delete_netns red blue
+  nsgen_delete_links br0
 }
 
 # ---- main ---------------------------------------------------------------------
@@ -209,11 +232,11 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 7 'write /etc/netns/blue/resolv.conf'
-nsgen_undo 6 'set net.ipv4.ip_forward=1'
-nsgen_undo 5 'install 1 iptables change(s) in the root namespace'
-nsgen_undo 2 'create bridges and veth pairs (2 veths)'
-nsgen_undo 1 'create 2 namespace(s): red, blue'
+nsgen_undo 8 'write /etc/netns/blue/resolv.conf'
+nsgen_undo 7 'set net.ipv4.ip_forward=1'
+nsgen_undo 6 'install 1 iptables change(s) in the root namespace'
+nsgen_undo 2 'create 2 namespace(s): red, blue'
+nsgen_undo 1 'create 1 bridge in the root namespace'
 
 if ((${#nsgen_leftovers[@]})); then
   nsgen_log "teardown incomplete; these steps could not be undone:"

@@ -7,8 +7,8 @@
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
-# It builds the network in 10 numbered steps, logging each one to stderr as
-# "[nsgen] N/10 what". Before the first change it checks that nothing it would
+# It builds the network in 11 numbered steps, logging each one to stderr as
+# "[nsgen] N/11 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -21,7 +21,7 @@ readonly NSGEN_TOPOLOGY=two-tier
 readonly NSGEN_DIGEST=65dcc51afa899382fdb088ff6e46d39ad792ba6b466f97d506de8046a60da583
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
-readonly NSGEN_STEPS=10
+readonly NSGEN_STEPS=11
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -106,22 +106,45 @@ nsgen_enter() {
   fi
 }
 
-# Delete the named namespaces that exist, in one `ip -b` (their veth ends go with them).
-nsgen_delete_netns() {
-  local netns batch=""
-  for netns in "$@"; do
-    if nsgen_has_netns "$netns"; then batch+="netns delete $netns"$'\n'; fi
-  done
-  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
-}
-
-# Delete the root namespace's links named that exist, in one `ip -b`.
-nsgen_delete_links() {
-  local present=" " name batch="" _
+# The names of the root namespace's links, space-separated and padded: " lo eth0 ... ".
+nsgen_root_links() {
+  local present=" " name _
   while read -r _ name _; do
     name=${name%:}
     present+="${name%@*} "
   done < <(ip -o link show)
+  printf '%s' "$present"
+}
+
+# Delete the named namespaces that exist, in one `ip -b`; after `--`, the root-namespace
+# ends of their veth pairs. The kernel removes a deleted namespace's links a moment later,
+# all in one batch: wait (up to 30 s) until those ends are gone.
+nsgen_delete_netns() {
+  local netns batch="" ends=() present end tries
+  while (($#)) && [[ $1 != -- ]]; do
+    if nsgen_has_netns "$1"; then batch+="netns delete $1"$'\n'; fi
+    shift
+  done
+  if (($#)); then shift; ends=("$@"); fi
+  if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
+  ((${#ends[@]})) || return 0
+  for ((tries = 0; tries < 600; tries++)); do
+    present=$(nsgen_root_links)
+    for end in "${ends[@]}"; do
+      [[ $present == *" $end "* ]] && break
+      end=""
+    done
+    [[ -n $end ]] || return 0
+    sleep 0.05
+  done
+  nsgen_log "the kernel has not removed $end 30 s after its namespace was deleted"
+  return 1
+}
+
+# Delete the root namespace's links named that exist, in one `ip -b`.
+nsgen_delete_links() {
+  local present name batch=""
+  present=$(nsgen_root_links)
   for name in "$@"; do
     if [[ $present == *" $name "* ]]; then batch+="link delete $name"$'\n'; fi
   done
@@ -177,19 +200,17 @@ nsgen_lane_pids=()
 nsgen_lane_failed=0
 nsgen_lanes() {
   local first=$1 last=$2 lanes=${NSGEN_LANES:-$(nproc 2>/dev/null || echo 2)} lane pid failed=0
-  local i status
+  local i
   nsgen_current=$last
   for ((lane = 0; lane < lanes && first + lane <= last; lane++)); do
     (
-      set +e  # each step runs with set -e in a subshell of its own; the lane reports it
+      # set -e ends the lane at a failing command; the ERR trap (kept in functions by
+      # set -E) says which step it was
+      set -E
+      trap 'nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $?"' ERR
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
-        (set -e; "nsgen_do_$i")
-        status=$?
-        if ((status != 0)); then
-          nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $status"
-          exit "$status"
-        fi
+        "nsgen_do_$i"
         nsgen_end "$i"
       done
     ) &
@@ -284,31 +305,14 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/10: create 5 namespace(s): web1, web2, router, db, backup ------
-# A network namespace is a separate copy of the network stack: its own links,
-# addresses, routes and firewall. This is what a container gets. One `ip -b`
-# creates them all.
+# ---- step 1/11: create 2 bridges in the root namespace ---------------------
+# A bridge is a virtual switch: every veth end attached to it can reach the
+# others, like ports of one Ethernet switch. Its address makes the root
+# namespace a member of that network, and its gateway.
 nsgen_undo_1() {
-  nsgen_delete_netns web1 web2 router db backup
+  nsgen_delete_links br-front br-back
 }
-nsgen_begin 1 'create 5 namespace(s): web1, web2, router, db, backup'
-ip -b - <<'EOF'
-netns add web1
-netns add web2
-netns add router
-netns add db
-netns add backup
-EOF
-nsgen_end 1
-
-# ---- step 2/10: create bridges and veth pairs (6 veths) --------------------
-# Bridges are virtual switches, veth pairs virtual cables: each pair is created
-# with both ends already in their namespaces, and the ends that stay in the root
-# namespace are attached to their bridge and brought up, all in one `ip -b`.
-nsgen_undo_2() {
-  nsgen_delete_links br-front br-back veth-web1-br veth-web2-br router-front router-back veth-db-br
-}
-nsgen_begin 2 'create bridges and veth pairs (6 veths)'
+nsgen_begin 1 'create 2 bridges in the root namespace'
 ip -b - <<'EOF'
 link add br-front type bridge
 link set br-front addrgenmode none
@@ -317,6 +321,33 @@ addr add 10.0.1.254/24 dev br-front
 link add br-back type bridge
 link set br-back addrgenmode none
 link set br-back up
+EOF
+nsgen_end 1
+
+# ---- step 2/11: create 5 namespace(s): web1, web2, router, db, backup ------
+# A network namespace is a separate copy of the network stack: its own links,
+# addresses, routes and firewall. This is what a container gets. One `ip -b`
+# creates them all.
+nsgen_undo_2() {
+  nsgen_delete_netns web1 web2 router db backup -- veth-web1-br veth-web2-br router-front router-back veth-db-br
+}
+nsgen_begin 2 'create 5 namespace(s): web1, web2, router, db, backup'
+ip -b - <<'EOF'
+netns add web1
+netns add web2
+netns add router
+netns add db
+netns add backup
+EOF
+nsgen_end 2
+
+# ---- step 3/11: create veth pairs (6 veths) --------------------------------
+# veth pairs are virtual cables: each is created with both ends already in their
+# namespaces, and the ends that stay in the root namespace are attached to their
+# bridge and brought up, all in one `ip -b`.
+# Undo: nothing of its own; it goes away with the namespaces web1, web2, router and db.
+nsgen_begin 3 'create veth pairs (6 veths)'
+ip -b - <<'EOF'
 link add veth-web1 netns web1 type veth peer name veth-web1-br
 link add veth-web2 netns web2 type veth peer name veth-web2-br
 link add front netns router type veth peer name router-front
@@ -339,14 +370,14 @@ link set veth-db-br addrgenmode none
 link set veth-db-br master br-back
 link set veth-db-br up
 EOF
-nsgen_end 2
+nsgen_end 3
 
-# ---- step 3/10: configure namespace web1 -----------------------------------
+# ---- step 4/11: configure namespace web1 -----------------------------------
 # Everything inside web1, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace web1.
-nsgen_titles[3]='configure namespace web1'
-nsgen_do_3() {
+nsgen_titles[4]='configure namespace web1'
+nsgen_do_4() {
 nsgen_enter web1 ip -b - <<'EOF'
 link set lo up
 link set veth-web1 addrgenmode none
@@ -357,12 +388,12 @@ route add 10.0.2.0/24 via 10.0.1.1
 EOF
 }
 
-# ---- step 4/10: configure namespace web2 -----------------------------------
+# ---- step 5/11: configure namespace web2 -----------------------------------
 # Everything inside web2, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace web2.
-nsgen_titles[4]='configure namespace web2'
-nsgen_do_4() {
+nsgen_titles[5]='configure namespace web2'
+nsgen_do_5() {
 nsgen_enter web2 ip -b - <<'EOF'
 link set lo up
 link set veth-web2 addrgenmode none
@@ -373,12 +404,12 @@ route add 10.0.2.0/24 via 10.0.1.1
 EOF
 }
 
-# ---- step 5/10: configure namespace router ---------------------------------
+# ---- step 6/11: configure namespace router ---------------------------------
 # Everything inside router, with one entry into the namespace: lo up; veth ends;
 # sysctls.
 # Undo: nothing of its own; it goes away with the namespace router.
-nsgen_titles[5]='configure namespace router'
-nsgen_do_5() {
+nsgen_titles[6]='configure namespace router'
+nsgen_do_6() {
 nsgen_enter router ip -b - <<'EOF'
 link set lo up
 link set front addrgenmode none
@@ -391,12 +422,12 @@ EOF
 nsgen_enter router bash -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 }
 
-# ---- step 6/10: configure namespace db -------------------------------------
+# ---- step 7/11: configure namespace db -------------------------------------
 # Everything inside db, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace db.
-nsgen_titles[6]='configure namespace db'
-nsgen_do_6() {
+nsgen_titles[7]='configure namespace db'
+nsgen_do_7() {
 nsgen_enter db ip -b - <<'EOF'
 link set lo up
 link set veth-db addrgenmode none
@@ -409,11 +440,11 @@ route add 10.0.1.0/24 via 10.0.2.1
 EOF
 }
 
-# ---- step 7/10: configure namespace backup ---------------------------------
+# ---- step 8/11: configure namespace backup ---------------------------------
 # Everything inside backup, with one entry into the namespace: lo up; veth ends.
 # Undo: nothing of its own; it goes away with the namespace backup.
-nsgen_titles[7]='configure namespace backup'
-nsgen_do_7() {
+nsgen_titles[8]='configure namespace backup'
+nsgen_do_8() {
 nsgen_enter backup ip -b - <<'EOF'
 link set lo up
 link set repl addrgenmode none
@@ -422,48 +453,48 @@ link set repl up
 EOF
 }
 
-# ---- steps 3-7 run side by side ------------------------------------------
+# ---- steps 4-8 run side by side ------------------------------------------
 # Each works inside its own namespace only, so they can share the machine's cores.
-nsgen_lanes 3 7
+nsgen_lanes 4 8
 
-# ---- step 8/10: install 1 iptables change(s) in the root namespace ---------
+# ---- step 9/11: install 1 iptables change(s) in the root namespace ---------
 # Own chains and rules, in one `iptables-restore --noflush` (nothing else is
 # flushed). Every rule carries the comment nsgen:two-tier, and teardown removes
 # exactly the rules with that comment and the chains created here.
-nsgen_undo_8() {
+nsgen_undo_9() {
   nsgen_remove_iptables nsgen:two-tier
 }
-nsgen_begin 8 'install 1 iptables change(s) in the root namespace'
+nsgen_begin 9 'install 1 iptables change(s) in the root namespace'
 iptables-restore --noflush -w <<'EOF'
 *nat
 -A POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE
 COMMIT
 EOF
-nsgen_end 8
+nsgen_end 9
 
-# ---- step 9/10: set net.ipv4.ip_forward=1 ----------------------------------
+# ---- step 10/11: set net.ipv4.ip_forward=1 ---------------------------------
 # Forwarding lets the kernel pass packets from one interface to another, which a
 # router (here: the namespaces' gateway) must do. The previous value is saved
 # and teardown puts it back.
-nsgen_undo_9() {
+nsgen_undo_10() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
-nsgen_begin 9 'set net.ipv4.ip_forward=1'
+nsgen_begin 10 'set net.ipv4.ip_forward=1'
 nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
-nsgen_end 9
+nsgen_end 10
 
-# ---- step 10/10: write /etc/netns/db/hosts ---------------------------------
+# ---- step 11/11: write /etc/netns/db/hosts ---------------------------------
 # 'ip netns exec db' shows files in /etc/netns/db/ in place of the host's /etc
 # files, so programs in the namespace resolve names with these.
-nsgen_undo_10() {
+nsgen_undo_11() {
   rm -f /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
-nsgen_begin 10 'write /etc/netns/db/hosts'
+nsgen_begin 11 'write /etc/netns/db/hosts'
 nsgen_make_netns_dir db
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.0.1.11 web1' '10.0.1.12 web2' '10.0.3.2 backup' > /etc/netns/db/hosts
-nsgen_end 10
+nsgen_end 11
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"
