@@ -106,9 +106,7 @@ class Renderer:
                 do = self._macro(f"do_{step.kind}", step.args)
                 undo = "" if step.owner else self._macro(f"undo_{step.kind}", step.args)
             why = textwrap.wrap(step.why, width=78)
-            rendered.append(
-                RenderedStep(number, step.title, why, do, undo, owner, step.parallel)
-            )
+            rendered.append(RenderedStep(number, step.title, why, do, undo, owner, step.parallel))
         return rendered
 
     def _batched(self, step: Step) -> tuple[str, str]:
@@ -217,10 +215,13 @@ class Renderer:
 def _owners(parts: tuple[Step, ...]) -> str:
     """What takes a batched step's effects with it, when each of its parts has an owner: the
     namespaces its veth pairs reach into."""
-    names = list(dict.fromkeys(
-        str(p.owner).removeprefix("namespace ") for p in parts
-        if p.owner and str(p.owner).startswith("namespace ")
-    ))
+    names = list(
+        dict.fromkeys(
+            str(p.owner).removeprefix("namespace ")
+            for p in parts
+            if p.owner and str(p.owner).startswith("namespace ")
+        )
+    )
     if not names:
         return "links it configures"
     if len(names) == 1:
