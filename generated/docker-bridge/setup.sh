@@ -265,25 +265,28 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# The root namespace's links, listed once: a check per name needs no process of its own.
+nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
+    nsgen_links_before=$(nsgen_root_links)
     if [[ -e $NSGEN_STATE ]]; then
       nsgen_problem "$NSGEN_TOPOLOGY is already set up, or being set up ($NSGEN_STATE exists); run teardown.sh first"
     fi
     if nsgen_has_netns web; then nsgen_problem 'namespace web already exists'; fi
     if nsgen_has_netns client; then nsgen_problem 'namespace client already exists'; fi
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
-    if nsgen_has_link br-frontend; then nsgen_problem 'link br-frontend already exists in the root namespace'; fi
+    if nsgen_listed_link br-frontend; then nsgen_problem 'link br-frontend already exists in the root namespace'; fi
     if nsgen_has_route 172.18.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.18.0.0/24'; fi
-    if nsgen_has_link br-backend; then nsgen_problem 'link br-backend already exists in the root namespace'; fi
+    if nsgen_listed_link br-backend; then nsgen_problem 'link br-backend already exists in the root namespace'; fi
     if nsgen_has_route 172.19.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.19.0.0/24'; fi
-    if nsgen_has_link veth73f8f90; then nsgen_problem 'link veth73f8f90 already exists in the root namespace'; fi
-    if nsgen_has_link vethb4c90b3; then nsgen_problem 'link vethb4c90b3 already exists in the root namespace'; fi
-    if nsgen_has_link vethb53cdc7; then nsgen_problem 'link vethb53cdc7 already exists in the root namespace'; fi
-    if nsgen_has_link vethb386b5d; then nsgen_problem 'link vethb386b5d already exists in the root namespace'; fi
+    if nsgen_listed_link veth73f8f90; then nsgen_problem 'link veth73f8f90 already exists in the root namespace'; fi
+    if nsgen_listed_link vethb4c90b3; then nsgen_problem 'link vethb4c90b3 already exists in the root namespace'; fi
+    if nsgen_listed_link vethb53cdc7; then nsgen_problem 'link vethb53cdc7 already exists in the root namespace'; fi
+    if nsgen_listed_link vethb386b5d; then nsgen_problem 'link vethb386b5d already exists in the root namespace'; fi
     if iptables -w -t filter -n -L NSGEN-docker-bridge-FWD >/dev/null 2>&1; then nsgen_problem 'iptables chain NSGEN-docker-bridge-FWD already exists in table filter'; fi
     if iptables -w -t nat -n -L NSGEN-docker-bridge-DNAT >/dev/null 2>&1; then nsgen_problem 'iptables chain NSGEN-docker-bridge-DNAT already exists in table nat'; fi
     if iptables -w -t filter -C FORWARD -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-FWD 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in filter FORWARD'; fi
@@ -297,7 +300,7 @@ nsgen_preflight() {
     if [[ -e /etc/netns/client/hosts ]]; then nsgen_problem '/etc/netns/client/hosts already exists'; fi
     if [[ -e /etc/netns/db/resolv.conf ]]; then nsgen_problem '/etc/netns/db/resolv.conf already exists'; fi
     if [[ -e /etc/netns/db/hosts ]]; then nsgen_problem '/etc/netns/db/hosts already exists'; fi
-    if ! nsgen_has_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
+    if ! nsgen_listed_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
   fi
   if ((${#nsgen_problems[@]})); then
     nsgen_log "preflight refused, nothing was changed:"

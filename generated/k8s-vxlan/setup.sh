@@ -265,11 +265,14 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# The root namespace's links, listed once: a check per name needs no process of its own.
+nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
+    nsgen_links_before=$(nsgen_root_links)
     if [[ -e $NSGEN_STATE ]]; then
       nsgen_problem "$NSGEN_TOPOLOGY is already set up, or being set up ($NSGEN_STATE exists); run teardown.sh first"
     fi
@@ -279,17 +282,17 @@ nsgen_preflight() {
     if nsgen_has_netns node2; then nsgen_problem 'namespace node2 already exists'; fi
     if nsgen_has_netns web-b; then nsgen_problem 'namespace web-b already exists'; fi
     if nsgen_has_netns client-b; then nsgen_problem 'namespace client-b already exists'; fi
-    if nsgen_has_link k8s-nodes; then nsgen_problem 'link k8s-nodes already exists in the root namespace'; fi
+    if nsgen_listed_link k8s-nodes; then nsgen_problem 'link k8s-nodes already exists in the root namespace'; fi
     if nsgen_has_route 10.10.0.0/24; then nsgen_problem 'the root namespace already has a route to 10.10.0.0/24'; fi
-    if nsgen_has_link veth0e2b28f; then nsgen_problem 'link veth0e2b28f already exists in the root namespace'; fi
-    if nsgen_has_link vetha07da7a; then nsgen_problem 'link vetha07da7a already exists in the root namespace'; fi
+    if nsgen_listed_link veth0e2b28f; then nsgen_problem 'link veth0e2b28f already exists in the root namespace'; fi
+    if nsgen_listed_link vetha07da7a; then nsgen_problem 'link vetha07da7a already exists in the root namespace'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.10.0.0/24 -o eth0 -m comment --comment nsgen:k8s-vxlan -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-vxlan for 10.10.0.0/24 out of eth0 is already present'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.244.0.0/16 -o eth0 -m comment --comment nsgen:k8s-vxlan -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-vxlan for 10.244.0.0/16 out of eth0 is already present'; fi
     if [[ -e /etc/netns/web-a/hosts ]]; then nsgen_problem '/etc/netns/web-a/hosts already exists'; fi
     if [[ -e /etc/netns/client-a/hosts ]]; then nsgen_problem '/etc/netns/client-a/hosts already exists'; fi
     if [[ -e /etc/netns/web-b/hosts ]]; then nsgen_problem '/etc/netns/web-b/hosts already exists'; fi
     if [[ -e /etc/netns/client-b/hosts ]]; then nsgen_problem '/etc/netns/client-b/hosts already exists'; fi
-    if ! nsgen_has_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
+    if ! nsgen_listed_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
   fi
   if ((${#nsgen_problems[@]})); then
     nsgen_log "preflight refused, nothing was changed:"

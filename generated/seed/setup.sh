@@ -265,23 +265,26 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# The root namespace's links, listed once: a check per name needs no process of its own.
+nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
+    nsgen_links_before=$(nsgen_root_links)
     if [[ -e $NSGEN_STATE ]]; then
       nsgen_problem "$NSGEN_TOPOLOGY is already set up, or being set up ($NSGEN_STATE exists); run teardown.sh first"
     fi
     if nsgen_has_netns red; then nsgen_problem 'namespace red already exists'; fi
     if nsgen_has_netns blue; then nsgen_problem 'namespace blue already exists'; fi
-    if nsgen_has_link br0; then nsgen_problem 'link br0 already exists in the root namespace'; fi
+    if nsgen_listed_link br0; then nsgen_problem 'link br0 already exists in the root namespace'; fi
     if nsgen_has_route 192.168.15.0/24; then nsgen_problem 'the root namespace already has a route to 192.168.15.0/24'; fi
-    if nsgen_has_link veth-red-br; then nsgen_problem 'link veth-red-br already exists in the root namespace'; fi
-    if nsgen_has_link veth-blue-br; then nsgen_problem 'link veth-blue-br already exists in the root namespace'; fi
+    if nsgen_listed_link veth-red-br; then nsgen_problem 'link veth-red-br already exists in the root namespace'; fi
+    if nsgen_listed_link veth-blue-br; then nsgen_problem 'link veth-blue-br already exists in the root namespace'; fi
     if iptables -w -t nat -C POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:seed for 192.168.15.0/24 out of eth0 is already present'; fi
     if [[ -e /etc/netns/blue/resolv.conf ]]; then nsgen_problem '/etc/netns/blue/resolv.conf already exists'; fi
-    if ! nsgen_has_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
+    if ! nsgen_listed_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
   fi
   if ((${#nsgen_problems[@]})); then
     nsgen_log "preflight refused, nothing was changed:"

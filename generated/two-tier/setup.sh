@@ -265,11 +265,14 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# The root namespace's links, listed once: a check per name needs no process of its own.
+nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
+    nsgen_links_before=$(nsgen_root_links)
     if [[ -e $NSGEN_STATE ]]; then
       nsgen_problem "$NSGEN_TOPOLOGY is already set up, or being set up ($NSGEN_STATE exists); run teardown.sh first"
     fi
@@ -278,17 +281,17 @@ nsgen_preflight() {
     if nsgen_has_netns router; then nsgen_problem 'namespace router already exists'; fi
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
     if nsgen_has_netns backup; then nsgen_problem 'namespace backup already exists'; fi
-    if nsgen_has_link br-front; then nsgen_problem 'link br-front already exists in the root namespace'; fi
+    if nsgen_listed_link br-front; then nsgen_problem 'link br-front already exists in the root namespace'; fi
     if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
-    if nsgen_has_link br-back; then nsgen_problem 'link br-back already exists in the root namespace'; fi
-    if nsgen_has_link veth-web1-br; then nsgen_problem 'link veth-web1-br already exists in the root namespace'; fi
-    if nsgen_has_link veth-web2-br; then nsgen_problem 'link veth-web2-br already exists in the root namespace'; fi
-    if nsgen_has_link router-front; then nsgen_problem 'link router-front already exists in the root namespace'; fi
-    if nsgen_has_link router-back; then nsgen_problem 'link router-back already exists in the root namespace'; fi
-    if nsgen_has_link veth-db-br; then nsgen_problem 'link veth-db-br already exists in the root namespace'; fi
+    if nsgen_listed_link br-back; then nsgen_problem 'link br-back already exists in the root namespace'; fi
+    if nsgen_listed_link veth-web1-br; then nsgen_problem 'link veth-web1-br already exists in the root namespace'; fi
+    if nsgen_listed_link veth-web2-br; then nsgen_problem 'link veth-web2-br already exists in the root namespace'; fi
+    if nsgen_listed_link router-front; then nsgen_problem 'link router-front already exists in the root namespace'; fi
+    if nsgen_listed_link router-back; then nsgen_problem 'link router-back already exists in the root namespace'; fi
+    if nsgen_listed_link veth-db-br; then nsgen_problem 'link veth-db-br already exists in the root namespace'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:two-tier for 10.0.1.0/24 out of eth0 is already present'; fi
     if [[ -e /etc/netns/db/hosts ]]; then nsgen_problem '/etc/netns/db/hosts already exists'; fi
-    if ! nsgen_has_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
+    if ! nsgen_listed_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
   fi
   if ((${#nsgen_problems[@]})); then
     nsgen_log "preflight refused, nothing was changed:"
