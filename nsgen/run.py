@@ -457,8 +457,11 @@ class Executor:
         script = self.renderer.preflight_script(self.plan, self.steps)
         # on stdin, not as an argument: a big topology's preflight is longer than the kernel
         # lets one argument be (128 KiB)
-        result = local["bash"].popen(["-s"], stdin=subprocess.PIPE, start_new_session=True)
-        _, stderr = cast(tuple[bytes, bytes], result.communicate(script.encode()))
+        result = cast(
+            "subprocess.Popen[bytes]",
+            local["bash"].popen(["-s"], stdin=subprocess.PIPE, start_new_session=True),
+        )
+        _, stderr = result.communicate(script.encode())
         if result.returncode != 0:
             reasons = [
                 line.removeprefix("[nsgen]").strip()
