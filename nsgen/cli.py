@@ -18,10 +18,10 @@ from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import load_topology
 from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import SCRIPTS, Renderer, unit_name, write_scripts
+from nsgen.sandbox import DNS_SERVER
 
 # The executor, lab, status, diagram and schema modules (and plumbum) load only for the
 # commands that use them: `nsgen render` of a big topology should not pay for them.
-DNS_SERVER = "198.51.100.53"  # nsgen.sandbox.DNS_SERVER, for --help without importing it
 
 P = ParamSpec("P")
 R = TypeVar("R")

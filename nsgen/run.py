@@ -367,7 +367,6 @@ def _undo_all(
     runner: Runner,
     applied: Applied,
     begun: set[int] | frozenset[int],
-    signals: _Signals | None = None,
 ) -> list[str]:
     """Undo, newest first, every step in `begun` that has an undo; return what failed."""
     leftovers = []
@@ -520,7 +519,7 @@ class Executor:
 
     def _roll_back(self, runner: Runner, begun: set[int], signals: _Signals) -> None:
         runner.console.info(f"rolling back {len(begun)} step(s), newest first")
-        leftovers = _undo_all(runner, self.applied, begun, signals)
+        leftovers = _undo_all(runner, self.applied, begun)
         if leftovers:
             raise RollbackIncomplete(
                 f"{self.plan.topology}: rollback incomplete, still present: "
