@@ -7,12 +7,12 @@ how each kind of step is spelled in `ip`/`iptables`. No I/O happens here.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from nsgen import fields
 from nsgen.checks import Probe, plan_probes
 from nsgen.model import HOST, Namespace, Topology
 from nsgen.names import chain_tag, near_name, peer_name
@@ -149,14 +149,14 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                         "address",
                         f"assign {address} to bridge {name}",
                         f"With an address on {name}, {_where(netns)} is a member of "
-                        f"{ipaddress.ip_interface(address).network} and can be the gateway of "
+                        f"{fields.ip_interface(address).network} and can be the gateway of "
                         "everything attached to the bridge.",
                         {"netns": netns, "dev": name, "address": address},
                         f"bridge {name}",
                     )
                 )
                 if netns == HOST:
-                    net = str(ipaddress.ip_interface(address).network)
+                    net = str(fields.ip_interface(address).network)
                     checks.append(Check("route_absent", {"to": net}))
 
     veth_ends: list[tuple[str, str, str | None, list[str], str, bool]] = []
@@ -188,7 +188,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
             for end_ns, end_addresses in ((netns, iface.addresses), (far_ns, iface.peer.addresses)):
                 if end_ns == HOST:
                     for address in end_addresses:
-                        net = str(ipaddress.ip_interface(address).network)
+                        net = str(fields.ip_interface(address).network)
                         checks.append(Check("route_absent", {"to": net}))
 
     for netns, dev, master, addresses, pair, hairpin in veth_ends:
@@ -209,7 +209,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
         if addresses:
             reasons.append(
                 f"The address makes {_where(netns)} a host on "
-                f"{ipaddress.ip_interface(addresses[0]).network}."
+                f"{fields.ip_interface(addresses[0]).network}."
             )
         reasons.append("A new link is down until it is set up.")
         steps.append(

@@ -6,6 +6,7 @@ runs. Output is deterministic: the same topology always gives byte-identical scr
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import textwrap
@@ -56,9 +57,26 @@ def restore_quote(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates are kept in $XDG_CACHE_HOME/nsgen (~/.cache/nsgen): compiling them
+    is a good part of rendering a small topology. Jinja2 checks each entry against the
+    template's source, so an edited template is compiled again. No cache if the directory
+    cannot be made."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "nsgen", f"jinja-{__version__}")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(directory, os.W_OK):
+        return None
+    return jinja2.FileSystemBytecodeCache(directory)
+
+
 def make_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -85,6 +103,19 @@ class RenderedStep:
     undo: str
     owner: str | None
     parallel: bool = False
+    entered: tuple[Entered, ...] = ()
+    """For a step confined to one namespace: the same commands as `do`, as (program, stdin)
+    pairs to run inside `netns`; `nsgen up` enters the namespace itself (setns) instead of
+    starting nsenter for each step."""
+    netns: str = ""
+
+
+@dataclass(frozen=True)
+class Entered:
+    """One command of a namespace step: argv and the text it reads on stdin."""
+
+    argv: tuple[str, ...]
+    stdin: str
 
 
 class Renderer:
@@ -98,18 +129,24 @@ class Renderer:
         rendered = []
         for number, step in enumerate(plan.steps, start=1):
             owner = step.owner
+            entered: tuple[Entered, ...] = ()
             if step.parts:
-                do, undo = self._batched(step)
+                do, undo, entered = self._batched(step)
                 if not undo and owner is None:
                     owner = _owners(step.parts)
             else:
                 do = self._macro(f"do_{step.kind}", step.args)
                 undo = "" if step.owner else self._macro(f"undo_{step.kind}", step.args)
             why = textwrap.wrap(step.why, width=78)
-            rendered.append(RenderedStep(number, step.title, why, do, undo, owner, step.parallel))
+            netns = str(step.args["netns"]) if entered else ""
+            rendered.append(
+                RenderedStep(
+                    number, step.title, why, do, undo, owner, step.parallel, entered, netns
+                )
+            )
         return rendered
 
-    def _batched(self, step: Step) -> tuple[str, str]:
+    def _batched(self, step: Step) -> tuple[str, str, tuple[Entered, ...]]:
         """A batched step's commands: its parts spelled as batch lines, then wrapped."""
         ip_lines: list[str] = []
         fdb_lines: list[str] = []
@@ -134,10 +171,11 @@ class Renderer:
             "chains": [f"{p.args['table']}/{p.args['name']}" for p in rules if p.kind == "chain"],
         }
         do = self._macro(f"do_{step.kind}", args)
+        entered = _entered(args) if step.kind == "ns_batch" else ()
         if step.owner:
-            return do, ""
+            return do, "", entered
         if step.kind in ("netns_batch", "restore"):
-            return do, self._macro(f"undo_{step.kind}", args)
+            return do, self._macro(f"undo_{step.kind}", args), entered
         # Links of the root namespace go in one call (deleting a veth end deletes the pair
         # there and then, while a deleted namespace is cleaned up by the kernel later).
         links: list[str] = []
@@ -153,7 +191,7 @@ class Renderer:
                 undo.append(self._macro(f"undo_{part.kind}", part.args))
         if links:
             undo.append(self._macro("undo_links", {"names": links}))
-        return do, "\n".join(undo)
+        return do, "\n".join(undo), entered
 
     def _batch_lines(self, macro: str, args: dict[str, Any]) -> list[str]:
         lines = self._macro(macro, args).splitlines()
@@ -178,7 +216,7 @@ class Renderer:
 
     def _macro(self, name: str, args: dict[str, Any]) -> str:
         macro = getattr(self.macros, name)
-        return str(macro(args)).strip("\n")
+        return str(macro({**args, "ip": _ip_prefix(args)})).strip("\n")
 
     def script(self, name: str, plan: Plan, steps: list[RenderedStep] | None = None) -> str:
         text = self._render(f"{name}.j2", plan, steps if steps is not None else self.steps(plan))
@@ -210,6 +248,32 @@ class Renderer:
                 "digits and / . _ - only"
             )
         return self._render("unit.service.j2", plan, [], libexec=libexec)
+
+
+def _ip_prefix(args: dict[str, Any]) -> str:
+    """How an ip command starts in templates/_steps.j2 (`a.ip`): nothing inside a batch,
+    `ip ` in the root namespace, `ip netns exec NS ip ` (tutorial style) elsewhere."""
+    if args.get("batch"):
+        return ""
+    netns = args.get("netns", HOST)
+    return "ip " if netns == HOST else f"ip netns exec {quote(netns)} ip "
+
+
+def _entered(args: dict[str, Any]) -> tuple[Entered, ...]:
+    """The commands of templates/_steps.j2's do_ns_batch, in its order, as argv and stdin
+    (a test checks that the two agree for every example)."""
+    commands = []
+    if args["ip_lines"]:
+        commands.append(Entered(("ip", "-b", "-"), "".join(f"{x}\n" for x in args["ip_lines"])))
+    if args["fdb_lines"]:
+        commands.append(
+            Entered(("bridge", "-b", "-"), "".join(f"{x}\n" for x in args["fdb_lines"]))
+        )
+    if args["restore"]:
+        commands.append(Entered(("iptables-restore", "--noflush", "-w"), args["restore"] + "\n"))
+    if args["sysctls"]:
+        commands.append(Entered(("bash", "-c", "; ".join(args["sysctls"])), ""))
+    return tuple(commands)
 
 
 def _owners(parts: tuple[Step, ...]) -> str:

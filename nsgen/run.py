@@ -1,16 +1,24 @@
 """The executor behind `nsgen up` and `nsgen down`: runs the rendered step texts (the very text
-setup.sh holds) through plumbum, one bash per step, with a journal, a JSON Lines log, console
-progress, rollback on failure, and clean handling of SIGINT/SIGTERM."""
+setup.sh holds) through plumbum in persistent bash workers, with a journal, a JSON Lines log,
+console progress, rollback on failure, and clean handling of SIGINT/SIGTERM.
+
+Steps confined to one namespace (`configure namespace X`) are the exception: their commands
+(`ip -b -`, `bridge -b -`, `iptables-restore`, with the same input as in setup.sh) are started
+by lane threads that have entered the namespace themselves with setns(2), which saves the
+bash subshell and the nsenter of each such step."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import queue
 import selectors
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,10 +29,11 @@ from types import FrameType
 from typing import IO, Any, cast
 
 from plumbum import local
+from plumbum.commands.processes import CommandNotFound
 
 from nsgen.errors import NsgenError, PreflightError
 from nsgen.plan import Plan
-from nsgen.render import RenderedStep, Renderer
+from nsgen.render import Entered, RenderedStep, Renderer
 from nsgen.state import StateDir, topology_lock
 
 
@@ -236,6 +245,79 @@ class Worker:
         self.process.wait()
 
 
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    """Move the calling thread (only it) into the network namespace open on `fd`."""
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"setns: {os.strerror(error)}")
+
+
+class _EnteredLane:
+    """A thread's way into namespaces: it keeps its own namespace open, enters a named one
+    for each job, starts the job's commands there (a child process starts in the namespace
+    of the thread that made it) and goes back."""
+
+    def __init__(self) -> None:
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.programs: dict[str, Any] = {}
+
+    def run(self, netns: str, commands: tuple[Entered, ...]) -> tuple[int, str, str]:
+        """Like `set -e` over the commands: stops at the first that fails. Raises only if
+        the thread cannot go back to its own namespace (it must not run anything more)."""
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            return 1, "", f"cannot open /run/netns/{netns}: {error.strerror}\n"
+        outs: list[str] = []
+        errs: list[str] = []
+        status = 0
+        try:
+            try:
+                _setns(fd)
+            except OSError as error:
+                return 1, "", f"cannot enter namespace {netns}: {error}\n"
+            try:
+                for command in commands:
+                    status = self._spawn(command, outs, errs)
+                    if status != 0:
+                        break
+            finally:
+                _setns(self.home)
+        finally:
+            os.close(fd)
+        return status, "".join(outs), "".join(errs)
+
+    def _spawn(self, command: Entered, outs: list[str], errs: list[str]) -> int:
+        program = self.programs.get(command.argv[0])
+        if program is None:
+            try:
+                program = self.programs[command.argv[0]] = local[command.argv[0]]
+            except CommandNotFound:
+                errs.append(f"{command.argv[0]}: command not found\n")
+                return 127
+        process = cast(
+            "subprocess.Popen[bytes]",
+            program.popen(
+                list(command.argv[1:]),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            ),
+        )
+        out, err = process.communicate(command.stdin.encode())
+        outs.append(out.decode(errors="replace"))
+        errs.append(err.decode(errors="replace"))
+        return process.returncode
+
+    def close(self) -> None:
+        os.close(self.home)
+
+
 @dataclass(frozen=True)
 class Job:
     phase: str
@@ -243,6 +325,8 @@ class Job:
     total: int
     title: str
     commands: str
+    netns: str = ""
+    entered: tuple[Entered, ...] = ()
 
     @property
     def key(self) -> str:
@@ -297,6 +381,8 @@ class Runner:
         """Run jobs on up to `lanes` workers at once. `before(job)` is called as each job is
         handed out and may refuse it (returning False) to stop handing out more: then the
         jobs already running finish, and the records of all that ran come back."""
+        if jobs and all(job.entered for job in jobs):
+            return self._run_entered(jobs, before)
         pending = list(jobs)
         running: dict[int, tuple[Job, str, float]] = {}
         records: list[Record] = []
@@ -331,6 +417,67 @@ class Runner:
                     hand_out(index)
         finally:
             selector.close()
+        return records
+
+    def _run_entered(self, jobs: list[Job], before: Callable[[Job], bool]) -> list[Record]:
+        """run_side_by_side for namespace steps: lane threads enter each job's namespace and
+        start its commands; this thread hands out the jobs and writes every record."""
+        pending = list(jobs)
+        lock = threading.Lock()
+        finished: queue.Queue[tuple[Job, str, float, int, str, str] | None] = queue.Queue()
+        stop = threading.Event()
+
+        def take() -> Job | None:
+            with lock:
+                if stop.is_set() or not pending:
+                    return None
+                job = pending.pop(0)
+                if not before(job):
+                    stop.set()
+                    return None
+                return job
+
+        def lane() -> None:
+            try:
+                entered = _EnteredLane()
+            except OSError as error:
+                stop.set()
+                finished.put(None)
+                raise NsgenError(f"cannot open this thread's network namespace: {error}") from None
+            try:
+                while (job := take()) is not None:
+                    started, clock = _now(), time.perf_counter()
+                    try:
+                        status, out, err = entered.run(job.netns, job.entered)
+                    except OSError as error:  # stranded in the namespace: stop this lane
+                        stop.set()
+                        finished.put((job, started, clock, 1, "", f"{error}\n"))
+                        return
+                    if status != 0:
+                        stop.set()
+                    finished.put((job, started, clock, status, out, err))
+            finally:
+                entered.close()
+                finished.put(None)
+
+        threads = [
+            threading.Thread(target=lane, name=f"nsgen-lane-{i}", daemon=True)
+            for i in range(min(self.lanes, len(jobs)))
+        ]
+        for thread in threads:
+            thread.start()
+        records: list[Record] = []
+        running = len(threads)
+        while running:
+            item = finished.get()
+            if item is None:
+                running -= 1
+                continue
+            job, started, clock, status, out, err = item
+            with lock:  # before() of the lanes writes the journal too
+                records.append(self._record(job, started, clock, status, out, err))
+        for thread in threads:
+            thread.join()
         return records
 
     def close(self) -> None:
@@ -481,7 +628,7 @@ class Executor:
             return True
 
         for group in _groups(self.steps):
-            jobs = [Job("do", s.number, total, s.title, s.do) for s in group]
+            jobs = [Job("do", s.number, total, s.title, s.do, s.netns, s.entered) for s in group]
             if len(group) == 1 and not group[0].parallel:
                 if not begin(jobs[0]):
                     break

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from nsgen import fields
 from nsgen.errors import Problem
 from nsgen.fields import BUILTIN_CHAINS, _check_name
 from nsgen.model import HOST, Topology
@@ -51,7 +52,7 @@ def check_topology(topology: Topology) -> list[Problem]:
 
     def claim_addresses(netns: str, values: list[str], path: str) -> None:
         for k, value in enumerate(values):
-            iface = ipaddress.ip_interface(value)
+            iface = fields.ip_interface(value)
             where = f"{path}.addresses[{k}]"
             ip = str(iface.ip)
             if ip in addresses:
@@ -171,8 +172,7 @@ def check_topology(topology: Topology) -> list[Problem]:
             if (
                 route.to != "default"
                 and route.via is not None
-                and ipaddress.ip_network(route.to).version
-                != ipaddress.ip_address(route.via).version
+                and fields.ip_network(route.to).version != fields.ip_address(route.via).version
             ):
                 problems.append(
                     Problem(
@@ -200,7 +200,7 @@ def check_topology(topology: Topology) -> list[Problem]:
                     )
                 )
             if route.via is not None and route.dev not in space.external and not route.onlink:
-                gateway = ipaddress.ip_address(route.via)
+                gateway = fields.ip_address(route.via)
                 attached = [s.network for s in space.subnets if s.version == gateway.version]
                 if not any(gateway in net for net in attached):
                     listing = ", ".join(sorted({str(n) for n in attached})) or "none"
@@ -291,13 +291,13 @@ def first_address(topology: Topology, netns: str) -> str | None:
     for space, spec in topology.spaces():
         for iface in spec.interfaces:
             if space == netns and iface.addresses:
-                return str(ipaddress.ip_interface(iface.addresses[0]).ip)
+                return str(fields.ip_interface(iface.addresses[0]).ip)
             if iface.peer.netns == netns and iface.peer.addresses:
-                return str(ipaddress.ip_interface(iface.peer.addresses[0]).ip)
+                return str(fields.ip_interface(iface.peer.addresses[0]).ip)
         if space == netns:
             for bridge in spec.bridges.values():
                 if bridge.addresses:
-                    return str(ipaddress.ip_interface(bridge.addresses[0]).ip)
+                    return str(fields.ip_interface(bridge.addresses[0]).ip)
     return None
 
 
@@ -321,7 +321,7 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
             continue
         is_address = True
         try:
-            ipaddress.ip_address(check.to)
+            fields.ip_address(check.to)
         except ValueError:
             is_address = False
         if not is_address:

@@ -331,3 +331,26 @@ def test_dry_run_prints_the_plan_and_needs_no_root() -> None:
     assert result.returncode == 0
     assert "plan for seed: 8 steps (nothing is run)" in result.stdout
     assert "    $ link add veth-red netns red type veth peer name veth-red-br" in result.stdout
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_namespace_steps_that_up_enters_itself_run_what_setup_sh_says(example: Path) -> None:
+    """`nsgen up` runs a `configure namespace X` step by entering X itself (setns) and starting
+    the step's programs with the step's input: spelled as nsenter commands again, they must be
+    the step's text in setup.sh, letter for letter."""
+    import shlex
+
+    from nsgen.load import load_topology
+    from nsgen.plan import build_plan
+    from nsgen.render import Renderer
+
+    steps = Renderer().steps(build_plan(load_topology(example)))
+    entered = [s for s in steps if s.entered]
+    assert entered, "every example has a namespace to configure"
+    for step in entered:
+        assert step.parallel and step.netns
+        spelled = []
+        for command in step.entered:
+            head = f"nsgen_enter {shlex.quote(step.netns)} {shlex.join(command.argv)}"
+            spelled.append(f"{head} <<'EOF'\n{command.stdin}EOF" if command.stdin else head)
+        assert "\n".join(spelled) == step.do, step.title
