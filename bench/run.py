@@ -96,24 +96,10 @@ def _nsgen(*args: str) -> Command:
     return [str(script), *args] if script.exists() else _python("-m", "nsgen", *args)
 
 
-_style_supported: bool | None = None
-
-
-def tutorial_style_supported() -> bool:
-    """Whether `nsgen render` has --style (being added by another change)."""
-    global _style_supported
-    if _style_supported is None:
-        result = subprocess.run(
-            _nsgen("render", "--help"), capture_output=True, text=True, check=False, env=_env()
-        )
-        _style_supported = "--style" in result.stdout
-    return _style_supported
-
-
 def _render(style: str) -> Callable[[Work], float]:
     def prepare(work: Work) -> float:
         argv = _nsgen("render", str(work.topology), "-o", str(work.scripts(style)))
-        if style != "default" and tutorial_style_supported():
+        if style != "default":
             argv += ["--style", style]
         start = time.perf_counter()
         result = subprocess.run(argv, capture_output=True, text=True, check=False, env=_env())
@@ -181,10 +167,7 @@ METHODS: dict[str, Method] = {
 
 
 def label(key: str) -> str:
-    text = METHODS[key].label
-    if key == "c" and not tutorial_style_supported():
-        text += " (style option pending)"
-    return text
+    return METHODS[key].label
 
 
 def missing_requirements(keys: list[str]) -> list[str]:
@@ -731,7 +714,6 @@ def write_results(
     raw = {
         **machine(),
         "options": options,
-        "tutorial_style_supported": tutorial_style_supported(),
         "methods": {
             key: {
                 "label": label(key),

@@ -39,7 +39,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Check:
+class Precondition:
     """A preflight condition: `kind` names the template macro `preflight_<kind>`."""
 
     kind: str
@@ -52,7 +52,7 @@ class Plan:
     description: str
     digest: str
     steps: list[Step]
-    preflight: list[Check]
+    preflight: list[Precondition]
     tools: list[str] = field(default_factory=lambda: ["ip"])
     probes: list[Probe] = field(default_factory=list)
 
@@ -106,7 +106,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
     the same changes grouped into few processes (see `batched`).
     """
     steps: list[Step] = []
-    checks: list[Check] = []
+    checks: list[Precondition] = []
     tag = chain_tag(topology.name)
     tools = ["ip"]
 
@@ -126,7 +126,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 {"netns": netns, "loopback": loopback},
             )
         )
-        checks.append(Check("netns_absent", {"netns": netns}))
+        checks.append(Precondition("netns_absent", {"netns": netns}))
 
     for netns, spec in topology.spaces():
         owner = None if netns == HOST else f"namespace {netns}"
@@ -142,7 +142,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 )
             )
             if netns == HOST:
-                checks.append(Check("link_absent", {"name": name}))
+                checks.append(Precondition("link_absent", {"name": name}))
             for address in bridge.addresses:
                 steps.append(
                     Step(
@@ -157,7 +157,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 )
                 if netns == HOST:
                     net = str(fields.ip_interface(address).network)
-                    checks.append(Check("route_absent", {"to": net}))
+                    checks.append(Precondition("route_absent", {"to": net}))
 
     veth_ends: list[tuple[str, str, str | None, list[str], str, bool]] = []
     for netns, spec in topology.spaces():
@@ -179,7 +179,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
             )
             for end_ns, end in ((netns, near), (far_ns, far)):
                 if end_ns == HOST:
-                    checks.append(Check("link_absent", {"name": end}))
+                    checks.append(Precondition("link_absent", {"name": end}))
             pair = f"veth pair {near} <-> {far}"
             veth_ends.append((netns, near, None, iface.addresses, pair, False))
             veth_ends.append(
@@ -189,7 +189,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 if end_ns == HOST:
                     for address in end_addresses:
                         net = str(fields.ip_interface(address).network)
-                        checks.append(Check("route_absent", {"to": net}))
+                        checks.append(Precondition("route_absent", {"to": net}))
 
     for netns, dev, master, addresses, pair, hairpin in veth_ends:
         parts = []
@@ -260,7 +260,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 )
             )
             if netns == HOST:
-                checks.append(Check("link_absent", {"name": name}))
+                checks.append(Precondition("link_absent", {"name": name}))
 
     for netns, spec in topology.spaces():
         owner = None if netns == HOST else f"namespace {netns}"
@@ -297,7 +297,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 )
             )
             if netns == HOST and route.to != "default":
-                checks.append(Check("route_absent", {"to": route.to}))
+                checks.append(Precondition("route_absent", {"to": route.to}))
 
     for netns, spec in topology.spaces():
         owner = None if netns == HOST else f"namespace {netns}"
@@ -344,7 +344,9 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 )
             )
             if netns == HOST:
-                checks.append(Check("chain_absent", {"table": chain.table, "name": chain.name}))
+                checks.append(
+                    Precondition("chain_absent", {"table": chain.table, "name": chain.name})
+                )
                 if "iptables" not in tools:
                     tools.append("iptables")
         own = {(c.table, c.name) for c in spec.iptables.chains}
@@ -371,7 +373,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 )
             )
             if netns == HOST and not in_own_chain:
-                checks.append(Check("rule_absent", rule_args))
+                checks.append(Precondition("rule_absent", rule_args))
             if "iptables" not in tools:
                 tools.append("iptables")
 
@@ -394,7 +396,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 )
             )
             if netns == HOST:
-                checks.append(Check("masquerade_absent", spec_args))
+                checks.append(Precondition("masquerade_absent", spec_args))
 
     for netns, spec in topology.spaces():
         owner = None if netns == HOST else f"namespace {netns}"
@@ -443,10 +445,10 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
             )
         )
         for path in paths:
-            checks.append(Check("file_absent", {"path": path}))
+            checks.append(Precondition("file_absent", {"path": path}))
 
     for name in topology.host.external:
-        checks.append(Check("link_present", {"name": name}))
+        checks.append(Precondition("link_present", {"name": name}))
 
     ipv6 = _declares_ipv6(topology)
     steps = [
@@ -468,9 +470,9 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
     )
 
 
-def _unique(checks: list[Check]) -> list[Check]:
+def _unique(checks: list[Precondition]) -> list[Precondition]:
     """The checks without repeats, in order (linear: 1000 namespaces give 3000 checks)."""
-    seen: dict[str, Check] = {}
+    seen: dict[str, Precondition] = {}
     for check in checks:
         seen.setdefault(json.dumps([check.kind, check.args], sort_keys=True), check)
     return list(seen.values())
