@@ -41,6 +41,7 @@ demo: system-deps install  ## the seed topology, built, checked and removed insi
 bench: system-deps install  ## setup/teardown times of nsgen and its peers, N = 10..1000
 	bash bench/install.sh
 	$(SUDO) $(BIN)/python -m bench.run --out bench/results
+	$(BIN)/python -m bench.render --out bench/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,3 +31,17 @@ def test_every_method_builds_and_removes_the_network() -> None:
     for key, cell in report.items():
         assert len(cell.setup) == 1 and len(cell.teardown) == 1, (key, cell)
         assert not cell.skipped, (key, cell.skipped)
+
+
+def test_render_benchmark_writes_its_table(tmp_path: Path) -> None:
+    """bench.render (CPU and peak memory of `nsgen render`) once at a small N: it must write
+    its json and table. Correctness only, no timing."""
+    import json
+
+    from bench.render import main
+
+    assert main(["--sizes", "10", "--runs", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "render.json").read_text())
+    cell = data["sizes"]["10"]
+    assert cell["cpu"] > 0 and cell["memory_mb"] > 0 and len(cell["runs"]) == 1
+    assert "| 10 |" in (tmp_path / "render.md").read_text()
