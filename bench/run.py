@@ -37,6 +37,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import handmade
 from bench.topology import (
     BRIDGE,
     NAME,
@@ -52,7 +53,15 @@ RESULTS = ROOT / "bench" / "results"
 DEFAULT_SIZES = (10, 100, 500, 1000)
 FLOOR = "f"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-OUR_STATE = ("bench", "bench-floor", "bench-cni", "bench-pyroute2", ".sysctl", ".sysctl.lock")
+OUR_STATE = (
+    "bench",
+    "bench-floor",
+    "bench-cni",
+    "bench-pyroute2",
+    "bench-handmade",
+    ".sysctl",
+    ".sysctl.lock",
+)
 """Entries of /run/nsgen the methods create (nsgen's record, the peers' saved values)."""
 
 
@@ -111,6 +120,12 @@ def _render(style: str) -> Callable[[Work], float]:
     return prepare
 
 
+def _write_handmade(work: Work) -> float:
+    start = time.perf_counter()
+    handmade.write(work.n, work.dir / "handmade")
+    return time.perf_counter() - start
+
+
 def _log(work: Work, what: str) -> str:
     return str(work.dir / f"{what}-{time.monotonic_ns()}.jsonl")
 
@@ -161,6 +176,13 @@ METHODS: dict[str, Method] = {
             "floor, IPv6 autoconf left on like (a)-(e)",
             lambda w: _python("-m", "bench.floor", "setup", "--ipv6-autoconf", str(w.n)),
             lambda w: _python("-m", "bench.floor", "teardown", str(w.n)),
+        ),
+        Method(
+            "h",
+            "hand-written batch script (no log, no rollback)",
+            lambda w: ["bash", str(w.dir / "handmade" / "setup.sh")],
+            lambda w: ["bash", str(w.dir / "handmade" / "teardown.sh")],
+            _write_handmade,
         ),
     )
 }
