@@ -8,7 +8,9 @@ run but the renderer.
 Each run is a fresh `python -m nsgen render FILE -o DIR` (interpreter start-up and imports
 included, as a user pays them); its user+system CPU seconds and peak resident memory come
 from wait4(2) for that one child. The first run of each N is a warm-up (it also fills the
-compiled-template cache, as any earlier nsgen command would have) and is not counted.
+compiled-template cache, as any earlier nsgen command would have) and is not counted; before
+it, the kernel is given up to 60 s to finish destroying the namespaces of an earlier
+benchmark (bench.run's settle), which otherwise takes CPU time from these runs.
 Writes OUT/render.json and OUT/render.md and prints the table.
 """
 
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.run import settle
 from bench.topology import topology_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +61,7 @@ def run(sizes: list[int], runs: int) -> dict[str, Any]:
             topology = Path(tmp, f"bench-{n}.yaml")
             topology.write_text(topology_yaml(n), encoding="utf-8")
             argv = [sys.executable, "-m", "nsgen", "render", str(topology), "-o", f"{tmp}/out"]
+            settle(60)  # after bench.run the kernel destroys namespaces for a while
             measure(argv)  # warm-up
             samples = [measure(argv) for _ in range(runs)]
             results[str(n)] = {
