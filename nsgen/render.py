@@ -170,8 +170,8 @@ class Renderer:
             "sysctls": sysctls,
             "chains": [f"{p.args['table']}/{p.args['name']}" for p in rules if p.kind == "chain"],
         }
-        do = self._macro(f"do_{step.kind}", args)
         entered = _entered(args) if step.kind == "ns_batch" else ()
+        do = self._macro(f"do_{step.kind}", {**args, "commands": entered})
         if step.owner:
             return do, "", entered
         if step.kind in ("netns_batch", "restore"):
@@ -260,8 +260,9 @@ def _ip_prefix(args: dict[str, Any]) -> str:
 
 
 def _entered(args: dict[str, Any]) -> tuple[Entered, ...]:
-    """The commands of templates/_steps.j2's do_ns_batch, in its order, as argv and stdin
-    (a test checks that the two agree for every example)."""
+    """What a namespace step runs inside its namespace, in order, as argv and stdin: setup.sh
+    spells each as an `nsgen_enter NS ...` line (templates/_steps.j2, do_ns_batch), and
+    `nsgen up` starts them itself from inside the namespace."""
     commands = []
     if args["ip_lines"]:
         commands.append(Entered(("ip", "-b", "-"), "".join(f"{x}\n" for x in args["ip_lines"])))

@@ -9,7 +9,6 @@ bash subshell and the nsenter of each such step."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import queue
@@ -32,6 +31,7 @@ from plumbum import local
 from plumbum.commands.processes import CommandNotFound
 
 from nsgen.errors import NsgenError, PreflightError
+from nsgen.kernel import setns_net
 from nsgen.plan import Plan
 from nsgen.render import Entered, RenderedStep, Renderer
 from nsgen.state import StateDir, topology_lock
@@ -245,24 +245,13 @@ class Worker:
         self.process.wait()
 
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    """Move the calling thread (only it) into the network namespace open on `fd`."""
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"setns: {os.strerror(error)}")
-
-
 class _EnteredLane:
-    """A thread's way into namespaces: it keeps its own namespace open, enters a named one
-    for each job, starts the job's commands there (a child process starts in the namespace
-    of the thread that made it) and goes back."""
+    """A thread's way into namespaces: for each job it enters the named namespace, starts the
+    job's commands there (a child process starts in the namespace of the thread that made
+    it) and goes back to `home` (an open fd of nsgen's own namespace)."""
 
-    def __init__(self) -> None:
-        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, home: int) -> None:
+        self.home = home
         self.programs: dict[str, Any] = {}
 
     def run(self, netns: str, commands: tuple[Entered, ...]) -> tuple[int, str, str]:
@@ -277,7 +266,7 @@ class _EnteredLane:
         status = 0
         try:
             try:
-                _setns(fd)
+                setns_net(fd)
             except OSError as error:
                 return 1, "", f"cannot enter namespace {netns}: {error}\n"
             try:
@@ -286,7 +275,7 @@ class _EnteredLane:
                     if status != 0:
                         break
             finally:
-                _setns(self.home)
+                setns_net(self.home)
         finally:
             os.close(fd)
         return status, "".join(outs), "".join(errs)
@@ -313,9 +302,6 @@ class _EnteredLane:
         outs.append(out.decode(errors="replace"))
         errs.append(err.decode(errors="replace"))
         return process.returncode
-
-    def close(self) -> None:
-        os.close(self.home)
 
 
 @dataclass(frozen=True)
@@ -422,6 +408,11 @@ class Runner:
     def _run_entered(self, jobs: list[Job], before: Callable[[Job], bool]) -> list[Record]:
         """run_side_by_side for namespace steps: lane threads enter each job's namespace and
         start its commands; this thread hands out the jobs and writes every record."""
+        try:
+            home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:  # nothing handed out yet: the first job fails, unbegun
+            reason = f"cannot open nsgen's own network namespace: {error.strerror}\n"
+            return [self._record(jobs[0], _now(), time.perf_counter(), 1, "", reason)]
         pending = list(jobs)
         lock = threading.Lock()
         finished: queue.Queue[tuple[Job, str, float, int, str, str] | None] = queue.Queue()
@@ -438,12 +429,7 @@ class Runner:
                 return job
 
         def lane() -> None:
-            try:
-                entered = _EnteredLane()
-            except OSError as error:
-                stop.set()
-                finished.put(None)
-                raise NsgenError(f"cannot open this thread's network namespace: {error}") from None
+            entered = _EnteredLane(home)
             try:
                 while (job := take()) is not None:
                     started, clock = _now(), time.perf_counter()
@@ -457,7 +443,6 @@ class Runner:
                         stop.set()
                     finished.put((job, started, clock, status, out, err))
             finally:
-                entered.close()
                 finished.put(None)
 
         threads = [
@@ -474,10 +459,10 @@ class Runner:
                 running -= 1
                 continue
             job, started, clock, status, out, err = item
-            with lock:  # before() of the lanes writes the journal too
-                records.append(self._record(job, started, clock, status, out, err))
+            records.append(self._record(job, started, clock, status, out, err))
         for thread in threads:
             thread.join()
+        os.close(home)
         return records
 
     def close(self) -> None:

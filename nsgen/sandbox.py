@@ -7,7 +7,6 @@ calls `require_sandbox()` first: it checks (it does not assume) that it runs ins
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import os
 import subprocess
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from nsgen import kernel
 from nsgen.errors import NotInSandboxError, NsgenError
 
 MARKER = "nsgen-sandbox"
@@ -25,20 +25,12 @@ MARKER = "nsgen-sandbox"
 
 PRIVATE_DIRS = ("/run/netns", "/etc/netns", "/run/nsgen")
 
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWNET = 0x40000000
-_MS_REC = 0x4000
-_MS_PRIVATE = 0x40000
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
 
 def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise NsgenError(f"sandbox: {what} failed: {os.strerror(errno)}")
+    try:
+        kernel.check(result, what)
+    except OSError as error:
+        raise NsgenError(f"sandbox: {error.strerror}") from None
 
 
 def _sandbox_mounts() -> set[str]:
@@ -98,9 +90,10 @@ def enter_sandbox() -> None:
     for path in PRIVATE_DIRS:
         os.makedirs(path, exist_ok=True)  # the mount points; empty directories on the host
     outside = _netns_inode()
-    libc = _libc()
-    _check(libc.unshare(_CLONE_NEWNET | _CLONE_NEWNS), "unshare(network, mount)")
-    _check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "making / private")
+    libc = kernel.libc()
+    _check(libc.unshare(kernel.CLONE_NEWNET | kernel.CLONE_NEWNS), "unshare(network, mount)")
+    private = kernel.MS_REC | kernel.MS_PRIVATE
+    _check(libc.mount(None, b"/", None, private, None), "making / private")
     for path in PRIVATE_DIRS:
         _check(
             libc.mount(MARKER.encode(), path.encode(), b"tmpfs", 0, b"mode=0755"),

@@ -1,0 +1,30 @@
+"""The few system calls nsgen makes itself, through ctypes (Python 3.11 has no os.setns):
+entering a network namespace (`nsgen up`) and making the sandbox (nsgen.sandbox)."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+
+
+@functools.cache
+def libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def check(result: int, what: str) -> None:
+    """Raise OSError ("WHAT failed: REASON") if a libc call returned non-zero."""
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what} failed: {os.strerror(error)}")
+
+
+def setns_net(fd: int) -> None:
+    """Move the calling thread (only it) into the network namespace open on `fd`."""
+    check(libc().setns(fd, CLONE_NEWNET), "setns")
