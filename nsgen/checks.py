@@ -12,7 +12,6 @@ from pathlib import Path
 
 from nsgen.errors import NsgenError
 from nsgen.model import Topology
-from nsgen.validate import first_address
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def plan_probes(topology: Topology) -> list[Probe]:
     for number, check in enumerate(topology.checks, start=1):
         target, shown = "", ""
         if check.to is not None:
-            address = first_address(topology, check.to)
+            address = topology.first_address(check.to)
             target = address if address is not None else check.to
             shown = f"{target} ({check.to})" if address is not None else target
         what = {

@@ -17,7 +17,7 @@ from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import load_topology
 from nsgen.plan import STYLES, Plan, build_plan
-from nsgen.render import SCRIPTS, Renderer, unit_name, write_scripts
+from nsgen.render import Renderer, write_bundle
 from nsgen.sandbox import DNS_SERVER
 
 # The executor, lab, status, diagram and schema modules (and plumbum) load only for the
@@ -137,25 +137,7 @@ def render(
     if out is None and install_to is None:
         raise UsageError("render: give -o DIR, --install-to PREFIX, or both")
     plan = build_plan(load_topology(file), _style(style))
-    renderer = Renderer()
-    steps = renderer.steps(plan)
-    scripts = {name: renderer.script(name, plan, steps) for name in SCRIPTS}
-    written: list[Path] = []
-    if out is not None:
-        written += write_scripts(scripts, out)
-        if systemd:
-            unit = out / unit_name(plan)
-            unit.write_text(renderer.unit(plan, str(out.resolve())))
-            written.append(unit)
-    if install_to is not None:
-        libexec = f"/usr/libexec/nsgen/{plan.topology}"
-        written += write_scripts(scripts, install_to / libexec.lstrip("/"))
-        units = install_to / "etc/systemd/system"
-        units.mkdir(parents=True, exist_ok=True)
-        unit = units / unit_name(plan)
-        unit.write_text(renderer.unit(plan, libexec))
-        unit.chmod(0o644)
-        written.append(unit)
+    written = write_bundle(plan, out, systemd=systemd, install_to=install_to)
     for path in written:
         typer.echo(str(path))
 
@@ -227,7 +209,8 @@ def up(
 ) -> None:
     """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
     Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal)."""
-    from nsgen.run import Console, Executor, Options
+    from nsgen.console import Console
+    from nsgen.executor import Executor, Options
 
     executor = Executor(build_plan(load_topology(file), _style(style)))
     if dry_run:
@@ -251,7 +234,8 @@ def down(
 ) -> None:
     """Remove what 'nsgen up' (or setup.sh) built, from its record in /run/nsgen/<name>/, so
     it works even if the file changed or is gone. Exit 0 if it is not up."""
-    from nsgen.run import Console, Executor, Options, down_from_record
+    from nsgen.console import Console
+    from nsgen.executor import Executor, Options, down_from_record
 
     executor = None
     if Path(target).is_file():
@@ -295,8 +279,8 @@ def lab(
     """Build the topology in a throwaway sandbox (private network and /run/netns, /etc/netns,
     /run/nsgen), with a simulated upstream behind every external interface; run CMD or a
     shell; tear down; leave nothing behind. Exits with CMD's status."""
+    from nsgen.console import Console
     from nsgen.lab import run_lab
-    from nsgen.run import Console
 
     topology = load_topology(file)
     result = run_lab(

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nsgen.checks import CheckResult, format_results
+from nsgen.console import Console
+from nsgen.executor import Executor, Options, down_from_record
 from nsgen.model import Topology
 from nsgen.plan import Plan, build_plan
-from nsgen.run import Console, Executor, Options, down_from_record
 from nsgen.sandbox import (
     DNS_SERVER,
     INTERNET_HOST,

@@ -31,6 +31,7 @@ from nsgen.fields import (
     Table,
     TopologyName,
     description_text,
+    ip_interface,
 )
 
 __all__ = ["HOST"]
@@ -235,6 +236,21 @@ class Topology(Strict):
     def spaces(self) -> list[tuple[str, Namespace]]:
         """Every namespace of the topology, root first, then named ones in declaration order."""
         return [(HOST, self.host), *self.namespaces.items()]
+
+    def first_address(self, netns: str) -> str | None:
+        """The address a check `to: <namespace>` means: the namespace's first declared address
+        (of a veth end in it, either side of the pair declaring it, then of its bridges)."""
+        for space, spec in self.spaces():
+            for iface in spec.interfaces:
+                if space == netns and iface.addresses:
+                    return str(ip_interface(iface.addresses[0]).ip)
+                if iface.peer.netns == netns and iface.peer.addresses:
+                    return str(ip_interface(iface.peer.addresses[0]).ip)
+            if space == netns:
+                for bridge in spec.bridges.values():
+                    if bridge.addresses:
+                        return str(ip_interface(bridge.addresses[0]).ip)
+        return None
 
 
 Family = Literal[4, 6]

@@ -320,3 +320,32 @@ def write_scripts(scripts: dict[str, str], out_dir: Path) -> list[Path]:
         path.chmod(0o755)
         written.append(path)
     return written
+
+
+def write_bundle(
+    plan: Plan, out: Path | None, systemd: bool = False, install_to: Path | None = None
+) -> list[Path]:
+    """What `nsgen render` writes: the scripts into `out` (with the systemd unit running them
+    from there if `systemd`), and/or an image tree under `install_to`:
+    PREFIX/usr/libexec/nsgen/<topology>/*.sh and PREFIX/etc/systemd/system/nsgen-<topology>.service.
+    Returns the paths written, in order."""
+    renderer = Renderer()
+    steps = renderer.steps(plan)
+    scripts = {name: renderer.script(name, plan, steps) for name in SCRIPTS}
+    written: list[Path] = []
+    if out is not None:
+        written += write_scripts(scripts, out)
+        if systemd:
+            unit = out / unit_name(plan)
+            unit.write_text(renderer.unit(plan, str(out.resolve())))
+            written.append(unit)
+    if install_to is not None:
+        libexec = f"/usr/libexec/nsgen/{plan.topology}"
+        written += write_scripts(scripts, install_to / libexec.lstrip("/"))
+        units = install_to / "etc/systemd/system"
+        units.mkdir(parents=True, exist_ok=True)
+        unit = units / unit_name(plan)
+        unit.write_text(renderer.unit(plan, libexec))
+        unit.chmod(0o644)
+        written.append(unit)
+    return written

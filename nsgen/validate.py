@@ -286,21 +286,6 @@ def check_topology(topology: Topology) -> list[Problem]:
     return problems
 
 
-def first_address(topology: Topology, netns: str) -> str | None:
-    """The address a check `to: <namespace>` means: the namespace's first declared address."""
-    for space, spec in topology.spaces():
-        for iface in spec.interfaces:
-            if space == netns and iface.addresses:
-                return str(fields.ip_interface(iface.addresses[0]).ip)
-            if iface.peer.netns == netns and iface.peer.addresses:
-                return str(fields.ip_interface(iface.peer.addresses[0]).ip)
-        if space == netns:
-            for bridge in spec.bridges.values():
-                if bridge.addresses:
-                    return str(fields.ip_interface(bridge.addresses[0]).ip)
-    return None
-
-
 def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem]:
     problems: list[Problem] = []
     for i, check in enumerate(topology.checks):
@@ -331,7 +316,7 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
                         f"{path}.to", f"{check.to!r} is neither an address nor a declared namespace"
                     )
                 )
-            elif first_address(topology, check.to) is None:
+            elif topology.first_address(check.to) is None:
                 problems.append(
                     Problem(f"{path}.to", f"namespace {check.to} has no address to check against")
                 )

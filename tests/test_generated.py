@@ -55,3 +55,14 @@ def test_committed_schema_is_the_generated_one() -> None:
 def test_examples_point_editors_at_the_schema(example: Path) -> None:
     first = example.read_text().splitlines()[0]
     assert first == "# yaml-language-server: $schema=../generated/topology.schema.json"
+
+
+def test_the_scripts_static_bash_partials_are_shellcheck_clean_on_their_own() -> None:
+    """The bash that every script carries unchanged (helpers, journal and rollback) lives in
+    templates/*.sh, where shellcheck reads it as it is, not only inside rendered scripts."""
+    partials = sorted((ROOT / "templates").glob("*.sh"))
+    assert {p.name for p in partials} >= {"_helpers.sh", "_runtime.sh"}
+    result = subprocess.run(
+        ["shellcheck", "-s", "bash", *map(str, partials)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout

@@ -13,26 +13,20 @@ An expander is a module with:
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any
 
 from nsgen.errors import Problem
+from nsgen.expand import docker, k8s
 from nsgen.model import Topology
 
-EXPANDERS = ("nsgen.expand.docker", "nsgen.expand.k8s")
+EXPANDERS: tuple[ModuleType, ...] = (docker, k8s)
+"""Every expander, in the order they are applied."""
 
 
 def expanders() -> list[ModuleType]:
-    """The expander modules present in this installation, in order."""
-    found = []
-    for name in EXPANDERS:
-        try:
-            found.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return found
+    """The expander modules, in order."""
+    return list(EXPANDERS)
 
 
 def sugar_keys() -> dict[str, ModuleType]:

@@ -38,7 +38,7 @@ from nsgen.fields import (
     Strict,
     Subnet,
 )
-from nsgen.load import format_path, pydantic_problems
+from nsgen.messages import format_path, pydantic_problems
 from nsgen.model import Group, Topology
 from nsgen.names import near_name, peer_name
 

@@ -31,7 +31,7 @@ from pydantic import AfterValidator, Field, ValidationError
 
 from nsgen.errors import Problem
 from nsgen.fields import HOST, HostName, IfName, IpAddr, NsName, Strict, Subnet
-from nsgen.load import pydantic_problems
+from nsgen.messages import pydantic_problems
 from nsgen.model import Topology
 
 KEYS = ("cluster",)
