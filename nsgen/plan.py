@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from nsgen import fields
+from nsgen.backends.iptables import rule_text, rule_words
 from nsgen.checks import Probe, plan_probes
 from nsgen.model import HOST, Namespace, Topology
 from nsgen.names import chain_tag, near_name, peer_name
@@ -82,13 +82,6 @@ def _owned_link(spec: Namespace, dev: str) -> str | None:
     if dev in spec.bridges:
         return f"bridge {dev}"
     return None
-
-
-def _tagged(rule: str, tag: str) -> list[str]:
-    """The rule's words with `-m comment --comment TAG` before the target (-j/-g)."""
-    words = shlex.split(rule)
-    at = next((i for i, w in enumerate(words) if w in ("-j", "--jump", "-g", "--goto")), len(words))
-    return [*words[:at], "-m", "comment", "--comment", tag, *words[at:]]
 
 
 def _sysctl_path(key: str) -> str:
@@ -351,7 +344,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                     tools.append("iptables")
         own = {(c.table, c.name) for c in spec.iptables.chains}
         for rule in spec.iptables.rules:
-            words = _tagged(rule.rule, tag)
+            words = rule_words(rule, tag)
             in_own_chain = (rule.table, rule.chain) in own
             rule_args = {
                 "netns": netns,
@@ -364,7 +357,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 Step(
                     "rule",
                     f"{'insert into' if rule.insert else 'append to'} {rule.table} {rule.chain}: "
-                    f"{rule.rule}{_in(netns)}",
+                    f"{rule_text(rule)}{_in(netns)}",
                     ""
                     if in_own_chain or netns != HOST
                     else f"The rule carries the comment {tag}, so teardown deletes exactly it.",

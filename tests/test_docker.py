@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nsgen.backends.iptables import rule_text
 from nsgen.errors import TopologyError
 from nsgen.expand.docker import Sugar, chain_names, veth_name
 from nsgen.load import load_topology, topology_from_data
@@ -66,7 +67,7 @@ def problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def rules(topology: Topology) -> list[tuple[str, str, str]]:
-    return [(r.table, r.chain, r.rule) for r in topology.host.iptables.rules]
+    return [(r.table, r.chain, rule_text(r)) for r in topology.host.iptables.rules]
 
 
 # ---- what the vocabulary expands to --------------------------------------------------------

@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c.
+# 3c37968613ce99d1e1da4c33dcfb48cadc6e0b90420902e816eb5d24184074d8.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3393961f83589855b1ad3667ce6b1a3151f2f274b3e3f6eb6fa95b9c2377148a.
+# 48d304e33d0529eab18bf28e394464c7789c31f4119009d7df5c770b909d49ea.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=3393961f83589855b1ad3667ce6b1a3151f2f274b3e3f6eb6fa95b9c2377148a
+readonly NSGEN_DIGEST=48d304e33d0529eab18bf28e394464c7789c31f4119009d7df5c770b909d49ea
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

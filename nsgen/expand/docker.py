@@ -730,11 +730,9 @@ def _check_publish(boxes: list[Box], nets: dict[str, Net], problems: list[Proble
 # ---- core objects ----------------------------------------------------------------------------
 
 
-def _rule(table: str, chain: str, rule: str, insert: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"table": table, "chain": chain, "rule": rule}
-    if insert:
-        out["insert"] = True
-    return out
+def _rule(table: str, chain: str, **fields: Any) -> dict[str, Any]:
+    """A core firewall rule as data (nsgen.kinds.rules.Rule's fields)."""
+    return {"table": table, "chain": chain, **fields}
 
 
 def _firewall(
@@ -747,55 +745,97 @@ def _firewall(
     if not nets:
         return chains, rules
     chains.append({"table": "filter", "name": fwd})
-    rules.append(_rule("filter", "FORWARD", f"-j {fwd}", insert=True))
+    rules.append(_rule("filter", "FORWARD", jump=fwd, insert=True))
     ordered = list(nets.values())
     # DOCKER-ISOLATION: no network forwards into another.
     for i, a in enumerate(ordered):
         for b in ordered[i + 1 :]:
-            rules.append(_rule("filter", fwd, f"-i {a.bridge} -o {b.bridge} -j DROP"))
-            rules.append(_rule("filter", fwd, f"-i {b.bridge} -o {a.bridge} -j DROP"))
+            rules.append(
+                _rule("filter", fwd, in_interface=a.bridge, out_interface=b.bridge, jump="DROP")
+            )
+            rules.append(
+                _rule("filter", fwd, in_interface=b.bridge, out_interface=a.bridge, jump="DROP")
+            )
     for net in ordered:
         if not net.spec.icc:
-            rules.append(_rule("filter", fwd, f"-i {net.bridge} -o {net.bridge} -j DROP"))
+            rules.append(
+                _rule("filter", fwd, in_interface=net.bridge, out_interface=net.bridge, jump="DROP")
+            )
         if net.spec.internal:
-            rules.append(_rule("filter", fwd, f"-i {net.bridge} ! -o {net.bridge} -j DROP"))
-            rules.append(_rule("filter", fwd, f"! -i {net.bridge} -o {net.bridge} -j DROP"))
+            rules.append(
+                _rule(
+                    "filter",
+                    fwd,
+                    in_interface=net.bridge,
+                    jump="DROP",
+                    **{"not": {"out_interface": net.bridge}},
+                )
+            )
+            rules.append(
+                _rule(
+                    "filter",
+                    fwd,
+                    out_interface=net.bridge,
+                    jump="DROP",
+                    **{"not": {"in_interface": net.bridge}},
+                )
+            )
     for net in ordered:
         if net.masquerade:
             rules.append(
-                _rule("nat", "POSTROUTING", f"-s {net.subnet} ! -o {net.bridge} -j MASQUERADE")
+                _rule(
+                    "nat",
+                    "POSTROUTING",
+                    source=str(net.subnet),
+                    jump="MASQUERADE",
+                    **{"not": {"out_interface": net.bridge}},
+                )
             )
     published = [(box, port) for box in boxes for port in box.publish]
     if published:
         chains.append({"table": "nat", "name": dnat})
-        rules.append(_rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {dnat}"))
+        rules.append(_rule("nat", "PREROUTING", dst_type="LOCAL", jump=dnat))
         rules.append(
-            _rule("nat", "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {dnat}")
+            _rule(
+                "nat",
+                "OUTPUT",
+                dst_type="LOCAL",
+                jump=dnat,
+                **{"not": {"destination": "127.0.0.0/8"}},
+            )
         )
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None and out.address is not None
-        only = f"-d {port.host_ip} " if port.host_ip else ""
         rules.append(
             _rule(
                 "nat",
                 dnat,
-                f"{only}-p {port.protocol} --dport {port.published} "
-                f"-j DNAT --to-destination {out.address}:{port.target}",
+                **({"destination": port.host_ip} if port.host_ip else {}),
+                protocol=port.protocol,
+                dport=port.published,
+                jump="DNAT",
+                to_destination=f"{out.address}:{port.target}",
             )
         )
-    hairpins: list[str] = []
+    hairpins: list[dict[str, Any]] = []
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None
         net = nets[out.network]
-        hairpin = (
-            f"-s {net.subnet} -d {out.address} -p {port.protocol} --dport {port.target} "
-            "-m conntrack --ctstate DNAT -j MASQUERADE"
+        hairpin = _rule(
+            "nat",
+            "POSTROUTING",
+            source=str(net.subnet),
+            destination=str(out.address),
+            protocol=port.protocol,
+            dport=port.target,
+            ctstate=["DNAT"],
+            jump="MASQUERADE",
         )
         if hairpin not in hairpins:  # two host ports for one container port need one rule
             hairpins.append(hairpin)
-    rules += [_rule("nat", "POSTROUTING", hairpin) for hairpin in hairpins]
+    rules += hairpins
     return chains, rules
 
 

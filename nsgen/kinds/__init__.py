@@ -1,0 +1,1 @@
+"""Kinds of network object, each with one home."""
