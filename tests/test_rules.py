@@ -29,7 +29,10 @@ def rule(text: str, **keys: Any) -> Rule:
         ("-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-WEB-1", "nat"),
         ("-p tcp -j DNAT --to-destination 10.244.0.2:8080", "nat"),
         ("-m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT", "filter"),
-        ("-p udp --sport 1000:2000 -m addrtype --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable", "filter"),
+        (
+            "-p udp --sport 1000:2000 -m addrtype --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable",
+            "filter",
+        ),
         ("-j MARK --or-mark 0x4000", "nat"),
     ],
 )
@@ -58,13 +61,31 @@ def test_every_rule_carries_the_topology_tag_just_before_its_target() -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("-s 10.0.0.0/8 --pol DROP -j ACCEPT", "--pol is an abbreviation (iptables would read --policy): nsgen reads options spelled in full only"),
-        ("-p tcp --dpo 22 -j ACCEPT", "--dpo is an abbreviation (iptables would read --dport): nsgen reads options spelled in full only"),
-        ("-P FORWARD DROP", "-P: give only matches and a target; the table, chain and operation come from the keys table, chain and insert"),
-        ("--flush", "--flush: give only matches and a target; the table, chain and operation come from the keys table, chain and insert"),
-        ("-m comment --comment nsgen:other -j ACCEPT", "a rule may not carry a comment of its own: nsgen tags every rule with the topology's comment, and teardown finds its rules by it"),
+        (
+            "-s 10.0.0.0/8 --pol DROP -j ACCEPT",
+            "--pol is an abbreviation (iptables would read --policy): nsgen reads options spelled in full only",
+        ),
+        (
+            "-p tcp --dpo 22 -j ACCEPT",
+            "--dpo is an abbreviation (iptables would read --dport): nsgen reads options spelled in full only",
+        ),
+        (
+            "-P FORWARD DROP",
+            "-P: give only matches and a target; the table, chain and operation come from the keys table, chain and insert",
+        ),
+        (
+            "--flush",
+            "--flush: give only matches and a target; the table, chain and operation come from the keys table, chain and insert",
+        ),
+        (
+            "-m comment --comment nsgen:other -j ACCEPT",
+            "a rule may not carry a comment of its own: nsgen tags every rule with the topology's comment, and teardown finds its rules by it",
+        ),
         ("--dport 22 -j ACCEPT", "--dport needs -m tcp before it"),
-        ("-m multiport --dports 1,2 -j ACCEPT", "-m multiport is not a match nsgen understands (it understands addrtype, conntrack, mark, sctp, state, statistic, tcp, udp)"),
+        (
+            "-m multiport --dports 1,2 -j ACCEPT",
+            "-m multiport is not a match nsgen understands (it understands addrtype, conntrack, mark, sctp, state, statistic, tcp, udp)",
+        ),
         ("-s 10.0.0.0/8 -j ACCEPT -j DROP", "a rule has one target: -j or -g is given twice"),
         ("-s 10.0.0.0/8 -s 10.1.0.0/16 -j ACCEPT", "-s is given twice"),
         ("-s 10.0.0.0/8 !", "the rule ends with '!': negate an option that follows it"),
@@ -80,13 +101,31 @@ def test_what_is_not_a_match_or_a_target_is_refused_naming_the_word(text: str, r
 @pytest.mark.parametrize(
     ("keys", "reason"),
     [
-        ({"rule": "-p tcp --dport 80"}, "a rule needs exactly one target: 'jump' (-j) or 'goto' (-g)"),
-        ({"rule": "-j DNAT --to-destination 10.0.0.2"}, "DNAT works only in the nat table (table: nat)"),
-        ({"rule": "-s 2001:db8::/64 -j ACCEPT"}, "IPv6 addresses in firewall rules are not supported yet"),
-        ({"rule": "-s 10.0.0.1/8 -j ACCEPT"}, "'10.0.0.1/8' has host bits set: the subnet is 10.0.0.0/8"),
-        ({"rule": "-s 10.0.0.0/8 -j ACCEPT", "source": "10.1.0.0/16"}, "both say what the rule does: give one or the other"),
+        (
+            {"rule": "-p tcp --dport 80"},
+            "a rule needs exactly one target: 'jump' (-j) or 'goto' (-g)",
+        ),
+        (
+            {"rule": "-j DNAT --to-destination 10.0.0.2"},
+            "DNAT works only in the nat table (table: nat)",
+        ),
+        (
+            {"rule": "-s 2001:db8::/64 -j ACCEPT"},
+            "IPv6 addresses in firewall rules are not supported yet",
+        ),
+        (
+            {"rule": "-s 10.0.0.1/8 -j ACCEPT"},
+            "'10.0.0.1/8' has host bits set: the subnet is 10.0.0.0/8",
+        ),
+        (
+            {"rule": "-s 10.0.0.0/8 -j ACCEPT", "source": "10.1.0.0/16"},
+            "both say what the rule does: give one or the other",
+        ),
         ({"jump": "ACCEPT", "dport": 22}, "sport and dport need protocol tcp, udp or sctp"),
-        ({"jump": "ACCEPT", "reject_with": "tcp-reset"}, "reject_with belongs to the target REJECT, not ACCEPT"),
+        (
+            {"jump": "ACCEPT", "reject_with": "tcp-reset"},
+            "reject_with belongs to the target REJECT, not ACCEPT",
+        ),
     ],
 )
 def test_incoherent_rules_are_refused(keys: dict[str, Any], reason: str) -> None:
@@ -106,3 +145,16 @@ def test_a_refused_rule_is_one_line_at_its_path_in_the_file() -> None:
     assert line.startswith("fw.yaml")
     assert "host.iptables.rules[0]" in line
     assert "--pol is an abbreviation (iptables would read --policy)" in line
+
+
+def test_a_jump_to_a_chain_that_is_not_declared_is_refused() -> None:
+    data = {
+        "name": "fw",
+        "host": {"iptables": {"rules": [{"chain": "FORWARD", "rule": "-j NOWHERE"}]}},
+    }
+    with pytest.raises(TopologyError) as caught:
+        topology_from_data(data, "fw.yaml")
+    assert caught.value.lines() == [
+        "fw.yaml: host.iptables.rules[0].jump: NOWHERE is not a chain declared in table filter "
+        "(under iptables.chains), nor a target nsgen knows"
+    ]

@@ -280,8 +280,8 @@ nsgen_preflight() {
     if nsgen_has_netns client; then nsgen_problem 'namespace client already exists'; fi
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
     if nsgen_listed_link br-frontend; then nsgen_problem 'link br-frontend already exists in the root namespace'; fi
-    if nsgen_has_route 172.18.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.18.0.0/24'; fi
     if nsgen_listed_link br-backend; then nsgen_problem 'link br-backend already exists in the root namespace'; fi
+    if nsgen_has_route 172.18.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.18.0.0/24'; fi
     if nsgen_has_route 172.19.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.19.0.0/24'; fi
     if nsgen_listed_link veth73f8f90; then nsgen_problem 'link veth73f8f90 already exists in the root namespace'; fi
     if nsgen_listed_link vethb4c90b3; then nsgen_problem 'link vethb4c90b3 already exists in the root namespace'; fi
@@ -329,10 +329,10 @@ ip -b - <<'EOF'
 link add br-frontend type bridge
 link set br-frontend addrgenmode none
 link set br-frontend up
-addr add 172.18.0.1/24 dev br-frontend
 link add br-backend type bridge
 link set br-backend addrgenmode none
 link set br-backend up
+addr add 172.18.0.1/24 dev br-frontend
 addr add 172.19.0.1/24 dev br-backend
 EOF
 nsgen_end 1

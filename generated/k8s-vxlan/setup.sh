@@ -270,6 +270,7 @@ nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
+  command -v bridge >/dev/null || nsgen_problem 'bridge is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
     nsgen_links_before=$(nsgen_root_links)

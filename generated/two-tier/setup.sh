@@ -282,8 +282,8 @@ nsgen_preflight() {
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
     if nsgen_has_netns backup; then nsgen_problem 'namespace backup already exists'; fi
     if nsgen_listed_link br-front; then nsgen_problem 'link br-front already exists in the root namespace'; fi
-    if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
     if nsgen_listed_link br-back; then nsgen_problem 'link br-back already exists in the root namespace'; fi
+    if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
     if nsgen_listed_link veth-web1-br; then nsgen_problem 'link veth-web1-br already exists in the root namespace'; fi
     if nsgen_listed_link veth-web2-br; then nsgen_problem 'link veth-web2-br already exists in the root namespace'; fi
     if nsgen_listed_link router-front; then nsgen_problem 'link router-front already exists in the root namespace'; fi
@@ -320,10 +320,10 @@ ip -b - <<'EOF'
 link add br-front type bridge
 link set br-front addrgenmode none
 link set br-front up
-addr add 10.0.1.254/24 dev br-front
 link add br-back type bridge
 link set br-back addrgenmode none
 link set br-back up
+addr add 10.0.1.254/24 dev br-front
 EOF
 nsgen_end 1
 
