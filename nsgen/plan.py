@@ -110,24 +110,29 @@ def _declares_ipv6(topology: Topology) -> bool:
     return False
 
 
-_ROOT_GROUPS: dict[Group, tuple[str, str]] = {
+_ROOT_GROUPS: dict[Group, tuple[str, str, tuple[str, ...]]] = {
     "bridges": (
         "create {bridges} in the root namespace",
         "A bridge is a virtual switch: every veth end attached to it can reach the others, "
         "like ports of one Ethernet switch. Its address makes the root namespace a member of "
         "that network, and its gateway.",
+        ("bridge", "address"),
     ),
     "cables": (
         "create veth pairs{veths}",
         "veth pairs are virtual cables: each is created with both ends already in their "
         "namespaces, and the ends that stay in the root namespace are attached to their "
         "bridge and brought up, all in one `ip -b`.",
+        ("veth",),
     ),
     "routes": (
         "add routes{routes} in the root namespace",
         "The root namespace's routes, neighbours and forwarding entries, in one `ip -b`.",
+        ("route", "neighbor", "fdb"),
     ),
 }
+"""A root group's title and why, and the kinds they speak of: a part of any other kind is
+named in the title and the why as well."""
 
 
 def batched(steps: list[Step], topology: str) -> list[Step]:
@@ -238,13 +243,20 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
 
 
 def _root_step(group: Group, parts: list[Step]) -> Step:
-    title, why = _ROOT_GROUPS[group]
+    title, why, own = _ROOT_GROUPS[group]
     counts = {
         "bridges": _count_of(parts, "bridge"),
         "veths": _count(parts, "veth"),
         "routes": _count(parts, "route"),
     }
-    return Step("root_batch", title.format(**counts), why, Args(HOST), None, tuple(parts))
+    title = title.format(**counts)
+    others = list(
+        dict.fromkeys(kind_of(p.kind).summary for p in parts if kind_of(p.kind).name not in own)
+    )
+    if others:
+        title += " and " + ", ".join(others)
+        why += f" The same step also sets up the root namespace's {', '.join(others)}."
+    return Step("root_batch", title, why, Args(HOST), None, tuple(parts))
 
 
 def _veth_owner(args: VethArgs) -> Owner | None:
