@@ -31,6 +31,7 @@ from nsgen.fields import (
     ip_interface,
 )
 from nsgen.kinds.rules import Iptables
+from nsgen.kinds.shaping import Shaping
 
 __all__ = ["HOST"]
 
@@ -161,6 +162,11 @@ class Namespace(Strict):
         "restored by teardown.",
     )
     dns: Dns | None = Field(None, description="resolv.conf and hosts (named namespaces only).")
+    shaping: dict[IfName, Shaping] = Field(
+        default_factory=dict,
+        description="Traffic shaping of interfaces in this namespace, by name: rate, delay, "
+        "loss ... of the packets leaving each (tc tbf, netem).",
+    )
 
 
 class Check(Strict):

@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3c37968613ce99d1e1da4c33dcfb48cadc6e0b90420902e816eb5d24184074d8.
+# 03f2f2b7cd9aec98a4a328e77130d819892159c16828529326a601f6e925862f.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=3c37968613ce99d1e1da4c33dcfb48cadc6e0b90420902e816eb5d24184074d8
+readonly NSGEN_DIGEST=03f2f2b7cd9aec98a4a328e77130d819892159c16828529326a601f6e925862f
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=11

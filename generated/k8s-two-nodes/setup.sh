@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 48d304e33d0529eab18bf28e394464c7789c31f4119009d7df5c770b909d49ea.
+# 1d399a36e0ca4a89445322c7d18e2e78e126e95aaea1b4ca6bff6b852c1a0ba7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=48d304e33d0529eab18bf28e394464c7789c31f4119009d7df5c770b909d49ea
+readonly NSGEN_DIGEST=1d399a36e0ca4a89445322c7d18e2e78e126e95aaea1b4ca6bff6b852c1a0ba7
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# dd09f0a45ae2df65e8491a25a8e98cdfc3ee2bea29cdcef1406639da27df4f53.
+# 16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

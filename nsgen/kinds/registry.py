@@ -11,6 +11,7 @@ from nsgen.kinds.firewall import ChainKind, MasqueradeKind, RuleKind
 from nsgen.kinds.links import BridgeKind, ExternalKind, VethKind, VxlanKind
 from nsgen.kinds.namespaces import NamespaceKind
 from nsgen.kinds.settings import SysctlKind
+from nsgen.kinds.shaping import ShapingKind
 
 KINDS: tuple[Kind, ...] = (
     NamespaceKind(),
@@ -18,6 +19,7 @@ KINDS: tuple[Kind, ...] = (
     AddressKind(),
     VethKind(),
     VxlanKind(),
+    ShapingKind(),
     RouteKind(),
     NeighborKind(),
     FdbKind(),
