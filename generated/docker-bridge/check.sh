@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 03f2f2b7cd9aec98a4a328e77130d819892159c16828529326a601f6e925862f.
+# 9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -795,15 +795,9 @@ def _firewall(
     if published:
         chains.append({"table": "nat", "name": dnat})
         rules.append(_rule("nat", "PREROUTING", dst_type="LOCAL", jump=dnat))
-        rules.append(
-            _rule(
-                "nat",
-                "OUTPUT",
-                dst_type="LOCAL",
-                jump=dnat,
-                **{"not": {"destination": "127.0.0.0/8"}},
-            )
-        )
+        # From the host itself, 127.0.0.1 included (CNI portmap's way: route_localnet on the
+        # bridge and a masquerade of the loopback source, below)
+        rules.append(_rule("nat", "OUTPUT", dst_type="LOCAL", jump=dnat))
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None and out.address is not None
@@ -836,7 +830,35 @@ def _firewall(
         if hairpin not in hairpins:  # two host ports for one container port need one rule
             hairpins.append(hairpin)
     rules += hairpins
+    localhost: list[dict[str, Any]] = []
+    for box, port in published:
+        out = _outbound(box, nets)
+        assert out is not None
+        # a connection from 127.0.0.1 leaves through the bridge only with route_localnet on
+        # it; the container must see (and answer) the gateway, not its own loopback
+        rule = _rule(
+            "nat",
+            "POSTROUTING",
+            source="127.0.0.0/8",
+            destination=str(out.address),
+            protocol=port.protocol,
+            dport=port.target,
+            jump="MASQUERADE",
+        )
+        if rule not in localhost:
+            localhost.append(rule)
+    rules += localhost
     return chains, rules
+
+
+def _publishing_bridges(nets: dict[str, Net], boxes: list[Box]) -> list[str]:
+    """The bridges of the networks published ports lead into, in order."""
+    bridges: list[str] = []
+    for box in boxes:
+        out = _outbound(box, nets)
+        if box.publish and out is not None and nets[out.network].bridge not in bridges:
+            bridges.append(nets[out.network].bridge)
+    return bridges
 
 
 def _hosts(box: Box, boxes: list[Box]) -> dict[str, str]:
@@ -873,6 +895,10 @@ def _build(
                         "netns": HOST,
                         "bridge": net.bridge,
                         "name": veth_name(topology.name, box.name, net.name),
+                        # a container reaching its own published port comes back out of
+                        # the port it went in by (Docker sets hairpin mode when the kernel,
+                        # not docker-proxy, carries published ports)
+                        "hairpin": True,
                     },
                     "addresses": [f"{a.address}/{net.subnet.prefixlen}"],
                 }
@@ -898,6 +924,24 @@ def _build(
             "net.bridge.bridge-nf-call-iptables",
             "1",
             "icc: false (traffic between two ports of one bridge must pass iptables)",
+            problems,
+        )
+    for bridge in _publishing_bridges(nets, boxes):
+        if "." in bridge:
+            problems.append(
+                Problem(
+                    "networks",
+                    f"bridge {bridge} publishes ports, which needs the sysctl "
+                    f"net.ipv4.conf.{bridge}.route_localnet, and a '.' in a bridge name "
+                    "cannot be written in a sysctl key: name the bridge without '.'",
+                )
+            )
+            continue
+        _sysctl(
+            host,
+            f"net.ipv4.conf.{bridge}.route_localnet",
+            "1",
+            "the host's own connections to 127.0.0.1 on a published port leave through it",
             problems,
         )
 

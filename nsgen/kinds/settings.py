@@ -25,6 +25,28 @@ SNAPSHOT_SYSCTLS = (
 """The sysctls every snapshot reads, whether or not a topology sets them."""
 
 
+def _why(key: str, value: str) -> str:
+    """What a learner should know about a sysctl nsgen sets."""
+    if key.endswith(".ip_forward") or key.endswith(".forwarding"):
+        return (
+            "Forwarding lets the kernel pass packets from one interface to another, which a "
+            "router (here: the namespaces' gateway) must do."
+        )
+    if key.endswith(".route_localnet"):
+        device = key.split(".")[-2]
+        return (
+            f"The kernel routes packets with a loopback source (127.0.0.1) out of {device} "
+            "only with route_localnet: the host's own connection to 127.0.0.1 on a published "
+            "port is sent on to the container that way."
+        )
+    if key == "net.bridge.bridge-nf-call-iptables":
+        return (
+            "Frames bridged between two ports of one bridge pass iptables (br_netfilter), so "
+            "rules can stop traffic inside one network."
+        )
+    return f"The topology asks for {key} = {value}."
+
+
 @dataclass(frozen=True)
 class SysctlArgs(Args):
     key: str
@@ -46,12 +68,7 @@ class SysctlKind(Kind):
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
             for key, value in spec.sysctls.items():
-                why = (
-                    "Forwarding lets the kernel pass packets from one interface to another, "
-                    "which a router (here: the namespaces' gateway) must do."
-                    if key.endswith(".ip_forward") or key.endswith(".forwarding")
-                    else f"The topology asks for {key} = {value}."
-                )
+                why = _why(key, str(value))
                 if netns == HOST:
                     why += " The previous value is saved and teardown puts it back."
                 yield Step(
