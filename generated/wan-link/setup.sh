@@ -29,10 +29,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -280,11 +292,12 @@ nsgen_preflight() {
     if nsgen_has_netns office; then nsgen_problem 'namespace office already exists'; fi
     if nsgen_has_netns branch; then nsgen_problem 'namespace branch already exists'; fi
     if nsgen_listed_link br-office; then nsgen_problem 'link br-office already exists in the root namespace'; fi
-    if nsgen_has_route 10.20.0.0/24; then nsgen_problem 'the root namespace already has a route to 10.20.0.0/24'; fi
+    if nsgen_has_route 4 10.20.0.0/24; then nsgen_problem 'the root namespace already has a route to 10.20.0.0/24 (ip -4 route show exact 10.20.0.0/24)'; fi
+    if [[ -n $(ip -o addr show to 10.20.0.254 2>/dev/null) ]]; then nsgen_problem 'address 10.20.0.254 is already assigned in the root namespace (ip addr show to 10.20.0.254)'; fi
     if nsgen_listed_link veth-office-br; then nsgen_problem 'link veth-office-br already exists in the root namespace'; fi
     if command -v unshare >/dev/null && ! unshare --net tc qdisc add dev lo root tbf rate 1mbit burst 32kb latency 50ms 2>/dev/null; then nsgen_problem 'this kernel has no tbf queueing discipline (module sch_tbf), which the topology shapes with'; fi
     if [[ $(tc qdisc show dev eth0 root 2>/dev/null) != 'qdisc '*' 0: root'* ]]; then nsgen_problem 'eth0 already has a queueing discipline of its own (tc qdisc show dev eth0); nsgen shapes only an interface with the kernel'"'"'s default'; fi
-    if nsgen_has_route 10.30.0.0/30; then nsgen_problem 'the root namespace already has a route to 10.30.0.0/30'; fi
+    if nsgen_has_route 4 10.30.0.0/30; then nsgen_problem 'the root namespace already has a route to 10.30.0.0/30 (ip -4 route show exact 10.30.0.0/30)'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.20.0.0/24 -o eth0 -m comment --comment nsgen:wan-link -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:wan-link for 10.20.0.0/24 out of eth0 is already present'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.30.0.0/30 -o eth0 -m comment --comment nsgen:wan-link -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:wan-link for 10.30.0.0/30 out of eth0 is already present'; fi
     if ! nsgen_listed_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
@@ -403,7 +416,7 @@ nsgen_lanes 4 5
 # The root namespace's routes, neighbours and forwarding entries, in one `ip
 # -b`.
 nsgen_undo_6() {
-  if nsgen_has_route 10.30.0.0/30; then ip route del 10.30.0.0/30 via 10.20.0.1; fi
+  if nsgen_has_route 4 10.30.0.0/30 via 10.20.0.1; then ip -4 route del 10.30.0.0/30 via 10.20.0.1; fi
 }
 nsgen_begin 6 'add routes (1 route) in the root namespace'
 ip -b - <<'EOF'

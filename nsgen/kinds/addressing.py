@@ -42,9 +42,30 @@ class AddressArgs(Args):
 
 @dataclass(frozen=True)
 class RouteAbsent(Args):
-    """No route to `to` in the root namespace's main table yet (preflight)."""
+    """No route to `to` (a subnet, or default) of that family in the root namespace's main
+    table yet (preflight)."""
 
     to: str
+    family: int
+
+
+@dataclass(frozen=True)
+class AddressAbsent(Args):
+    """No link of the root namespace holds `address` (an IP without prefix) yet."""
+
+    address: str
+
+
+def root_address_conditions(address: str) -> list[Precondition]:
+    """Preflight for an address nsgen assigns in the root namespace: neither its subnet's
+    route nor the address itself may exist already."""
+    iface = fields.ip_interface(address)
+    return [
+        Precondition(
+            "route_absent", TEMPLATE, RouteAbsent(HOST, str(iface.network), iface.version)
+        ),
+        Precondition("address_absent", TEMPLATE, AddressAbsent(HOST, str(iface.ip))),
+    ]
 
 
 @dataclass(frozen=True)
@@ -136,7 +157,7 @@ class AddressKind(Kind):
     group = "bridges"
     summary = "addresses"
     rows = ("address",)
-    preflight = ("route_absent",)
+    preflight = ("route_absent", "address_absent")
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
@@ -153,9 +174,7 @@ class AddressKind(Kind):
                         Owner("bridge", name),
                     )
                     if netns == HOST:
-                        yield Precondition(
-                            "route_absent", TEMPLATE, RouteAbsent(HOST, str(network))
-                        )
+                        yield from root_address_conditions(address)
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
@@ -216,8 +235,11 @@ class RouteKind(Kind):
                     ),
                     namespace_owner(netns),
                 )
-                if netns == HOST and route.to != "default":
-                    yield Precondition("route_absent", TEMPLATE, RouteAbsent(HOST, route.to))
+                if netns == HOST:
+                    family = 6 if ":" in (route.via or route.to) else 4
+                    yield Precondition(
+                        "route_absent", TEMPLATE, RouteAbsent(HOST, route.to, family)
+                    )
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
@@ -265,6 +287,7 @@ class NeighborKind(Kind):
     group = "routes"
     summary = "neighbours"
     rows = ("neighbor",)
+    preflight = ("neighbor_absent",)
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
@@ -275,9 +298,11 @@ class NeighborKind(Kind):
                     f"{in_(netns)}",
                     f"A permanent ARP entry: {neighbor.address} is answered from this table, "
                     "with no ARP request on the wire.",
-                    NeighborArgs(netns, neighbor.dev, neighbor.address, neighbor.lladdr),
+                    args := NeighborArgs(netns, neighbor.dev, neighbor.address, neighbor.lladdr),
                     namespace_owner(netns) or _owned_link(spec, neighbor.dev),
                 )
+                if netns == HOST and neighbor.dev in spec.external:
+                    yield Precondition("neighbor_absent", TEMPLATE, args)
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
@@ -308,6 +333,7 @@ class FdbKind(Kind):
     group = "routes"
     summary = "FDB entries"
     rows = ("fdb",)
+    preflight = ("fdb_absent",)
     tools = ("bridge",)
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
@@ -318,9 +344,11 @@ class FdbKind(Kind):
                     f"forward {entry.lladdr} on {entry.dev} to {entry.dst}{in_(netns)}",
                     f"Frames for {entry.lladdr} are sent through the tunnel to the host at "
                     f"{entry.dst}.",
-                    FdbArgs(netns, entry.dev, entry.lladdr, entry.dst),
+                    args := FdbArgs(netns, entry.dev, entry.lladdr, entry.dst),
                     namespace_owner(netns) or _owned_link(spec, entry.dev),
                 )
+                if netns == HOST and entry.dev in spec.external:
+                    yield Precondition("fdb_absent", TEMPLATE, args)
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsgen import fields
 from nsgen.fields import HOST
-from nsgen.kinds.addressing import RouteAbsent, observe_address
+from nsgen.kinds.addressing import observe_address, root_address_conditions
 from nsgen.kinds.base import (
     Args,
     Kind,
@@ -196,7 +196,8 @@ class VethKind(Kind):
     group = "cables"
     summary = "veth ends"
     rows = ("veth", "address")
-    preflight = ("link_absent", "route_absent")
+    preflight = ("link_absent",)
+    """(and the addressing family's route_absent and address_absent for its root ends)"""
 
     def enters_for(self, step: Step) -> bool:
         # the pair is created from the root namespace, each end straight into its namespace
@@ -241,8 +242,7 @@ class VethKind(Kind):
                 ):
                     if end_ns == HOST:
                         for address in end_addresses:
-                            net = str(fields.ip_interface(address).network)
-                            yield Precondition("route_absent", TEMPLATE, RouteAbsent(HOST, net))
+                            yield from root_address_conditions(address)
         yield from ends
 
     def observe(self, step: Step, status: Observer) -> None:
@@ -354,6 +354,8 @@ class VxlanKind(Kind):
                 )
                 if netns == HOST:
                     yield Precondition("link_absent", TEMPLATE, LinkName(HOST, name))
+                    for address in vxlan.addresses:
+                        yield from root_address_conditions(address)
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
