@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3393961f83589855b1ad3667ce6b1a3151f2f274b3e3f6eb6fa95b9c2377148a.
+# c0234bab3badccdaa83595231f4b22beb98703a839496a2a06d12e89c7a28f97.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

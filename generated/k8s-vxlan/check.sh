@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152.
+# befdaa3d2c90b6432d7bed89b02f387c763e807346b8fd5e4b1306cc46d9b9d8.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152.
+# befdaa3d2c90b6432d7bed89b02f387c763e807346b8fd5e4b1306cc46d9b9d8.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152
+readonly NSGEN_DIGEST=befdaa3d2c90b6432d7bed89b02f387c763e807346b8fd5e4b1306cc46d9b9d8
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -179,27 +179,27 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 15/15: write /etc/netns/client-b/hosts
+# ---- undo step 15/15: write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts
 nsgen_undo_15() {
-  rm -f /etc/netns/client-b/hosts
+  rm -f /etc/netns/client-b/resolv.conf /etc/netns/client-b/hosts
   nsgen_remove_netns_dir client-b
 }
 
-# ---- undo step 14/15: write /etc/netns/web-b/hosts
+# ---- undo step 14/15: write /etc/netns/web-b/resolv.conf, /etc/netns/web-b/hosts
 nsgen_undo_14() {
-  rm -f /etc/netns/web-b/hosts
+  rm -f /etc/netns/web-b/resolv.conf /etc/netns/web-b/hosts
   nsgen_remove_netns_dir web-b
 }
 
-# ---- undo step 13/15: write /etc/netns/client-a/hosts
+# ---- undo step 13/15: write /etc/netns/client-a/resolv.conf, /etc/netns/client-a/hosts
 nsgen_undo_13() {
-  rm -f /etc/netns/client-a/hosts
+  rm -f /etc/netns/client-a/resolv.conf /etc/netns/client-a/hosts
   nsgen_remove_netns_dir client-a
 }
 
-# ---- undo step 12/15: write /etc/netns/web-a/hosts
+# ---- undo step 12/15: write /etc/netns/web-a/resolv.conf, /etc/netns/web-a/hosts
 nsgen_undo_12() {
-  rm -f /etc/netns/web-a/hosts
+  rm -f /etc/netns/web-a/resolv.conf /etc/netns/web-a/hosts
   nsgen_remove_netns_dir web-a
 }
 
@@ -250,10 +250,10 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 15 'write /etc/netns/client-b/hosts'
-nsgen_undo 14 'write /etc/netns/web-b/hosts'
-nsgen_undo 13 'write /etc/netns/client-a/hosts'
-nsgen_undo 12 'write /etc/netns/web-a/hosts'
+nsgen_undo 15 'write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts'
+nsgen_undo 14 'write /etc/netns/web-b/resolv.conf, /etc/netns/web-b/hosts'
+nsgen_undo 13 'write /etc/netns/client-a/resolv.conf, /etc/netns/client-a/hosts'
+nsgen_undo 12 'write /etc/netns/web-a/resolv.conf, /etc/netns/web-a/hosts'
 nsgen_undo 11 'set net.ipv4.ip_forward=1'
 nsgen_undo 10 'install 2 iptables change(s) in the root namespace'
 nsgen_undo 2 'create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b'

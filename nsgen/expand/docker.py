@@ -39,7 +39,7 @@ from nsgen.fields import (
     Subnet,
 )
 from nsgen.messages import format_path, pydantic_problems
-from nsgen.model import Group, Topology
+from nsgen.model import EXPANDED, Group, Topology
 from nsgen.names import near_name, peer_name
 
 KEYS = ("networks", "containers")
@@ -799,6 +799,30 @@ def _firewall(
     return chains, rules
 
 
+def _forwards(nets: dict[str, Net], boxes: list[Box]) -> list[dict[str, Any]]:
+    """Each published port as plain data (`Topology.forwards`): the host port, on every local
+    address of the root namespace or on `host_ip`, sent to the container's address on its
+    first non-internal network, as the DNAT rules of `_firewall` do."""
+    found: list[dict[str, Any]] = []
+    for box in boxes:
+        for port in box.publish:
+            out = _outbound(box, nets)
+            assert out is not None and out.address is not None
+            endpoint = {"netns": box.name, "address": str(out.address), "port": port.target}
+            found.append(
+                {
+                    "kind": "publish",
+                    "name": box.name,
+                    "protocol": port.protocol,
+                    "netns": [HOST],
+                    "address": port.host_ip,
+                    "port": port.published,
+                    "endpoints": [endpoint],
+                }
+            )
+    return found
+
+
 def _hosts(box: Box, boxes: list[Box]) -> dict[str, str]:
     """/etc/hosts of a container: itself, then every container it shares a network with, at
     its address on the first such network (in this container's order)."""
@@ -877,11 +901,16 @@ def _build(
     host["iptables"]["rules"] += rules
 
     data["groups"] += [
-        Group(name=net.name, kind="docker network", members=net.members).model_dump(mode="json")
+        Group(
+            name=net.name,
+            kind="internal docker network" if net.spec.internal else "docker network",
+            members=net.members,
+        ).model_dump(mode="json")
         for net in nets.values()
     ]
+    data["forwards"] += _forwards(nets, boxes)
     try:
-        return Topology.model_validate(data)
+        return Topology.model_validate(data, context=EXPANDED)
     except ValidationError as exc:  # a clash the checks above did not foresee
         problems.extend(pydantic_problems(exc))
         return topology
