@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ef0dd45dd7f09fe01a6cc00e4ade7c8d727f1f4f4bbe9e361b01d69e55e2b704.
+# 9988ee336ea86bad18dabdb19a0774a722db57fcd42a3fbecdacd9c78ea2603c.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=ef0dd45dd7f09fe01a6cc00e4ade7c8d727f1f4f4bbe9e361b01d69e55e2b704
+readonly NSGEN_DIGEST=9988ee336ea86bad18dabdb19a0774a722db57fcd42a3fbecdacd9c78ea2603c
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=11

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# c0234bab3badccdaa83595231f4b22beb98703a839496a2a06d12e89c7a28f97.
+# c43e58f93fd2aec350cd79a1ac0e3aaced2bf1a0e3c59416c2784e7032e23336.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=c0234bab3badccdaa83595231f4b22beb98703a839496a2a06d12e89c7a28f97
+readonly NSGEN_DIGEST=c43e58f93fd2aec350cd79a1ac0e3aaced2bf1a0e3c59416c2784e7032e23336
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

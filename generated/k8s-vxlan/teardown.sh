@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# befdaa3d2c90b6432d7bed89b02f387c763e807346b8fd5e4b1306cc46d9b9d8.
+# 5244a6745c77ac27d8dd767986fd0d41062d3a48ef82837860031d5ca964e089.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=befdaa3d2c90b6432d7bed89b02f387c763e807346b8fd5e4b1306cc46d9b9d8
+readonly NSGEN_DIGEST=5244a6745c77ac27d8dd767986fd0d41062d3a48ef82837860031d5ca964e089
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
