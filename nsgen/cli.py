@@ -348,7 +348,8 @@ def diagram(
     ] = None,
 ) -> None:
     """Draw the topology: namespaces, bridges, veth pairs with both ends' names and addresses,
-    uplinks and NAT. Mermaid renders on GitHub; svg and png need Graphviz's dot."""
+    uplinks and NAT, published ports, Services and VXLAN tunnels. Mermaid renders on GitHub;
+    svg and png need Graphviz's dot."""
     from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
 
     topology = load_topology(file)
