@@ -619,9 +619,10 @@ SIX = {
 }
 
 
-def _settled(netns: str) -> bool:
+def _settled(netns: str, prefix: str = "2001:db8:6::") -> bool:
+    """Whether a namespace's IPv6 addresses are usable (duplicate address detection done)."""
     out = run("ip", "-6", "addr", "show", netns=netns).stdout
-    return "2001:db8:6::" in out and "tentative" not in out
+    return prefix in out and "tentative" not in out
 
 
 @sandboxed
@@ -640,4 +641,57 @@ def test_ipv6_targets_are_probed_and_printed_in_brackets(tmp_path: Path) -> None
     assert (checks[2]["address"], checks[2]["endpoint"]) == ("2001:db8:6::2", "q")
     assert checks[3]["label"] == "p -> [2001:db8:7::1]:80 tcp"
     assert checks[3]["reason"] == "network unreachable (no route)"
+    assert nsgen("down", topology, "-q").returncode == 0
+
+
+BOTH = {
+    "name": "both",
+    "host": {"bridges": {"br-both": {"addresses": ["2001:db8:8::fe/64", "10.84.0.254/24"]}}},
+    "namespaces": {
+        "p": {
+            "interfaces": [
+                {
+                    "peer": {"bridge": "br-both"},
+                    "addresses": ["2001:db8:8::1/64", "10.84.0.1/24"],
+                }
+            ]
+        },
+        "q": {"interfaces": [{"peer": {"bridge": "br-both"}, "addresses": ["2001:db8:8::2/64"]}]},
+        "r": {"interfaces": [{"peer": {"bridge": "br-both"}, "addresses": ["10.84.0.3/24"]}]},
+    },
+    "checks": [
+        {"from": "p", "to": "q", "kind": "tcp", "port": 8080, "listen": True},
+        {"from": "p", "to": "r", "kind": "tcp", "port": 8080, "listen": True},
+    ],
+}
+
+
+@sandboxed
+def test_without_socat_the_listeners_are_python3s(tmp_path: Path) -> None:
+    topology = tmp_path / "both.yaml"
+    topology.write_text(yaml.safe_dump(BOTH))
+    scripts = tmp_path / "out"
+    assert nsgen("render", topology, "-o", scripts).returncode == 0
+    # a PATH holding every program of /usr/bin but socat
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in Path("/usr/bin").iterdir():
+        if program.name != "socat":
+            (bin_dir / program.name).symlink_to(program)
+    path = f"{bin_dir}:/usr/sbin:/sbin"
+    assert run("bash", "-c", "command -v socat", env={"PATH": path}).returncode == 1
+    assert nsgen("up", topology, "-q").returncode == 0
+    deadline = time.monotonic() + 10
+    while not all(_settled(ns, "2001:db8:8::") for ns in ("p", "q")):
+        assert time.monotonic() < deadline, "IPv6 addresses still tentative"
+        time.sleep(0.1)
+    env = {"PATH": path, "NSGEN_CHECK_FORMAT": "tsv"}
+    result = run("bash", scripts / "check.sh", env=env)
+    records = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [(r[1], r[2], r[3], r[6]) for r in records] == [
+        ("1", "PASS", "reach", "q"),
+        ("2", "PASS", "reach", "r"),
+    ], result.stdout + result.stderr
+    for netns in ("q", "r"):
+        assert run("ss", "-Hltn", netns=netns).stdout == "", "the listeners are stopped"
     assert nsgen("down", topology, "-q").returncode == 0
