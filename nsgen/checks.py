@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -366,23 +367,27 @@ def run_check_script(script: str, probes: list[Probe], timeout: float) -> list[C
         path = Path(tmp) / "check.sh"
         path.write_text(script)
         env = {**os.environ, "NSGEN_CHECK_FORMAT": "tsv", "NSGEN_CHECK_ANYWAY": "1"}
+        # its own process group: on a timeout the listeners it started go with it
+        process = subprocess.Popen(
+            ["bash", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                ["bash", str(path)],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=timeout,
-                check=False,
-            )
+            stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
             raise NsgenError(f"check.sh did not finish within {timeout:g} s") from None
-    results = parse_results(done.stdout, probes)
+    results = parse_results(stdout, probes)
     if len(results) != len(probes):
-        stderr = done.stderr.strip().splitlines()
+        lines = stderr.strip().splitlines()
         raise NsgenError(
             f"check.sh stopped after {len(results)} of {len(probes)} checks "
-            f"(exit {done.returncode}): {stderr[-1] if stderr else 'no message'}"
+            f"(exit {process.returncode}): {lines[-1] if lines else 'no message'}"
         )
     return results
 

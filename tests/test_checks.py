@@ -11,8 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from nsgen.checks import run_check_script
+from nsgen.errors import NsgenError
+from nsgen.load import load_topology
+from nsgen.plan import build_plan
+from nsgen.render import Renderer
 from nsgen.sandbox import DNS_SERVER, INTERNET_HOST, start_dns, upstream
 from tests.harness import EXAMPLES, render_example, run, sandboxed
 
@@ -695,3 +701,32 @@ def test_without_socat_the_listeners_are_python3s(tmp_path: Path) -> None:
     for netns in ("q", "r"):
         assert run("ss", "-Hltn", netns=netns).stdout == "", "the listeners are stopped"
     assert nsgen("down", topology, "-q").returncode == 0
+
+
+SLOW = {
+    "name": "slow",
+    "host": {"bridges": {"br-slow": {"addresses": ["10.85.0.254/24"]}}},
+    "namespaces": {
+        "a": {"interfaces": [{"peer": {"bridge": "br-slow"}, "addresses": ["10.85.0.1/24"]}]},
+        "b": {
+            "interfaces": [{"peer": {"bridge": "br-slow"}, "addresses": ["10.85.0.2/24"]}],
+            "iptables": {"rules": [{"chain": "INPUT", "rule": "-p tcp --dport 7200 -j DROP"}]},
+        },
+    },
+    "checks": [{"from": "a", "to": "b", "kind": "tcp", "port": 7200, "listen": True, "timeout": 5}],
+}
+
+
+@sandboxed
+def test_a_check_run_past_its_budget_is_stopped_with_its_listeners(tmp_path: Path) -> None:
+    topology_file = tmp_path / "slow.yaml"
+    topology_file.write_text(yaml.safe_dump(SLOW))
+    assert nsgen("up", topology_file, "-q").returncode == 0
+    plan = build_plan(load_topology(topology_file))
+    script = Renderer().script("check.sh", plan, [])
+    started = time.monotonic()
+    with pytest.raises(NsgenError, match=r"^check\.sh did not finish within 1\.5 s$"):
+        run_check_script(script, plan.probes, 1.5)
+    assert time.monotonic() - started < 3
+    assert run("ss", "-Hltn", netns="b").stdout == "", "the listener went with check.sh"
+    assert nsgen("down", topology_file, "-q").returncode == 0
