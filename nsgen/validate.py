@@ -10,6 +10,7 @@ from nsgen import fields
 from nsgen.checks import UPSTREAM, service_names
 from nsgen.errors import Problem
 from nsgen.fields import BUILTIN_CHAINS, _check_name
+from nsgen.kinds.registry import KINDS
 from nsgen.model import HOST, Topology
 from nsgen.names import near_name, peer_name
 
@@ -284,6 +285,8 @@ def check_topology(topology: Topology) -> list[Problem]:
                 )
             seen_masq[key2] = f"{base}.masquerade[{j}]"
     problems.extend(_check_checks(topology, spaces))
+    for kind in KINDS:
+        problems.extend(kind.validate(topology))
     return problems
 
 

@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 9988ee336ea86bad18dabdb19a0774a722db57fcd42a3fbecdacd9c78ea2603c.
+# acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=9988ee336ea86bad18dabdb19a0774a722db57fcd42a3fbecdacd9c78ea2603c
+readonly NSGEN_DIGEST=acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

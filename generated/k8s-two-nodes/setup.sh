@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# c43e58f93fd2aec350cd79a1ac0e3aaced2bf1a0e3c59416c2784e7032e23336.
+# 3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=c43e58f93fd2aec350cd79a1ac0e3aaced2bf1a0e3c59416c2784e7032e23336
+readonly NSGEN_DIGEST=3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 5244a6745c77ac27d8dd767986fd0d41062d3a48ef82837860031d5ca964e089.
+# 020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=5244a6745c77ac27d8dd767986fd0d41062d3a48ef82837860031d5ca964e089
+readonly NSGEN_DIGEST=020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -270,6 +270,7 @@ nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
+  command -v bridge >/dev/null || nsgen_problem 'bridge is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
     nsgen_links_before=$(nsgen_root_links)

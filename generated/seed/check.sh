@@ -3,7 +3,7 @@
 #   red and blue namespaces on bridge br0, masqueraded out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# da81f0d16143eb2781946587383b6f94c0919eb7554a7d5d06736741d7342962.
+# 7de22ad22cfb0013f7c5900ca44dbac08ffc30247fd63109c1aa9898ec52ff41.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=seed
-readonly NSGEN_DIGEST=da81f0d16143eb2781946587383b6f94c0919eb7554a7d5d06736741d7342962
+readonly NSGEN_DIGEST=7de22ad22cfb0013f7c5900ca44dbac08ffc30247fd63109c1aa9898ec52ff41
 readonly NSGEN_STATE=/run/nsgen/seed
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 169ca2cf91101053958ca6271fbf793664c38d3d9931536ed576e84e6acbc324.
+# 062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=169ca2cf91101053958ca6271fbf793664c38d3d9931536ed576e84e6acbc324
+readonly NSGEN_DIGEST=062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=11
@@ -282,8 +282,8 @@ nsgen_preflight() {
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
     if nsgen_has_netns backup; then nsgen_problem 'namespace backup already exists'; fi
     if nsgen_listed_link br-front; then nsgen_problem 'link br-front already exists in the root namespace'; fi
-    if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
     if nsgen_listed_link br-back; then nsgen_problem 'link br-back already exists in the root namespace'; fi
+    if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
     if nsgen_listed_link veth-web1-br; then nsgen_problem 'link veth-web1-br already exists in the root namespace'; fi
     if nsgen_listed_link veth-web2-br; then nsgen_problem 'link veth-web2-br already exists in the root namespace'; fi
     if nsgen_listed_link router-front; then nsgen_problem 'link router-front already exists in the root namespace'; fi
@@ -320,10 +320,10 @@ ip -b - <<'EOF'
 link add br-front type bridge
 link set br-front addrgenmode none
 link set br-front up
-addr add 10.0.1.254/24 dev br-front
 link add br-back type bridge
 link set br-back addrgenmode none
 link set br-back up
+addr add 10.0.1.254/24 dev br-front
 EOF
 nsgen_end 1
 
