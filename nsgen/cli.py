@@ -12,7 +12,15 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from nsgen import __version__
-from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
+from nsgen.checks import (
+    CheckResult,
+    budget,
+    format_results,
+    require_up,
+    results_json,
+    run_check_script,
+    why_not_up,
+)
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import load_topology
@@ -149,22 +157,34 @@ def check(
     json_out: Annotated[
         bool, typer.Option("--json", help="Machine-readable JSON instead.")
     ] = False,
+    anyway: Annotated[
+        bool,
+        typer.Option(
+            "--anyway", help="Probe even if the topology is not up (or another version is)."
+        ),
+    ] = False,
 ) -> None:
     """Run the topology's declared checks (ping, tcp, dns; reach or blocked) against the live
-    network, through the same check.sh that render writes. Exit 1 if any check fails."""
+    network, through the same check.sh that render writes. Exit 1 if any check fails, 3 if the
+    topology is not up (nothing is probed unless --anyway)."""
     plan = build_plan(load_topology(file))
-    results = run_checks(plan)
+    if anyway and (reason := why_not_up(plan.topology, plan.digest)) is not None:
+        typer.echo(f"{plan.topology} is not up ({reason}); probing anyway", err=True)
+    results = run_checks(plan, anyway=anyway)
     typer.echo(results_json(results, plan.topology) if json_out else format_results(results))
     if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
-def run_checks(plan: Plan) -> list[CheckResult]:
-    """The plan's checks, run through its rendered check.sh."""
+def run_checks(plan: Plan, anyway: bool = False) -> list[CheckResult]:
+    """The plan's checks, run through its rendered check.sh; unless `anyway`, only if the
+    topology is up (NotUpError otherwise, before any probe)."""
     if not plan.probes:
         raise UsageError(f"{plan.topology} declares no checks (add a checks: list)")
+    if not anyway:
+        require_up(plan.topology, plan.digest)
     script = Renderer().script("check.sh", plan, [])
-    return run_check_script(script, budget(plan.probes))
+    return run_check_script(script, plan.probes, budget(plan.probes))
 
 
 LogOption = Annotated[
@@ -337,7 +357,8 @@ def diagram(
     ] = None,
 ) -> None:
     """Draw the topology: namespaces, bridges, veth pairs with both ends' names and addresses,
-    uplinks and NAT. Mermaid renders on GitHub; svg and png need Graphviz's dot."""
+    uplinks and NAT, published ports, Services and VXLAN tunnels. Mermaid renders on GitHub;
+    svg and png need Graphviz's dot."""
     from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
 
     topology = load_topology(file)
