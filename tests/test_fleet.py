@@ -606,3 +606,29 @@ def test_a_docker_overlay_on_two_hosts_with_nsgen_up_and_down(tmp_path: Path) ->
         )
         assert down.returncode == 0, down.stdout + down.stderr
         assert_restored(fleet, before)
+
+
+def test_in_host_gw_mode_routes_to_other_nodes_go_via_their_hosts(tmp_path: Path) -> None:
+    data = example()
+    data["cluster"]["mode"] = "host-gw"
+    _, fleet = load(write(tmp_path, data))
+    assert fleet is not None
+    beta = fleet.parts[1].topology
+    assert [(r.to, r.via, r.dev) for r in beta.host.routes] == [
+        ("10.244.0.0/24", "192.0.2.1", "eth0"),
+        ("10.244.2.0/24", "192.0.2.3", "eth0"),
+    ]
+    assert not beta.host.vxlans
+
+
+def test_icc_false_drops_a_networks_traffic_through_its_tunnel_too(tmp_path: Path) -> None:
+    data = docker()
+    data["networks"]["app"]["icc"] = False
+    _, fleet = load(write(tmp_path, data))
+    assert fleet is not None
+    rules = [(r.chain, r.rule, r.insert) for r in fleet.parts[0].topology.host.iptables.rules]
+    assert ("NSGEN-dock-FWD", "-i br-app -o vx-4096 -j DROP", False) in rules
+    assert ("NSGEN-dock-FWD", "-i vx-4096 -o br-app -j DROP", False) in rules
+    assert not any(
+        "-o vx-4096 -j RETURN" in rule for chain, rule, _ in rules if chain != "POSTROUTING"
+    )
