@@ -157,7 +157,8 @@ def split(
             part = Topology.model_validate(host_data)
         except ValidationError as exc:
             problems += [
-                Problem(f"hosts.{host}", f"{p.path}: {p.message}") for p in pydantic_problems(exc)
+                Problem(f"hosts.{host}", f"in its topology, {p.path}: {p.message}")
+                for p in pydantic_problems(exc)
             ]
             continue
         problems += [
@@ -180,7 +181,7 @@ def _dnat_target(rule: dict[str, Any]) -> str:
     words = shlex.split(rule["rule"])
     for i, word in enumerate(words[:-1]):
         if word == "--to-destination":
-            return words[i + 1].rsplit(":", 1)[0] if words[i + 1].count(":") == 1 else words[i + 1]
+            return words[i + 1].split(":")[0]  # ADDRESS[:PORT]; these rules are IPv4 only
     return ""
 
 
