@@ -30,7 +30,6 @@ broadcast and multicast stay on each host.
 from __future__ import annotations
 
 import copy
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,14 +174,10 @@ def _description(topology: Topology, host: str, hosts: list[str]) -> str:
 
 
 def _dnat_target(rule: dict[str, Any]) -> str:
-    """The address a nat rule sends packets to (DNAT --to-destination), or ''."""
-    if rule["table"] != "nat":
+    """The address a nat rule sends packets to (DNAT's to_destination), or ''."""
+    if rule["table"] != "nat" or not rule.get("to_destination"):
         return ""
-    words = shlex.split(rule["rule"])
-    for i, word in enumerate(words[:-1]):
-        if word == "--to-destination":
-            return words[i + 1].split(":")[0]  # ADDRESS[:PORT]; these rules are IPv4 only
-    return ""
+    return str(rule["to_destination"]).split(":")[0]  # ADDRESS[:PORT]; these rules are IPv4
 
 
 def _address_owners(topology: Topology) -> dict[str, str]:
@@ -417,27 +412,33 @@ def _docker_rules(
     bridge, device = network.bridge, overlay.device
     rules = root["iptables"]["rules"]
 
-    def add(table: str, chain: str, rule: str, insert: bool = False) -> None:
-        rules.append({"table": table, "chain": chain, "rule": rule, "insert": insert})
+    def add(table: str, chain: str, **fields: Any) -> None:
+        rules.append({"table": table, "chain": chain, **fields})
 
-    add("nat", "POSTROUTING", f"-s {network.subnet} -o {device} -j RETURN", insert=True)
-    if network.icc:
-        add("filter", fwd, f"-i {bridge} -o {device} -j RETURN", insert=True)
-        add("filter", fwd, f"-i {device} -o {bridge} -j RETURN", insert=True)
-    else:
-        add("filter", fwd, f"-i {bridge} -o {device} -j DROP")
-        add("filter", fwd, f"-i {device} -o {bridge} -j DROP")
+    add(
+        "nat",
+        "POSTROUTING",
+        source=network.subnet,
+        out_interface=device,
+        jump="RETURN",
+        insert=True,
+    )
+    verdict = {"jump": "RETURN", "insert": True} if network.icc else {"jump": "DROP"}
+    add("filter", fwd, in_interface=bridge, out_interface=device, **verdict)
+    add("filter", fwd, in_interface=device, out_interface=bridge, **verdict)
     tunnels = {o.bridge: o.device for o in overlays if host in o.hosts}
     for other in networks.values():
         if other.bridge == bridge or other.bridge not in root["bridges"]:
             continue
-        add("filter", fwd, f"-i {other.bridge} -o {device} -j DROP")
-        add("filter", fwd, f"-i {device} -o {other.bridge} -j DROP")
+        add("filter", fwd, in_interface=other.bridge, out_interface=device, jump="DROP")
+        add("filter", fwd, in_interface=device, out_interface=other.bridge, jump="DROP")
         if other.bridge in tunnels:
-            add("filter", fwd, f"-i {tunnels[other.bridge]} -o {device} -j DROP")
+            add(
+                "filter", fwd, in_interface=tunnels[other.bridge], out_interface=device, jump="DROP"
+            )
     if network.internal:
-        add("filter", fwd, f"-i {device} ! -o {bridge} -j DROP")
-        add("filter", fwd, f"! -i {bridge} -o {device} -j DROP")
+        add("filter", fwd, in_interface=device, jump="DROP", **{"not": {"out_interface": bridge}})
+        add("filter", fwd, out_interface=device, jump="DROP", **{"not": {"in_interface": bridge}})
 
 
 # ---- checks and groups --------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ea79528948cc9f54dfb755279565ab2c14192d09b1a393693bf9fc99f4b2d4c0.
+# a9c9f84470a3f74f003909d5e9156f3e4f35f2219844d50e41e372a33501b2cb.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

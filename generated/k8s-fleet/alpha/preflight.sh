@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ea79528948cc9f54dfb755279565ab2c14192d09b1a393693bf9fc99f4b2d4c0.
+# a9c9f84470a3f74f003909d5e9156f3e4f35f2219844d50e41e372a33501b2cb.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -16,7 +16,7 @@
 # shellcheck disable=SC2034
 set -euo pipefail
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=ea79528948cc9f54dfb755279565ab2c14192d09b1a393693bf9fc99f4b2d4c0
+readonly NSGEN_DIGEST=a9c9f84470a3f74f003909d5e9156f3e4f35f2219844d50e41e372a33501b2cb
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10
@@ -186,6 +186,7 @@ nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
+  command -v bridge >/dev/null || nsgen_problem 'bridge is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
     nsgen_links_before=$(nsgen_root_links)

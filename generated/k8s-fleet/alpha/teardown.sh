@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ea79528948cc9f54dfb755279565ab2c14192d09b1a393693bf9fc99f4b2d4c0.
+# a9c9f84470a3f74f003909d5e9156f3e4f35f2219844d50e41e372a33501b2cb.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=ea79528948cc9f54dfb755279565ab2c14192d09b1a393693bf9fc99f4b2d4c0
+readonly NSGEN_DIGEST=a9c9f84470a3f74f003909d5e9156f3e4f35f2219844d50e41e372a33501b2cb
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10
@@ -208,7 +208,7 @@ nsgen_undo_6() {
   if nsgen_has_route 10.244.2.0/24; then ip route del 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink; fi
 }
 
-# ---- undo step 3/10: create veth pairs (2 veths)
+# ---- undo step 3/10: create veth pairs (2 veths) and VXLAN
 nsgen_undo_3() {
   nsgen_delete_links flannel.1
 }
@@ -255,7 +255,7 @@ nsgen_undo 9 'write /etc/netns/web-a/hosts'
 nsgen_undo 8 'set net.ipv4.ip_forward=1'
 nsgen_undo 7 'install 46 iptables change(s) in the root namespace'
 nsgen_undo 6 'add routes (2 routes) in the root namespace'
-nsgen_undo 3 'create veth pairs (2 veths)'
+nsgen_undo 3 'create veth pairs (2 veths) and VXLAN'
 nsgen_undo 2 'create 2 namespace(s): web-a, client-a'
 nsgen_undo 1 'create 1 bridge in the root namespace'
 

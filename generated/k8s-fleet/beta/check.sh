@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# a552c135fae5a277021104623d06e8916614d82a84e06b4eb707f03421b8e1e7.
+# 6e92b2fbf2ad476d80577a996b2ea7769a39527090913a272362d99867aa0538.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# a552c135fae5a277021104623d06e8916614d82a84e06b4eb707f03421b8e1e7.
+# 6e92b2fbf2ad476d80577a996b2ea7769a39527090913a272362d99867aa0538.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=a552c135fae5a277021104623d06e8916614d82a84e06b4eb707f03421b8e1e7
+readonly NSGEN_DIGEST=6e92b2fbf2ad476d80577a996b2ea7769a39527090913a272362d99867aa0538
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10
@@ -271,6 +271,7 @@ nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
+  command -v bridge >/dev/null || nsgen_problem 'bridge is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
     nsgen_links_before=$(nsgen_root_links)
@@ -352,14 +353,15 @@ netns add client-b
 EOF
 nsgen_end 2
 
-# ---- step 3/10: create veth pairs (2 veths) --------------------------------
+# ---- step 3/10: create veth pairs (2 veths) and VXLAN ----------------------
 # veth pairs are virtual cables: each is created with both ends already in their
 # namespaces, and the ends that stay in the root namespace are attached to their
-# bridge and brought up, all in one `ip -b`.
+# bridge and brought up, all in one `ip -b`. The same step also sets up the root
+# namespace's VXLAN.
 nsgen_undo_3() {
   nsgen_delete_links flannel.1
 }
-nsgen_begin 3 'create veth pairs (2 veths)'
+nsgen_begin 3 'create veth pairs (2 veths) and VXLAN'
 ip -b - <<'EOF'
 link add eth0 netns web-b type veth peer name veth6d8a352
 link add eth0 netns client-b type veth peer name veth75ac34d

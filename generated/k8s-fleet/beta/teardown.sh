@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# a552c135fae5a277021104623d06e8916614d82a84e06b4eb707f03421b8e1e7.
+# 6e92b2fbf2ad476d80577a996b2ea7769a39527090913a272362d99867aa0538.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=a552c135fae5a277021104623d06e8916614d82a84e06b4eb707f03421b8e1e7
+readonly NSGEN_DIGEST=6e92b2fbf2ad476d80577a996b2ea7769a39527090913a272362d99867aa0538
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10
@@ -208,7 +208,7 @@ nsgen_undo_6() {
   if nsgen_has_route 10.244.2.0/24; then ip route del 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink; fi
 }
 
-# ---- undo step 3/10: create veth pairs (2 veths)
+# ---- undo step 3/10: create veth pairs (2 veths) and VXLAN
 nsgen_undo_3() {
   nsgen_delete_links flannel.1
 }
@@ -255,7 +255,7 @@ nsgen_undo 9 'write /etc/netns/web-b/hosts'
 nsgen_undo 8 'set net.ipv4.ip_forward=1'
 nsgen_undo 7 'install 46 iptables change(s) in the root namespace'
 nsgen_undo 6 'add routes (2 routes) in the root namespace'
-nsgen_undo 3 'create veth pairs (2 veths)'
+nsgen_undo 3 'create veth pairs (2 veths) and VXLAN'
 nsgen_undo 2 'create 2 namespace(s): web-b, client-b'
 nsgen_undo 1 'create 1 bridge in the root namespace'
 

@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 443a3b1015c4d022507bef16ad28856d6cb63002c846ac208ad8716fb0f843e2.
+# 1ef3a74e18afc16f178c5c9bf33c95dfaeffcff99948203001b50d1d6603d91e.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 443a3b1015c4d022507bef16ad28856d6cb63002c846ac208ad8716fb0f843e2.
+# 1ef3a74e18afc16f178c5c9bf33c95dfaeffcff99948203001b50d1d6603d91e.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=443a3b1015c4d022507bef16ad28856d6cb63002c846ac208ad8716fb0f843e2
+readonly NSGEN_DIGEST=1ef3a74e18afc16f178c5c9bf33c95dfaeffcff99948203001b50d1d6603d91e
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
@@ -271,6 +271,7 @@ nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
+  command -v bridge >/dev/null || nsgen_problem 'bridge is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
     nsgen_links_before=$(nsgen_root_links)
@@ -352,14 +353,15 @@ netns add client-c
 EOF
 nsgen_end 2
 
-# ---- step 3/10: create veth pairs (2 veths) --------------------------------
+# ---- step 3/10: create veth pairs (2 veths) and VXLAN ----------------------
 # veth pairs are virtual cables: each is created with both ends already in their
 # namespaces, and the ends that stay in the root namespace are attached to their
-# bridge and brought up, all in one `ip -b`.
+# bridge and brought up, all in one `ip -b`. The same step also sets up the root
+# namespace's VXLAN.
 nsgen_undo_3() {
   nsgen_delete_links flannel.1
 }
-nsgen_begin 3 'create veth pairs (2 veths)'
+nsgen_begin 3 'create veth pairs (2 veths) and VXLAN'
 ip -b - <<'EOF'
 link add eth0 netns web-c type veth peer name vetha30a1cc
 link add eth0 netns client-c type veth peer name vetha41c55f

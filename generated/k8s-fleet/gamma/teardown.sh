@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 443a3b1015c4d022507bef16ad28856d6cb63002c846ac208ad8716fb0f843e2.
+# 1ef3a74e18afc16f178c5c9bf33c95dfaeffcff99948203001b50d1d6603d91e.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=443a3b1015c4d022507bef16ad28856d6cb63002c846ac208ad8716fb0f843e2
+readonly NSGEN_DIGEST=1ef3a74e18afc16f178c5c9bf33c95dfaeffcff99948203001b50d1d6603d91e
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
@@ -208,7 +208,7 @@ nsgen_undo_6() {
   if nsgen_has_route 10.244.1.0/24; then ip route del 10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink; fi
 }
 
-# ---- undo step 3/10: create veth pairs (2 veths)
+# ---- undo step 3/10: create veth pairs (2 veths) and VXLAN
 nsgen_undo_3() {
   nsgen_delete_links flannel.1
 }
@@ -255,7 +255,7 @@ nsgen_undo 9 'write /etc/netns/web-c/hosts'
 nsgen_undo 8 'set net.ipv4.ip_forward=1'
 nsgen_undo 7 'install 46 iptables change(s) in the root namespace'
 nsgen_undo 6 'add routes (2 routes) in the root namespace'
-nsgen_undo 3 'create veth pairs (2 veths)'
+nsgen_undo 3 'create veth pairs (2 veths) and VXLAN'
 nsgen_undo 2 'create 2 namespace(s): web-c, client-c'
 nsgen_undo 1 'create 1 bridge in the root namespace'
 
