@@ -23,6 +23,7 @@ from nsgen.checks import (
 )
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
+from nsgen.fleet import Fleet, load
 from nsgen.load import load_topology
 from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import Renderer, write_bundle
@@ -141,10 +142,24 @@ def render(
     ] = None,
     style: StyleOption = "batch",
 ) -> None:
-    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755."""
+    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755.
+    With hosts: DIR/<host>/ for each host (and preflight.sh) and DIR/ansible/ (inventory and
+    playbooks)."""
     if out is None and install_to is None:
         raise UsageError("render: give -o DIR, --install-to PREFIX, or both")
-    plan = build_plan(load_topology(file), _style(style))
+    topology, fleet = load(file)
+    if fleet is not None:
+        if out is None or systemd or install_to is not None:
+            raise UsageError(
+                "render: a topology with hosts: renders a bundle per host and the Ansible "
+                "files: give -o DIR only"
+            )
+        from nsgen.fleet.bundle import write_fleet
+
+        for path in write_fleet(fleet, out, _style(style)):
+            typer.echo(str(path))
+        return
+    plan = build_plan(topology, _style(style))
     written = write_bundle(plan, out, systemd=systemd, install_to=install_to)
     for path in written:
         typer.echo(str(path))
@@ -228,11 +243,15 @@ def up(
     style: StyleOption = "batch",
 ) -> None:
     """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
-    Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal)."""
+    Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal).
+    With hosts: runs ansible-playbook site.yml of its bundle, and exits with its status."""
     from nsgen.console import Console
     from nsgen.executor import Executor, Options
 
-    executor = Executor(build_plan(load_topology(file), _style(style)))
+    topology, fleet = load(file)
+    if fleet is not None:
+        _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
+    executor = Executor(build_plan(topology, _style(style)))
     if dry_run:
         typer.echo(executor.describe())
         return
@@ -261,19 +280,44 @@ def down(
 ) -> None:
     """Remove what 'nsgen up' (or setup.sh) built, from its record in /run/nsgen/<name>/, so
     it works even if the file changed or is gone. Exit 0 if it is not up; 4 if some undo
-    failed (fix the cause and run it again, or --forget)."""
+    failed (fix the cause and run it again, or --forget). With hosts: runs ansible-playbook
+    teardown.yml of its bundle."""
     from nsgen.console import Console
     from nsgen.executor import Executor, Options, down_from_record
 
     executor = None
     if Path(target).is_file():
-        executor = Executor(build_plan(load_topology(target)))
+        topology, fleet = load(target)
+        if fleet is not None:
+            _fleet_playbook(fleet, "teardown.yml", "batch", False, replace=False, log=log)
+        executor = Executor(build_plan(topology))
         name = executor.plan.topology
     else:
         name = _topology_name(target)
     console = Console(quiet=quiet, verbose=verbose)
     options = Options(console, log, lock_timeout)
     typer.echo(down_from_record(name, executor, options, forget=forget), err=True)
+
+
+def _fleet_playbook(
+    fleet: Fleet, playbook: str, style: str, dry_run: bool, replace: bool, log: Path | None
+) -> None:
+    """up/down of a topology with hosts: Ansible runs the fleet's playbook; exit with its
+    status."""
+    from nsgen.fleet.run import describe, run_playbook
+
+    if replace or log is not None:
+        raise UsageError(
+            "--replace and --log are for one machine; with hosts:, run nsgen down FILE "
+            "first, and ansible-playbook logs each host's steps"
+        )
+    if dry_run:
+        typer.echo(describe(fleet, playbook, style))
+        raise typer.Exit(0)
+    status = run_playbook(
+        fleet, playbook, lambda argv: typer.echo(f"nsgen: {argv}", err=True), style
+    )
+    raise typer.Exit(status)
 
 
 @app.command(

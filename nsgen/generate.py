@@ -1,5 +1,7 @@
 """`make generate`: render every example under examples/ into generated/<name>/ for review,
 with its diagram, and the topology format's JSON Schema into generated/topology.schema.json.
+An example spread over hosts gets what `nsgen render` writes for it: <host>/*.sh per host and
+ansible/*.yml (its diagram draws the whole topology on one machine).
 
 The committed files are golden outputs: tests re-render and compare, so a change to the
 renderer shows up as a diff of generated/ in the same commit."""
@@ -10,9 +12,10 @@ import sys
 from pathlib import Path
 
 from nsgen.diagram import dot, mermaid, render_image
-from nsgen.load import load_topology
+from nsgen.fleet import load
+from nsgen.fleet.bundle import fleet_files
 from nsgen.plan import build_plan
-from nsgen.render import render_scripts, write_scripts
+from nsgen.render import render_scripts
 from nsgen.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,9 +23,10 @@ SCHEMA = ROOT / "generated" / "topology.schema.json"
 
 
 def generated_files(example: Path) -> dict[str, str]:
-    """The text files generated/ holds for one example, by file name (scripts and diagrams)."""
-    topology = load_topology(example)
-    files = render_scripts(build_plan(topology))
+    """The text files generated/ holds for one example, by path under generated/<name>/
+    (scripts, Ansible files and diagrams)."""
+    topology, fleet = load(example)
+    files = fleet_files(fleet) if fleet is not None else render_scripts(build_plan(topology))
     files["diagram.mmd"] = mermaid(topology)
     files["diagram.dot"] = dot(topology)
     return files
@@ -32,12 +36,12 @@ def main() -> int:
     for example in sorted((ROOT / "examples").glob("*.yaml")):
         out = ROOT / "generated" / example.stem
         files = generated_files(example)
-        scripts = {name: text for name, text in files.items() if name.endswith(".sh")}
-        for path in write_scripts(scripts, out):
+        for name, text in files.items():
+            path = out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            path.chmod(0o755 if name.endswith(".sh") else 0o644)
             print(path.relative_to(ROOT))
-        for name in ("diagram.mmd", "diagram.dot"):
-            (out / name).write_text(files[name])
-            print((out / name).relative_to(ROOT))
         render_image(files["diagram.dot"], "svg", out / "diagram.svg")
         print((out / "diagram.svg").relative_to(ROOT))
     SCHEMA.write_text(schema_text())

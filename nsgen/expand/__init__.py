@@ -16,12 +16,14 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from nsgen import fleet
 from nsgen.errors import Problem
 from nsgen.expand import docker, k8s
 from nsgen.model import Topology
 
-EXPANDERS: tuple[ModuleType, ...] = (docker, k8s)
-"""Every expander, in the order they are applied."""
+EXPANDERS: tuple[ModuleType, ...] = (docker, k8s, fleet)
+"""Every expander, in the order they are applied. `nsgen.fleet` (hosts:) comes last: it
+places the expanded topology on machines and changes nothing in it."""
 
 
 def expanders() -> list[ModuleType]:
