@@ -1,15 +1,13 @@
 """What shell completion offers (`nsgen --install-completion`): topology files, the names of
 topologies that are up, and detached labs with their nodes. Each function takes the word being
-completed and returns the candidates that start with it; none of them may fail or print."""
+completed and returns the candidates that start with it; none of them may fail or print.
+They import what they read only when called: every command imports this module."""
 
 from __future__ import annotations
 
 import os
 
 import typer
-
-from nsgen import labs
-from nsgen.state import STATE_ROOT
 
 TOPOLOGY_SUFFIXES = (".yaml", ".yml")
 
@@ -41,6 +39,8 @@ def topology_files(incomplete: str) -> list[str]:
 
 def topologies_up(incomplete: str) -> list[str]:
     """Names of the topologies with a record in /run/nsgen (a directory with a digest)."""
+    from nsgen.state import STATE_ROOT
+
     try:
         return sorted(
             path.parent.name
@@ -57,6 +57,8 @@ def file_or_topology(incomplete: str) -> list[str]:
 
 
 def lab_names(incomplete: str) -> list[str]:
+    from nsgen import labs
+
     try:
         return [name for name in labs.names() if name.startswith(incomplete)]
     except OSError:
@@ -65,6 +67,8 @@ def lab_names(incomplete: str) -> list[str]:
 
 def lab_nodes(ctx: typer.Context, incomplete: str) -> list[str]:
     """The nodes of the lab named earlier on the command line."""
+    from nsgen import labs
+
     name = ctx.params.get("name")
     record = labs.read(name) if isinstance(name, str) and name else None
     if record is None:
