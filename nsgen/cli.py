@@ -7,14 +7,13 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
-from typer import _click
 
 from nsgen import __version__, completion
 from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
-from nsgen.clihelp import NsgenCommand, NsgenGroup, NsgenTyper
+from nsgen.clihelp import LabGroup, LabOneShot, NsgenGroup, NsgenTyper
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import load_topology
@@ -294,42 +293,6 @@ def down(
         console.info(down_from_record(name, executor, Options(console, log, lock_timeout)))
     finally:
         console.close()
-
-
-class LabGroup(NsgenGroup):
-    """`nsgen lab`: subcommands (up, list, exec, shell, down), and, when the first word is none
-    of them, today's one-shot form `nsgen lab FILE [--check] [-- CMD...]` (the hidden `run`)."""
-
-    ONE_SHOT = "run"
-
-    def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = [self.ONE_SHOT, *args]
-        return super().parse_args(ctx, args)
-
-    def format_usage(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        one_shot = self.commands[self.ONE_SHOT]
-        pieces = " ".join(one_shot.collect_usage_pieces(ctx))
-        formatter.write_usage(ctx.command_path, pieces)
-        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="       ")
-
-    def format_options(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        self.commands[self.ONE_SHOT].format_options(ctx, formatter)
-        self.format_commands(ctx, formatter)
-
-    def shell_complete(self, ctx: _click.Context, incomplete: str) -> list[Any]:
-        from typer._click.shell_completion import CompletionItem
-
-        items = super().shell_complete(ctx, incomplete)
-        return items + [CompletionItem(f) for f in completion.topology_files(incomplete)]
-
-
-class LabOneShot(NsgenCommand):
-    """`nsgen lab FILE ...`: its usage line without the hidden command's name."""
-
-    def format_usage(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        path = ctx.parent.command_path if ctx.parent else ctx.command_path
-        formatter.write_usage(path, " ".join(self.collect_usage_pieces(ctx)))
 
 
 lab_app = NsgenTyper(

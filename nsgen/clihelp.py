@@ -2,7 +2,8 @@
 never a Python type), option values named by their metavar, the command list with each
 command's whole one-line summary, and examples one per line. typer's own layout shows types
 (`<str>`, `<list[str]>`), cuts summaries at 45 characters and re-flows examples into one
-paragraph; these classes replace only those parts."""
+paragraph; these classes replace only those parts. Also here: how `nsgen lab` takes both its
+subcommands and the one-shot `nsgen lab FILE [-- CMD...]`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from typing import Any
 
 import typer
 from typer import _click
+from typer._click.shell_completion import CompletionItem
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+from nsgen import completion
 
 
 def _value_metavar(param: _click.Parameter) -> str:
@@ -137,3 +141,38 @@ class NsgenTyper(typer.Typer):
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
         kwargs.setdefault("cls", NsgenCommand)
         return super().command(*args, **kwargs)
+
+
+class LabGroup(NsgenGroup):
+    """`nsgen lab`: subcommands (up, list, exec, shell, down), and, when the first word is none
+    of them, today's one-shot form `nsgen lab FILE [--check] [-- CMD...]` (the hidden `run`)."""
+
+    ONE_SHOT = "run"
+
+    def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.ONE_SHOT, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        one_shot = self.commands[self.ONE_SHOT]
+        pieces = " ".join(one_shot.collect_usage_pieces(ctx))
+        formatter.write_usage(ctx.command_path, pieces)
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="       ")
+
+    def format_options(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        self.commands[self.ONE_SHOT].format_options(ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+    def shell_complete(self, ctx: _click.Context, incomplete: str) -> list[CompletionItem]:
+        """The subcommands, and topology files for the one-shot form."""
+        items = super().shell_complete(ctx, incomplete)
+        return items + [CompletionItem(f) for f in completion.topology_files(incomplete)]
+
+
+class LabOneShot(NsgenCommand):
+    """`nsgen lab FILE ...`: its usage line without the hidden command's name."""
+
+    def format_usage(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        path = ctx.parent.command_path if ctx.parent else ctx.command_path
+        formatter.write_usage(path, " ".join(self.collect_usage_pieces(ctx)))
