@@ -34,7 +34,8 @@ def setns_net(fd: int) -> None:
 
 
 def setns(fd: int, nstype: int) -> None:
-    """Join the namespaces `nstype` names (CLONE_NEW* bits) of the process whose pidfd is `fd`,
-    all at once. Joining a mount namespace needs a single-threaded caller; a PID namespace is
-    joined by the caller's children, not by the caller."""
+    """Join the namespaces `nstype` names (CLONE_NEW* bits): those of the process whose pidfd
+    is `fd`, all at once, or the one namespace file open on `fd`. Joining a mount namespace
+    needs a single-threaded caller; a PID namespace is joined by the caller's children, not by
+    the caller."""
     check(libc().setns(fd, nstype), "setns")

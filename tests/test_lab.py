@@ -365,3 +365,20 @@ def test_lab_check_prints_verdicts_on_stdout_and_progress_on_stderr() -> None:
     assert all(line.startswith("PASS  ") for line in verdicts[:-1]) and len(verdicts) == 9
     assert not [line for line in result.stderr.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert "lab: teardown restored the state before up exactly" in result.stderr.splitlines()
+
+
+@sandboxed
+def test_lab_exec_enters_pods_and_nodes_of_a_cluster() -> None:
+    with labs_ended():
+        assert nsgen("lab", "up", EXAMPLES / "k8s-two-nodes.yaml", "-q").stdout == "k8s\n"
+        # a pod on node2 reaches a pod on node1 across the nodes (host-gw routes)
+        pod = nsgen(
+            "lab", "exec", "k8s", "client-b", "--", "ping", "-c", "1", "-W", "1", "10.244.0.2"
+        )
+        assert pod.returncode == 0, pod.stdout + pod.stderr
+        node = nsgen(
+            "lab", "exec", "k8s", "node1", "--", "ip", "-o", "-4", "addr", "show", "dev", "cni0"
+        )
+        assert "10.244.0.1/24" in node.stdout
+        assert complete("nsgen lab shell k8s web-") == ["web-a", "web-b"]
+        assert nsgen("lab", "down", "k8s", "-q").returncode == 0
