@@ -382,3 +382,35 @@ def test_lab_exec_enters_pods_and_nodes_of_a_cluster() -> None:
         assert "10.244.0.1/24" in node.stdout
         assert complete("nsgen lab shell k8s web-") == ["web-a", "web-b"]
         assert nsgen("lab", "down", "k8s", "-q").returncode == 0
+
+
+@sandboxed
+def test_a_reused_keeper_pid_is_never_joined_or_signalled() -> None:
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        start = labs.start_time(stranger.pid)
+        assert start is not None
+        for name in ("old", "older"):
+            (labs.labs_root() / name).mkdir(parents=True)
+            # a keeper that had this PID once, and started at another time
+            labs.LabRecord(
+                name=name,
+                file=str(SEED),
+                topology="seed",
+                since="2026-01-01T00:00:00+00:00",
+                keeper_pid=stranger.pid,
+                keeper_start=start - 1,
+                state="up",
+                nodes=labs.lab_nodes(["red"]),
+            ).save()
+        entered = nsgen("lab", "exec", "old", "host", "--", "true")
+        assert entered.returncode == 1
+        assert entered.stderr.startswith("lab old is gone: its keeper")
+        down = nsgen("lab", "down", "older")
+        assert down.returncode == 0
+        assert down.stderr.startswith("lab older was gone already")
+        assert labs.names() == []
+        assert stranger.poll() is None, "the process that has the PID now was left alone"
+    finally:
+        stranger.kill()
+        stranger.wait()
