@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c.
+# 9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,10 +17,10 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c
+readonly NSGEN_DIGEST=9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
-readonly NSGEN_STEPS=11
+readonly NSGEN_STEPS=12
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -179,40 +179,45 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 11/11: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts
-nsgen_undo_11() {
+# ---- undo step 12/12: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts
+nsgen_undo_12() {
   rm -f /etc/netns/db/resolv.conf /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
 
-# ---- undo step 10/11: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
-nsgen_undo_10() {
+# ---- undo step 11/12: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
+nsgen_undo_11() {
   rm -f /etc/netns/client/resolv.conf /etc/netns/client/hosts
   nsgen_remove_netns_dir client
 }
 
-# ---- undo step 9/11: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts
-nsgen_undo_9() {
+# ---- undo step 10/12: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts
+nsgen_undo_10() {
   rm -f /etc/netns/web/resolv.conf /etc/netns/web/hosts
   nsgen_remove_netns_dir web
 }
 
-# ---- undo step 8/11: set net.ipv4.ip_forward=1
+# ---- undo step 9/12: set net.ipv4.conf.br-frontend.route_localnet=1
+nsgen_undo_9() {
+  nsgen_restore_sysctl net.ipv4.conf.br-frontend.route_localnet
+}
+
+# ---- undo step 8/12: set net.ipv4.ip_forward=1
 nsgen_undo_8() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
 
-# ---- undo step 7/11: install 12 iptables change(s) in the root namespace
+# ---- undo step 7/12: install 13 iptables change(s) in the root namespace
 nsgen_undo_7() {
   nsgen_remove_iptables nsgen:docker-bridge filter/NSGEN-docker-bridge-FWD nat/NSGEN-docker-bridge-DNAT
 }
 
-# ---- undo step 2/11: create 3 namespace(s): web, client, db
+# ---- undo step 2/12: create 3 namespace(s): web, client, db
 nsgen_undo_2() {
   nsgen_delete_netns web client db -- veth73f8f90 vethb4c90b3 vethb53cdc7 vethb386b5d
 }
 
-# ---- undo step 1/11: create 2 bridges in the root namespace
+# ---- undo step 1/12: create 2 bridges in the root namespace
 nsgen_undo_1() {
   nsgen_delete_links br-frontend br-backend
 }
@@ -244,11 +249,12 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 11 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
-nsgen_undo 10 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
-nsgen_undo 9 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
+nsgen_undo 12 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
+nsgen_undo 11 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
+nsgen_undo 10 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
+nsgen_undo 9 'set net.ipv4.conf.br-frontend.route_localnet=1'
 nsgen_undo 8 'set net.ipv4.ip_forward=1'
-nsgen_undo 7 'install 12 iptables change(s) in the root namespace'
+nsgen_undo 7 'install 13 iptables change(s) in the root namespace'
 nsgen_undo 2 'create 3 namespace(s): web, client, db'
 nsgen_undo 1 'create 2 bridges in the root namespace'
 

@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 65dcc51afa899382fdb088ff6e46d39ad792ba6b466f97d506de8046a60da583.
+# 9a4e9c403d258c4bcc28c54c313435674821f2e0b83d9eae25aa2c5cfc9e2c35.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=65dcc51afa899382fdb088ff6e46d39ad792ba6b466f97d506de8046a60da583
+readonly NSGEN_DIGEST=9a4e9c403d258c4bcc28c54c313435674821f2e0b83d9eae25aa2c5cfc9e2c35
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=11
@@ -282,8 +282,8 @@ nsgen_preflight() {
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
     if nsgen_has_netns backup; then nsgen_problem 'namespace backup already exists'; fi
     if nsgen_listed_link br-front; then nsgen_problem 'link br-front already exists in the root namespace'; fi
-    if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
     if nsgen_listed_link br-back; then nsgen_problem 'link br-back already exists in the root namespace'; fi
+    if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
     if nsgen_listed_link veth-web1-br; then nsgen_problem 'link veth-web1-br already exists in the root namespace'; fi
     if nsgen_listed_link veth-web2-br; then nsgen_problem 'link veth-web2-br already exists in the root namespace'; fi
     if nsgen_listed_link router-front; then nsgen_problem 'link router-front already exists in the root namespace'; fi
@@ -320,10 +320,10 @@ ip -b - <<'EOF'
 link add br-front type bridge
 link set br-front addrgenmode none
 link set br-front up
-addr add 10.0.1.254/24 dev br-front
 link add br-back type bridge
 link set br-back addrgenmode none
 link set br-back up
+addr add 10.0.1.254/24 dev br-front
 EOF
 nsgen_end 1
 
