@@ -268,7 +268,11 @@ def up(
         bool, typer.Option("--dry-run", help="Print the plan; run nothing.")
     ] = False,
     replace: Annotated[
-        bool, typer.Option("--replace", help="If it is up with other YAML: down, then up.")
+        bool,
+        typer.Option(
+            "--replace",
+            help="If it is up with other YAML, or drifted from it: down, then up.",
+        ),
     ] = False,
     log: LogOption = None,
     quiet: QuietOption = False,
@@ -285,7 +289,7 @@ def up(
     topology, fleet = load(file)
     if fleet is not None:
         _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
-    executor = Executor(build_plan(topology, _style(style)))
+    executor = Executor(build_plan(topology, _style(style)), topology=topology)
     if dry_run:
         typer.echo(executor.describe())
         return
