@@ -50,7 +50,7 @@ SYSCTL_KEY_MAX = 255
 """Longest sysctl key nsgen writes: its /proc/sys path components must be file names."""
 
 
-def _shown(value: object, limit: int = 80) -> str:
+def shown(value: object, limit: int = 80) -> str:
     """repr(value), cut to a readable length for a message (a value may be megabytes long)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
@@ -66,15 +66,15 @@ def _check_name(
     if not value:
         raise ValueError(f"{what} must not be empty")
     if value.startswith("-"):
-        raise ValueError(f"{_shown(value)} is not a valid {what}: it must not start with '-'")
+        raise ValueError(f"{shown(value)} is not a valid {what}: it must not start with '-'")
     if not pattern.fullmatch(value):
         allowed = "letters, digits, '_', '-'" + (", '.'" if pattern is _NAME_RE else "")
         hint = ", not starting with '.'" if value.startswith(".") else ""
-        raise ValueError(f"{_shown(value)} is not a valid {what}: use only {allowed}{hint}")
+        raise ValueError(f"{shown(value)} is not a valid {what}: use only {allowed}{hint}")
     size = len(value.encode())
     if size > limit:
         raise ValueError(
-            f"{_shown(value)} is not a valid {what}: {size} bytes, over {whose} of {limit}"
+            f"{shown(value)} is not a valid {what}: {size} bytes, over {whose} of {limit}"
         )
     return value
 
@@ -125,7 +125,7 @@ LABEL_MAX = 64
 def _label(value: str) -> str:
     if not value or len(value) > LABEL_MAX or not value.isprintable():
         raise ValueError(
-            f"{_shown(value)} is not a valid label: 1 to {LABEL_MAX} printable characters "
+            f"{shown(value)} is not a valid label: 1 to {LABEL_MAX} printable characters "
             "on one line"
         )
     return value
@@ -168,7 +168,7 @@ def _no_zone(value: str) -> None:
     the interface it is declared on."""
     if "%" in value:
         raise ValueError(
-            f"{_shown(value)} has a zone id ('%...'): nsgen takes addresses without one"
+            f"{shown(value)} has a zone id ('%...'): nsgen takes addresses without one"
         )
 
 
@@ -207,25 +207,25 @@ def _ifaddr(value: str) -> str:
     _no_zone(value)
     if "/" not in value:
         raise ValueError(
-            f"{_shown(value)} has no prefix length (write it as ADDRESS/PREFIX, e.g. /24)"
+            f"{shown(value)} has no prefix length (write it as ADDRESS/PREFIX, e.g. /24)"
         )
     try:
         iface = ip_interface(value)
     except ValueError:
         raise ValueError(
-            f"{_shown(value)} is not a valid {_family(value)} interface address"
+            f"{shown(value)} is not a valid {_family(value)} interface address"
         ) from None
     special = special_address(iface.ip)
     if special:
-        raise ValueError(f"{_shown(value)} is {special}, not a host address")
+        raise ValueError(f"{shown(value)} is {special}, not a host address")
     role = subnet_role(iface.ip, iface.network)
     if role == "network" and iface.version == 6:
         raise ValueError(
-            f"{_shown(value)} is the subnet-router anycast address of {iface.network} (its "
+            f"{shown(value)} is the subnet-router anycast address of {iface.network} (its "
             "network address), not a host address"
         )
     if role:
-        raise ValueError(f"{_shown(value)} is the {role} address of its subnet, not a host address")
+        raise ValueError(f"{shown(value)} is the {role} address of its subnet, not a host address")
     return str(iface)
 
 
@@ -234,7 +234,7 @@ def _ipaddr(value: str) -> str:
     try:
         return str(ip_address(value))
     except ValueError:
-        raise ValueError(f"{_shown(value)} is not a valid {_family(value)} address") from None
+        raise ValueError(f"{shown(value)} is not a valid {_family(value)} address") from None
 
 
 def _network(value: str) -> str:
@@ -242,11 +242,11 @@ def _network(value: str) -> str:
     try:
         net = ip_network(value)
     except ValueError:
-        raise ValueError(f"{_shown(value)} is not a valid {_family(value)} subnet (CIDR)") from None
+        raise ValueError(f"{shown(value)} is not a valid {_family(value)} subnet (CIDR)") from None
     if str(net) != value and "/" in value:
-        raise ValueError(f"{_shown(value)} has host bits set: the subnet is {net}")
+        raise ValueError(f"{shown(value)} has host bits set: the subnet is {net}")
     if "/" not in value:
-        raise ValueError(f"{_shown(value)} has no prefix length (write it as NETWORK/PREFIX)")
+        raise ValueError(f"{shown(value)} has no prefix length (write it as NETWORK/PREFIX)")
     return str(net)
 
 
@@ -257,17 +257,18 @@ def _route_dest(value: str) -> str:
 def _check_target(value: str) -> str:
     """A check's `to`: an address, or the name of a namespace (nsgen.validate checks that it
     is declared)."""
+    _no_zone(value)
     try:
         return str(ip_address(value))
     except ValueError:
         pass
-    if ":" in value or "%" in value:
+    if ":" in value:
         return _ipaddr(value)  # meant as an address: say what is wrong with it
     try:
         return _nsref(value)
     except ValueError:
         raise ValueError(
-            f"{_shown(value)} is neither an address nor a namespace's name (letters, digits, "
+            f"{shown(value)} is neither an address nor a namespace's name (letters, digits, "
             f"'_', '-', '.', at most {NAME_MAX} bytes)"
         ) from None
 
@@ -275,7 +276,7 @@ def _check_target(value: str) -> str:
 def _hostname(value: str) -> str:
     if not _HOSTNAME_RE.fullmatch(value):
         raise ValueError(
-            f"{_shown(value)} is not a valid host name (RFC 1123: labels of letters, digits "
+            f"{shown(value)} is not a valid host name (RFC 1123: labels of letters, digits "
             "and '-', joined by '.')"
         )
     return value
@@ -284,7 +285,7 @@ def _hostname(value: str) -> str:
 def _sysctl_key(value: str) -> str:
     if not _SYSCTL_RE.fullmatch(value) or len(value) > SYSCTL_KEY_MAX:
         raise ValueError(
-            f"{_shown(value)} is not a network sysctl nsgen manages: it must look like "
+            f"{shown(value)} is not a network sysctl nsgen manages: it must look like "
             f"net.ipv4.ip_forward (at most {SYSCTL_KEY_MAX} characters)"
         )
     return value
@@ -298,7 +299,7 @@ def _sysctl_value(value: object) -> str:
     if isinstance(value, str) and _SYSCTL_VALUE_RE.fullmatch(value):
         return value
     raise ValueError(
-        f"{_shown(value)} is not a valid sysctl value: nsgen writes integers only "
+        f"{shown(value)} is not a valid sysctl value: nsgen writes integers only "
         "(at most 20 digits)"
     )
 
@@ -351,7 +352,7 @@ def _chain(value: str) -> str:
 
 def _mac(value: str) -> str:
     if not _MAC_RE.fullmatch(value):
-        raise ValueError(f"{_shown(value)} is not a MAC address (write it as 02:00:00:00:00:01)")
+        raise ValueError(f"{shown(value)} is not a MAC address (write it as 02:00:00:00:00:01)")
     return value
 
 

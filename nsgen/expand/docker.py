@@ -35,6 +35,7 @@ from nsgen.fields import (
     NsName,
     Strict,
     Subnet,
+    shown,
 )
 from nsgen.messages import format_path, pydantic_problems
 from nsgen.model import Group, Topology
@@ -74,7 +75,7 @@ def _ipv6_refused(value: str) -> str:
 def _network_name(value: str) -> str:
     if not _NETWORK_RE.fullmatch(value) or len(value) > 64:
         raise ValueError(
-            f"{value!r} is not a valid network name: 1 to 64 letters, digits, "
+            f"{shown(value)} is not a valid network name: 1 to 64 letters, digits, "
             "'_', '-', '.', starting with a letter or digit"
         )
     return value
@@ -84,7 +85,7 @@ def _container_host_name(value: str) -> str:
     labels = value.rstrip(".").split(".")
     if not all(_LABEL_RE.fullmatch(label) and len(label) <= 63 for label in labels):
         raise ValueError(
-            f"{value!r} cannot be a container name: the other containers resolve it "
+            f"{shown(value)} cannot be a container name: the other containers resolve it "
             "as a host name, so use letters, digits and '-' (no '_'; '.' only "
             "between labels)"
         )
@@ -214,7 +215,7 @@ def _parse(sugar: dict[str, Any], problems: list[Problem]) -> tuple[Sugar, list[
     for key, (name_type, model) in kinds.items():
         value = sugar.get(key, {})
         if not isinstance(value, dict):
-            problems.append(Problem(key, f"expected a mapping (name: ...), got {value!r}"))
+            problems.append(Problem(key, f"expected a mapping (name: ...), got {shown(value)}"))
             continue
         for name, spec in value.items():
             if key == "networks":
@@ -246,7 +247,7 @@ def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | No
         problems.append(
             Problem(
                 path,
-                f"{text!r} is not a port mapping: write {_PUBLISH_FORM}, "
+                f"{shown(text)} is not a port mapping: write {_PUBLISH_FORM}, "
                 "e.g. '8080:80/tcp' (nsgen publishes fixed host ports only, "
                 "one port per entry)",
             )
@@ -254,13 +255,13 @@ def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | No
         return None
     protocol = match["protocol"] or "tcp"
     if protocol not in ("tcp", "udp"):
-        problems.append(Problem(path, f"{text!r}: protocol {protocol!r} is not tcp or udp"))
+        problems.append(Problem(path, f"{shown(text)}: protocol {protocol!r} is not tcp or udp"))
         return None
     ports = []
     for key in ("published", "target"):
         port = int(match[key])
         if not 1 <= port <= 65535:
-            problems.append(Problem(path, f"{text!r}: port {port} is outside 1-65535"))
+            problems.append(Problem(path, f"{shown(text)}: port {port} is outside 1-65535"))
             return None
         ports.append(port)
     host_ip = None
@@ -268,7 +269,7 @@ def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | No
         try:
             host_ip = str(ipaddress.IPv4Address(match["ip"]))
         except ValueError:
-            problems.append(Problem(path, f"{text!r}: {match['ip']!r} is not an IPv4 address"))
+            problems.append(Problem(path, f"{shown(text)}: {match['ip']!r} is not an IPv4 address"))
             return None
     return Publish(protocol, ports[0], ports[1], host_ip, path)
 
@@ -301,7 +302,7 @@ def _publish_entry(
         Problem(
             path,
             f"expected '{_PUBLISH_FORM}' or a mapping "
-            f"{{published, target, protocol, host_ip}}, got {value!r}",
+            f"{{published, target, protocol, host_ip}}, got {shown(value)}",
         )
     )
     return None
@@ -341,7 +342,7 @@ def _container_networks(
             Problem(
                 path,
                 "expected a list of network names, or a mapping "
-                f"network: {{address: ...}}, got {value!r}",
+                f"network: {{address: ...}}, got {shown(value)}",
             )
         )
     out: list[Attach] = []

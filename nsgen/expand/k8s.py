@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from nsgen.errors import Problem
-from nsgen.fields import HOST, HostName, IfName, IpAddr, NsName, Strict, Subnet
+from nsgen.fields import HOST, HostName, IfName, IpAddr, NsName, Strict, Subnet, shown
 from nsgen.messages import pydantic_problems
 from nsgen.model import Topology
 from nsgen.names import near_name, peer_name, unique_short_name
@@ -62,13 +62,13 @@ _SERVICE_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 def _service_name(value: str) -> str:
     if not _SERVICE_RE.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid service name: use lower-case letters, digits "
+            f"{shown(value)} is not a valid service name: use lower-case letters, digits "
             "and '-', starting with a letter and not ending with '-' (a DNS label, "
             "as in Kubernetes)"
         )
     if len(value) > SERVICE_NAME_MAX:
         raise ValueError(
-            f"{value!r} is not a valid service name: {len(value)} characters, over "
+            f"{shown(value)} is not a valid service name: {len(value)} characters, over "
             f"the limit of {SERVICE_NAME_MAX} (its chain KUBE-SEP-<NAME>-<n> must "
             "fit in 28)"
         )
