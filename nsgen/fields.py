@@ -176,6 +176,7 @@ AnyAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AnyInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
+@functools.cache
 def special_address(ip: AnyAddress) -> str | None:
     """What makes `ip` unfit for a host or a gateway (multicast, loopback, unspecified, the
     limited broadcast), or None."""

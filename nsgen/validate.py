@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from nsgen import fields
 from nsgen.errors import Problem
 from nsgen.fields import BUILTIN_CHAINS, special_address, subnet_role
-from nsgen.model import HOST, Route, Topology
+from nsgen.model import HOST, Namespace, Route, Topology
 from nsgen.names import near_name, peer_name, preferred_peer_name
 
 AnyInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -35,6 +35,10 @@ class _Address:
     dev: str
     where: str
     segment: Segment | None
+    ip: str
+    """The address alone, in its canonical spelling (as fields.IfAddr writes it)."""
+    routed: bool
+    """Whether it makes a subnet route: a /32 or /128 attaches to no subnet."""
 
 
 @dataclass
@@ -45,9 +49,21 @@ class _Space:
     names: dict[str, str] = field(default_factory=dict)
     external: set[str] = field(default_factory=set)
     addresses: list[_Address] = field(default_factory=list)
+    by_ip: dict[str, _Address] = field(default_factory=dict)
+    """The first declaration of each address (canonical text)."""
+    by_subnet: dict[str, _Address] = field(default_factory=dict)
+    """The first address of each subnet (canonical text) the namespace is attached to."""
+    by_dev: dict[str, list[_Address]] = field(default_factory=dict)
+
+    def add(self, address: _Address) -> None:
+        self.addresses.append(address)
+        self.by_ip.setdefault(address.ip, address)
+        if address.routed:
+            self.by_subnet.setdefault(str(address.iface.network), address)
+        self.by_dev.setdefault(address.dev, []).append(address)
 
     def on(self, dev: str) -> list[_Address]:
-        return [a for a in self.addresses if a.dev == dev]
+        return self.by_dev.get(dev, [])
 
 
 def _space_path(netns: str) -> str:
@@ -115,8 +131,8 @@ def check_topology(topology: Topology) -> list[Problem]:
         for k, value in enumerate(values):
             iface = fields.ip_interface(value)
             where = f"{path}.addresses[{k}]"
-            ip = str(iface.ip)
-            mine = next((a for a in space.addresses if a.iface.ip == iface.ip), None)
+            ip = value.rsplit("/", 1)[0]
+            mine = space.by_ip.get(ip)
             if mine is not None:
                 problems.append(
                     Problem(
@@ -135,7 +151,8 @@ def check_topology(topology: Topology) -> list[Problem]:
                 )
             if segment is not None:
                 on_segment.setdefault((segment, ip), where)
-            space.addresses.append(_Address(iface, dev, where, segment))
+            routed = iface.network.prefixlen < iface.max_prefixlen
+            space.add(_Address(iface, dev, where, segment, ip, routed))
 
     # Pass 1: names and addresses, namespace by namespace, in file order.
     for netns, spec in topology.spaces():
@@ -233,7 +250,7 @@ def check_topology(topology: Topology) -> list[Problem]:
     for netns, spec in topology.spaces():
         base = _space_path(netns)
         space = spaces[netns]
-        problems.extend(_route_problems(topology, netns, spaces))
+        problems.extend(_route_problems(netns, spec, spaces))
         for j, masq in enumerate(spec.masquerade):
             if fields.ip_network(masq.source).version == 6:
                 problems.append(
@@ -250,7 +267,7 @@ def check_topology(topology: Topology) -> list[Problem]:
                         f"interface {masq.out!r} is not declared in namespace {netns}",
                     )
                 )
-        problems.extend(_vxlan_problems(netns, topology, space))
+        problems.extend(_vxlan_problems(netns, spec, space))
         devices = [("neighbors", j, n.dev) for j, n in enumerate(spec.neighbors)]
         devices += [("fdb", j, f.dev) for j, f in enumerate(spec.fdb)]
         for field_name, j, dev in devices:
@@ -317,7 +334,9 @@ def _overlaps(netns: str, space: _Space) -> list[Problem]:
     n log n for the thousand addresses of a big root namespace."""
     problems: list[Problem] = []
     order = {a.where: n for n, a in enumerate(space.addresses)}
-    routed = [a for a in space.addresses if a.iface.network.prefixlen < a.iface.max_prefixlen]
+    if len(space.addresses) < 2:
+        return []
+    routed = [a for a in space.addresses if a.routed]
     routed.sort(
         key=lambda a: (
             a.iface.version,
@@ -352,10 +371,9 @@ def _overlaps(netns: str, space: _Space) -> list[Problem]:
     return sorted(problems, key=lambda p: order[p.path])
 
 
-def _route_problems(topology: Topology, netns: str, spaces: dict[str, _Space]) -> list[Problem]:
+def _route_problems(netns: str, spec: Namespace, spaces: dict[str, _Space]) -> list[Problem]:
     problems: list[Problem] = []
     space = spaces[netns]
-    spec = dict(topology.spaces())[netns]
     base = _space_path(netns)
     seen_routes: dict[tuple[int, str], str] = {}
     for j, route in enumerate(spec.routes):
@@ -404,15 +422,7 @@ def _route_problems(topology: Topology, netns: str, spaces: dict[str, _Space]) -
             seen_routes[key] = path
         if route.to != "default":
             destination = fields.ip_network(route.to)
-            connected = next(
-                (
-                    a
-                    for a in space.addresses
-                    if a.iface.network == destination
-                    and a.iface.network.prefixlen < a.iface.max_prefixlen
-                ),
-                None,
-            )
+            connected = space.by_subnet.get(route.to)
             if connected is not None:
                 consequence = (
                     "the kernel refuses a second route to it ('File exists')"
@@ -446,7 +456,7 @@ def _gateway_problems(netns: str, space: _Space, route: Route, path: str) -> lis
     special = special_address(gateway)
     if special:
         return [Problem(path, f"gateway {route.via} is {special}: a gateway is a host address")]
-    own = next((a for a in space.addresses if a.iface.ip == gateway), None)
+    own = space.by_ip.get(route.via)
     if own is not None:
         return [
             Problem(
@@ -484,9 +494,8 @@ def _gateway_problems(netns: str, space: _Space, route: Route, path: str) -> lis
     return []
 
 
-def _vxlan_problems(netns: str, topology: Topology, space: _Space) -> list[Problem]:
+def _vxlan_problems(netns: str, spec: Namespace, space: _Space) -> list[Problem]:
     problems: list[Problem] = []
-    spec = dict(topology.spaces())[netns]
     base = _space_path(netns)
     vnis: dict[tuple[int, int], str] = {}
     for name, vxlan in spec.vxlans.items():
@@ -520,16 +529,14 @@ def _vxlan_problems(netns: str, topology: Topology, space: _Space) -> list[Probl
                         "only a unicast one",
                     )
                 )
-        if vxlan.local is not None and netns != HOST:
-            local = fields.ip_address(vxlan.local)
-            if all(a.iface.ip != local for a in space.addresses):
-                problems.append(
-                    Problem(
-                        f"{where}.local",
-                        f"{vxlan.local} is not an address of {_where(netns)}: the tunnel's "
-                        "packets would leave from an address it does not have",
-                    )
+        if vxlan.local is not None and netns != HOST and vxlan.local not in space.by_ip:
+            problems.append(
+                Problem(
+                    f"{where}.local",
+                    f"{vxlan.local} is not an address of {_where(netns)}: the tunnel's "
+                    "packets would leave from an address it does not have",
                 )
+            )
     return problems
 
 
