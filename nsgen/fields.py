@@ -82,7 +82,7 @@ def _check_name(
 DESCRIPTION_MAX = 4000
 """Longest description nsgen copies into the scripts' header, in characters."""
 
-_DIRECTIVES = (
+COMMENT_DIRECTIVES = (
     (re.compile(r"^\s*shellcheck", re.IGNORECASE), "shellcheck as a directive"),
     (re.compile(r"(?:^|\s)(?:vi|vim[<=>]?[0-9]*|Vim|ex):"), "vim as a modeline"),
     (re.compile(r"-\*-"), "Emacs as file variables ('-*- ... -*-')"),
@@ -109,7 +109,7 @@ def _description(value: str) -> str:
                 f"line {number} of the description ends with a backslash, which would "
                 "join the next line to it in the systemd unit"
             )
-        for pattern, reader in _DIRECTIVES:
+        for pattern, reader in COMMENT_DIRECTIVES:
             if pattern.search(line):
                 raise ValueError(
                     f"line {number} of the description would be read by {reader} in "

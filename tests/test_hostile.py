@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from nsgen.checks import parse_results
 from nsgen.errors import TopologyError
-from nsgen.fields import _DIRECTIVES
+from nsgen.fields import COMMENT_DIRECTIVES
 from nsgen.load import topology_from_data
 from nsgen.model import Topology
 from nsgen.names import chain_tag
@@ -614,7 +614,7 @@ def check_texts(scripts: dict[str, str], plan: Plan, place: Placement) -> list[s
         for line in text.splitlines():
             if MARK in line and line.lstrip().startswith("#"):
                 comment = line.lstrip().lstrip("#")
-                if any(pattern.search(comment) for pattern, _ in _DIRECTIVES):
+                if any(pattern.search(comment) for pattern, _ in COMMENT_DIRECTIVES):
                     problems.append(f"{name}: comment {line!r} reads as a directive")
     unit = Renderer().unit(plan, f"/usr/libexec/nsgen/{plan.topology}")
     for line in unit.splitlines():
