@@ -697,7 +697,11 @@ VALIDATION_CASES = [
     ),
     (
         _set("cluster/pod_cidr", "fd00:244::/56"),
-        ["cluster.pod_cidr: fd00:244::/56 is IPv6: nsgen's cluster is IPv4 only"],
+        [
+            "cluster.pod_cidr: fd00:244::/56 is IPv6: nsgen's cluster is IPv4 only (kube-proxy's "
+            "Services and the pod masquerade are iptables rules, and nsgen writes IPv4 firewall "
+            "rules only)"
+        ],
     ),
     (
         _set("cluster/pod_cidr", "10.244.0.1/16"),

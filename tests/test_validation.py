@@ -9,6 +9,7 @@ change these messages; only `test_seed_example_validates` reads the example.
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from nsgen.cli import app
 from nsgen.errors import TopologyError, UsageError
 from nsgen.load import load_topology, parse_yaml, topology_from_data
 from nsgen.model import Namespace, Topology
+from nsgen.plan import build_plan
+from nsgen.render import render_scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "seed.yaml"
@@ -259,13 +262,17 @@ BAD_NAMES_CHARSET = [
 ]
 
 
+def _not_leading_dot(value: str) -> str:
+    return ", not starting with '.'" if value.startswith(".") else ""
+
+
 @pytest.mark.parametrize("value", BAD_NAMES_CHARSET)
 def test_interface_name_with_characters_outside_the_allowlist_is_rejected(value: str) -> None:
     data = base()
     red_if(data)["name"] = value
     assert problem(data) == (
         f"{SRC}: namespaces.red.interfaces[0].name: {value!r} is not a valid interface name: "
-        f"{NAME_CHARS}"
+        f"{NAME_CHARS}{_not_leading_dot(value)}"
     )
 
 
@@ -274,7 +281,19 @@ def test_interface_name_longer_than_15_bytes_is_rejected() -> None:
     red_if(data)["name"] = "a" * 16
     assert problem(data) == (
         f"{SRC}: namespaces.red.interfaces[0].name: 'aaaaaaaaaaaaaaaa' is not a valid interface "
-        "name: 16 bytes, over the limit of 15"
+        "name: 16 bytes, over the kernel's limit for interface names (IFNAMSIZ) of 15"
+    )
+
+
+@pytest.mark.parametrize("value", ["all", "default"])
+def test_interface_names_the_kernel_keeps_for_its_sysctls_are_rejected(value: str) -> None:
+    """`ip link add all type bridge` fails with 'Invalid argument': /proc/sys/net/ipv4/conf/all
+    is the kernel's own directory."""
+    data = base()
+    data["host"]["bridges"][value] = {}
+    assert problem(data) == (
+        f"{SRC}: host.bridges.{value}: {value!r} is not a valid interface name: the kernel "
+        f"refuses it (/proc/sys/net/ipv4/conf/{value} is its own)"
     )
 
 
@@ -362,6 +381,7 @@ def test_namespace_name_with_characters_outside_the_allowlist_is_rejected(value:
     data["namespaces"][value] = {}
     assert problem(data) == (
         f"{SRC}: namespaces.{value}: {value!r} is not a valid namespace name: {NAME_CHARS}"
+        f"{_not_leading_dot(value)}"
     )
 
 
@@ -377,13 +397,26 @@ def test_namespace_name_with_control_characters_is_reported_on_one_line(value: s
     assert line.endswith(f"{value!r} is not a valid namespace name: {NAME_CHARS}")
 
 
-def test_namespace_name_longer_than_15_bytes_is_rejected() -> None:
+def test_namespace_name_longer_than_64_bytes_is_rejected() -> None:
     data = base()
-    data["namespaces"]["n" * 16] = {}
+    data["namespaces"]["n" * 65] = {}
     assert problem(data) == (
-        f"{SRC}: namespaces.{'n' * 16}: {'n' * 16!r} is not a valid namespace name: "
-        "16 bytes, over the limit of 15"
+        f"{SRC}: namespaces.{'n' * 65}: {'n' * 65!r} is not a valid namespace name: "
+        "65 bytes, over nsgen's limit of 64"
     )
+
+
+def test_namespace_name_of_64_bytes_with_derived_interface_names_is_accepted() -> None:
+    """A namespace name is a file name under /run/netns: `ip netns add database-primary` works,
+    and so must the topology (issue 10: it was refused for being over 15 bytes)."""
+    data = base()
+    long_name = "database-primary-" + "x" * 47
+    data["namespaces"][long_name] = data["namespaces"].pop("blue")
+    data["namespaces"]["database-primary"] = {
+        "interfaces": [{"peer": {"bridge": "br0"}, "addresses": ["10.0.0.3/24"]}]
+    }
+    topology = topology_from_data(data, SRC)
+    assert set(topology.namespaces) == {"red", long_name, "database-primary"}
 
 
 def test_namespace_name_starting_with_dash_is_rejected() -> None:
@@ -420,7 +453,7 @@ def test_peer_netns_with_shell_syntax_is_rejected() -> None:
         ("a b", "use only letters, digits, '_', '-'"),
         ("a\nb", "use only letters, digits, '_', '-'"),
         ("-lab", "it must not start with '-'"),
-        ("l" * 16, "16 bytes, over the limit of 15"),
+        ("l" * 65, "65 bytes, over nsgen's limit of 64"),
     ],
 )
 def test_bad_topology_name_is_rejected(value: str, reason: str) -> None:
@@ -526,8 +559,9 @@ def test_derived_peer_name_colliding_with_an_explicit_one_is_rejected() -> None:
     data = base()
     red_if(data)["peer"]["name"] = "veth-blue-br"  # what blue's peer is named by default
     assert problem(data) == (
-        f"{SRC}: namespaces.blue.interfaces[0].peer: interface name 'veth-blue-br' is already "
-        "used in namespace host (by namespaces.red.interfaces[0].peer)"
+        f"{SRC}: namespaces.blue.interfaces[0].peer: the derived interface name 'veth-blue-br' "
+        "is already used in namespace host (by namespaces.red.interfaces[0].peer): set "
+        "namespaces.blue.interfaces[0].peer.name explicitly"
     )
 
 
@@ -571,26 +605,32 @@ def test_veth_looped_back_into_its_own_namespace_cannot_use_the_derived_peer_nam
     data = base()
     red(data)["interfaces"].append({"name": "loop0", "peer": {"netns": "red"}})
     assert problem(data) == (
-        f"{SRC}: namespaces.red.interfaces[1].peer: interface name 'veth-red' is already used in "
-        "namespace red (by namespaces.red.interfaces[0])"
+        f"{SRC}: namespaces.red.interfaces[1].peer: the derived interface name 'veth-red' is "
+        "already used in namespace red (by namespaces.red.interfaces[0]): set "
+        "namespaces.red.interfaces[1].peer.name explicitly"
     )
 
 
-def test_duplicate_address_across_namespaces_is_rejected() -> None:
+ON_BR0 = "on the same segment, bridge br0 in the root namespace"
+
+
+def test_duplicate_address_of_two_namespaces_on_one_bridge_is_rejected() -> None:
     data = base()
     data["namespaces"]["blue"]["interfaces"][0]["addresses"] = ["10.0.0.1/24"]
     assert problem(data) == (
         f"{SRC}: namespaces.blue.interfaces[0].addresses[0]: address 10.0.0.1 is already "
-        "assigned (at namespaces.red.interfaces[0].addresses[0])"
+        f"assigned {ON_BR0} (at namespaces.red.interfaces[0].addresses[0]): two hosts would "
+        "answer for it"
     )
 
 
 def test_duplicate_address_with_a_different_prefix_length_is_rejected() -> None:
     data = base()
     red_if(data)["addresses"] = ["10.0.0.254/16"]
+    red(data)["routes"] = []
     assert problem(data) == (
         f"{SRC}: namespaces.red.interfaces[0].addresses[0]: address 10.0.0.254 is already "
-        "assigned (at host.bridges.br0.addresses[0])"
+        f"assigned {ON_BR0} (at host.bridges.br0.addresses[0]): two hosts would answer for it"
     )
 
 
@@ -600,8 +640,51 @@ def test_duplicate_ipv6_address_is_found_whatever_its_spelling() -> None:
     data["namespaces"]["blue"]["interfaces"][0]["addresses"].append("FD00::1/64")
     assert problem(data) == (
         f"{SRC}: namespaces.blue.interfaces[0].addresses[1]: address fd00::1 is already "
-        "assigned (at namespaces.red.interfaces[0].addresses[1])"
+        f"assigned {ON_BR0} (at namespaces.red.interfaces[0].addresses[1]): two hosts would "
+        "answer for it"
     )
+
+
+def test_duplicate_address_on_the_two_ends_of_one_veth_pair_is_rejected() -> None:
+    data = base()
+    red(data)["interfaces"].append(
+        {
+            "name": "repl",
+            "peer": {"netns": "blue", "name": "repl", "addresses": ["10.3.0.1/30"]},
+            "addresses": ["10.3.0.1/30"],
+        }
+    )
+    assert problem(data) == (
+        f"{SRC}: namespaces.red.interfaces[1].peer.addresses[0]: address 10.3.0.1 is already "
+        "assigned on the same segment, the two ends of one veth pair (at "
+        "namespaces.red.interfaces[1].addresses[0]): two hosts would answer for it"
+    )
+
+
+def test_duplicate_address_in_one_namespace_is_rejected() -> None:
+    data = base()
+    data["host"]["bridges"]["br1"] = {"addresses": ["10.0.0.254/32"]}
+    assert problem(data) == (
+        f"{SRC}: host.bridges.br1.addresses[0]: address 10.0.0.254 is already assigned in the "
+        "root namespace (at host.bridges.br0.addresses[0])"
+    )
+
+
+def test_one_address_in_two_namespaces_on_separate_segments_is_accepted() -> None:
+    """Two isolated networks may use the same private addresses (the classic NAT lab): the
+    kernel is fine with it as long as no namespace sees both."""
+    data = base()
+    data["namespaces"]["site-a"] = {
+        "interfaces": [
+            {"peer": {"netns": "red", "name": "a0"}, "addresses": ["192.168.1.1/30"]},
+        ]
+    }
+    data["namespaces"]["site-b"] = {
+        "interfaces": [
+            {"peer": {"netns": "blue", "name": "b0"}, "addresses": ["192.168.1.1/30"]},
+        ]
+    }
+    topology_from_data(data, SRC)
 
 
 def test_duplicate_route_in_one_namespace_is_rejected() -> None:
@@ -767,51 +850,76 @@ def test_gateway_outside_every_attached_subnet_is_reported_by_the_cli(tmp_path: 
 # ---- derived names ------------------------------------------------------------------------------
 
 
-def test_derived_peer_name_that_gets_too_long_is_rejected() -> None:
+def _short(preferred: str) -> str:
+    """The short form of a derived name: 'veth' and 7 hex digits of its sha256."""
+    return "veth" + hashlib.sha256(preferred.encode()).hexdigest()[:7]
+
+
+def test_derived_name_that_fits_keeps_the_tutorial_form() -> None:
     data = base()
-    data["namespaces"]["abcdefgh"] = data["namespaces"].pop("blue")  # veth-abcdefgh-br: 16 bytes
-    assert problem(data) == (
-        f"{SRC}: namespaces.abcdefgh.interfaces[0].peer.name: derived 'veth-abcdefgh-br' is not "
-        "a valid interface name: 16 bytes, over the limit of 15; set it explicitly"
-    )
+    data["namespaces"]["abcdefg"] = data["namespaces"].pop("blue")  # veth-abcdefg-br: 15 bytes
+    plan = build_plan(topology_from_data(data, SRC), "tutorial")
+    assert "create veth pair veth-abcdefg <-> veth-abcdefg-br" in [s.title for s in plan.steps]
 
 
-def test_derived_names_of_both_ends_that_get_too_long_are_both_rejected() -> None:
+def test_derived_peer_name_over_15_bytes_gets_its_short_form() -> None:
+    """Issue 10: a namespace `frontend` on a bridge failed, its veth-frontend-br being 16 bytes."""
     data = base()
-    data["namespaces"]["abcdefghijk"] = data["namespaces"].pop("blue")
-    assert problems(data) == [
-        f"{SRC}: namespaces.abcdefghijk.interfaces[0].name: derived 'veth-abcdefghijk' is not a "
-        "valid interface name: 16 bytes, over the limit of 15; set it explicitly",
-        f"{SRC}: namespaces.abcdefghijk.interfaces[0].peer.name: derived 'veth-abcdefghijk-br' is "
-        "not a valid interface name: 19 bytes, over the limit of 15; set it explicitly",
-    ]
+    data["namespaces"]["frontend"] = data["namespaces"].pop("blue")
+    plan = build_plan(topology_from_data(data, SRC), "tutorial")
+    far = _short("veth-frontend-br")
+    assert far == "veth6a5bbbe" and len(far) <= 15
+    assert f"create veth pair veth-frontend <-> {far}" in [s.title for s in plan.steps]
+    setup = render_scripts(plan)["setup.sh"]
+    assert f"link add veth-frontend netns frontend type veth peer name {far}\n" in setup
 
 
-def test_long_namespace_name_is_fine_when_the_end_names_are_explicit() -> None:
+def test_derived_names_of_both_ends_over_15_bytes_both_get_short_forms() -> None:
     data = base()
-    data["namespaces"]["abcdefghijk"] = data["namespaces"].pop("blue")
-    end = data["namespaces"]["abcdefghijk"]["interfaces"][0]
-    end["name"] = "eth0"
-    end["peer"]["name"] = "veth-long-br"
-    topology_from_data(data, SRC)
+    data["namespaces"]["database-primary"] = data["namespaces"].pop("blue")
+    plan = build_plan(topology_from_data(data, SRC), "tutorial")
+    near, far = _short("veth-database-primary"), _short("veth-database-primary-br")
+    assert f"create veth pair {near} <-> {far}" in [s.title for s in plan.steps]
 
 
-def test_derived_host_side_name_of_a_root_veth_that_gets_too_long_is_rejected() -> None:
+def test_derived_host_side_name_of_a_root_veth_over_15_bytes_gets_its_short_form() -> None:
     data = base()
+    data["namespaces"]["green"] = {}
+    data["host"]["interfaces"] = [{"name": "abcdefghijk", "peer": {"netns": "green"}}]
+    plan = build_plan(topology_from_data(data, SRC), "tutorial")
+    assert "create veth pair abcdefghijk <-> veth-green" in [s.title for s in plan.steps]
     data["host"]["interfaces"] = [{"name": "abcdefghijk", "peer": {}}]
-    assert problem(data) == (
-        f"{SRC}: host.interfaces[0].peer.name: derived 'host-abcdefghijk' is not a valid "
-        "interface name: 16 bytes, over the limit of 15; set it explicitly"
-    )
+    plan = build_plan(topology_from_data(data, SRC), "tutorial")
+    far = _short("host-abcdefghijk")
+    assert f"create veth pair abcdefghijk <-> {far}" in [s.title for s in plan.steps]
 
 
-def test_derived_peer_name_of_a_named_end_that_gets_too_long_is_rejected() -> None:
+def test_derived_peer_name_of_a_named_end_over_15_bytes_gets_its_short_form() -> None:
     data = base()
     red_if(data)["name"] = "frontend-0"  # its peer on br0 is derived as red-frontend-0 ...
     data["namespaces"]["redblue"] = data["namespaces"].pop("red")  # ... now redblue-frontend-0
+    plan = build_plan(topology_from_data(data, SRC), "tutorial")
+    far = _short("redblue-frontend-0")
+    assert f"create veth pair frontend-0 <-> {far}" in [s.title for s in plan.steps]
+
+
+def test_short_form_that_clashes_with_a_declared_name_is_rejected_naming_both() -> None:
+    data = base()
+    data["namespaces"]["frontend"] = data["namespaces"].pop("blue")
+    data["host"]["bridges"]["veth6a5bbbe"] = {}  # the short form of veth-frontend-br
     assert problem(data) == (
-        f"{SRC}: namespaces.redblue.interfaces[0].peer.name: derived 'redblue-frontend-0' is "
-        "not a valid interface name: 18 bytes, over the limit of 15; set it explicitly"
+        f"{SRC}: namespaces.frontend.interfaces[0].peer: the derived interface name "
+        "'veth6a5bbbe' (short for 'veth-frontend-br') is already used in namespace host (by "
+        "host.bridges.veth6a5bbbe): set namespaces.frontend.interfaces[0].peer.name explicitly"
+    )
+
+
+def test_explicit_peer_name_over_15_bytes_stays_an_error_naming_the_field() -> None:
+    data = base()
+    red_if(data)["peer"]["name"] = "veth-frontend-br"
+    assert problem(data) == (
+        f"{SRC}: namespaces.red.interfaces[0].peer.name: 'veth-frontend-br' is not a valid "
+        "interface name: 16 bytes, over the kernel's limit for interface names (IFNAMSIZ) of 15"
     )
 
 
@@ -869,7 +977,8 @@ def test_loopback_false_in_a_named_namespace_is_accepted() -> None:
         (lambda d: d.__setitem__("name", 5), "name: expected a string, got 5"),
         (
             lambda d: d.__setitem__("description", "bell\x07 and tab\t"),
-            "description: the description may hold printable text and line breaks only",
+            "description: line 1 of the description holds the character '\\x07': a "
+            "description is lines of printable text",
         ),
         (lambda d: d.pop("name"), "name: required key is missing"),
         (
@@ -899,16 +1008,17 @@ def test_loopback_false_in_a_named_namespace_is_accepted() -> None:
         (
             lambda d: d["host"]["sysctls"].__setitem__("kernel.panic", 1),
             "host.sysctls.kernel.panic: 'kernel.panic' is not a network sysctl nsgen manages: it "
-            "must look like net.ipv4.ip_forward",
+            "must look like net.ipv4.ip_forward (at most 255 characters)",
         ),
         (
             lambda d: d["host"]["sysctls"].__setitem__("net.ipv4.ip_forward", "on"),
             "host.sysctls.net.ipv4.ip_forward: 'on' is not a valid sysctl value: nsgen writes "
-            "integers only",
+            "integers only (at most 20 digits)",
         ),
         (
             lambda d: d["namespaces"]["blue"]["dns"].__setitem__("search", ["bad name"]),
-            "namespaces.blue.dns.search[0]: 'bad name' is not a valid host name",
+            "namespaces.blue.dns.search[0]: 'bad name' is not a valid host name (RFC 1123: "
+            "labels of letters, digits and '-', joined by '.')",
         ),
         (
             lambda d: d["namespaces"]["blue"]["dns"].__setitem__("hosts", {"db": "10.0.0.999"}),
@@ -1057,7 +1167,7 @@ namespaces:
   blue:
     interfaces:
       - peer: {netns: green}
-        addresses: [10.0.0.1/24]
+        addresses: [10.0.0.1/24, 10.0.0.1/25]
     routes:
       - {to: 192.168.1.0/24, dev: eth9}
 """
@@ -1067,8 +1177,8 @@ REFERENCE_PROBLEMS = [
     "declare dns only in named namespaces",
     "namespaces.red.interfaces[0].peer.bridge: bridge 'br1' is not declared in namespace host "
     "(under host.bridges)",
-    "namespaces.blue.interfaces[0].addresses[0]: address 10.0.0.1 is already assigned "
-    "(at namespaces.red.interfaces[0].addresses[0])",
+    "namespaces.blue.interfaces[0].addresses[1]: address 10.0.0.1 is already assigned in "
+    "namespace blue (at namespaces.blue.interfaces[0].addresses[0])",
     "namespaces.blue.interfaces[0].peer.netns: namespace 'green' is not declared",
     "host.masquerade[0].out: interface 'eth1' is not declared in namespace host",
     "namespaces.red.routes[0].via: gateway 10.9.9.9 is outside every subnet attached to "
