@@ -15,7 +15,7 @@ from nsgen import __version__
 from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
-from nsgen.load import load_topology
+from nsgen.load import STDIN, load_topology, source_name
 from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import Renderer, write_bundle
 from nsgen.sandbox import DNS_SERVER
@@ -71,7 +71,10 @@ def _style(style: str) -> str:
 
 
 TopologyFile = Annotated[
-    Path, typer.Argument(metavar="FILE", help="Topology file (YAML).", show_default=False)
+    Path,
+    typer.Argument(
+        metavar="FILE", help="Topology file (YAML); - reads standard input.", show_default=False
+    ),
 ]
 
 
@@ -94,13 +97,15 @@ def _root(
 @app.command(epilog="Example: nsgen validate examples/seed.yaml")
 @reported
 def validate(file: TopologyFile) -> None:
-    """Check a topology file and report every problem at once (exit 1 if any)."""
+    """Check a topology file and report every problem at once, each at its line and column
+    (exit 1 if any)."""
     topology = load_topology(file)
     plan = build_plan(topology)
     bridges = sum(len(spec.bridges) for _, spec in topology.spaces())
     veths = sum(len(spec.interfaces) for _, spec in topology.spaces())
     typer.echo(
-        f"{file}: topology {topology.name!r} is valid: {len(topology.namespaces)} namespace(s), "
+        f"{source_name(file)}: topology {topology.name!r} is valid: "
+        f"{len(topology.namespaces)} namespace(s), "
         f"{bridges} bridge(s), {veths} veth pair(s), {len(plan.steps)} steps"
     )
 
@@ -238,7 +243,7 @@ def down(
     from nsgen.executor import Executor, Options, down_from_record
 
     executor = None
-    if Path(target).is_file():
+    if target == STDIN or Path(target).is_file():
         executor = Executor(build_plan(load_topology(target)))
         name = executor.plan.topology
     else:

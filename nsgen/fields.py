@@ -4,6 +4,7 @@ the validators that give their one-line error messages; and `Strict`, the base o
 
 from __future__ import annotations
 
+import difflib
 import functools
 import ipaddress
 import re
@@ -119,7 +120,16 @@ def _network(value: str) -> str:
 
 
 def _route_dest(value: str) -> str:
-    return value if value == "default" else _network(value)
+    if value == "default":
+        return value
+    if not any(ch.isdigit() or ch == ":" for ch in value):  # a word, not an address
+        if difflib.get_close_matches(value, ["default"], n=1):
+            raise ValueError(f"{value!r} is not a route destination (did you mean 'default'?)")
+        raise ValueError(
+            f"{value!r} is not a route destination: write 'default' or a subnet "
+            "(NETWORK/PREFIX, IPv4 or IPv6)"
+        )
+    return _network(value)
 
 
 def _hostname(value: str) -> str:
@@ -144,7 +154,8 @@ def _sysctl_value(value: object) -> str:
         or isinstance(value, bool)
         or not (_SYSCTL_VALUE_RE.fullmatch(text))
     ):
-        raise ValueError(f"{value!r} is not a valid sysctl value: nsgen writes integers only")
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # YAML's words
+        raise ValueError(f"{shown} is not a valid sysctl value: nsgen writes integers only")
     return text
 
 
