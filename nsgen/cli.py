@@ -18,6 +18,7 @@ from nsgen.fields import _topology_name as check_topology_name
 from nsgen.load import STDIN, load_topology, source_name
 from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import Renderer, write_bundle
+from nsgen.report import validation
 from nsgen.sandbox import DNS_SERVER
 
 # The executor, lab, status, diagram and schema modules (and plumbum) load only for the
@@ -96,9 +97,17 @@ def _root(
 
 @app.command(epilog="Example: nsgen validate examples/seed.yaml")
 @reported
-def validate(file: TopologyFile) -> None:
+def validate(
+    file: TopologyFile,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Problems, or the plan, as JSON on stdout (same exit status)."),
+    ] = False,
+) -> None:
     """Check a topology file and report every problem at once, each at its line and column
     (exit 1 if any)."""
+    if json_out:
+        _print_json(*validation(file))
     topology = load_topology(file)
     plan = build_plan(topology)
     bridges = sum(len(spec.bridges) for _, spec in topology.spaces())
@@ -203,6 +212,9 @@ def up(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; run nothing.")
     ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="With --dry-run: the plan (or the problems) as JSON.")
+    ] = False,
     replace: Annotated[
         bool, typer.Option("--replace", help="If it is up with other YAML: down, then up.")
     ] = False,
@@ -217,6 +229,10 @@ def up(
     from nsgen.console import Console
     from nsgen.executor import Executor, Options
 
+    if json_out:
+        if not dry_run:
+            raise UsageError("up: --json goes with --dry-run")
+        _print_json(*validation(file, _style(style)))
     executor = Executor(build_plan(load_topology(file), _style(style)))
     if dry_run:
         typer.echo(executor.describe())
@@ -358,6 +374,11 @@ def schema() -> None:
     from nsgen.schema import schema_text
 
     typer.echo(schema_text(), nl=False)
+
+
+def _print_json(text: str, exit_code: int) -> None:
+    typer.echo(text)
+    raise typer.Exit(exit_code)
 
 
 def _topology_name(text: str) -> str:

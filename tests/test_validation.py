@@ -13,6 +13,7 @@ them; only the seed tests read the example.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -641,3 +642,90 @@ def test_a_route_destination_that_is_a_word_is_not_called_an_ipv4_subnet(
     data = base()
     red(data)["routes"][0]["to"] = to
     assert problem(data) == f"{SRC}: namespaces.red.routes[0].to: {reason}"
+
+
+# ---- validation as data (--json) and standard input ---------------------------------------------
+
+
+def test_validate_json_gives_each_problem_with_its_place(tmp_path: Path) -> None:
+    path = tmp_path / SRC
+    path.write_text(PLACES, encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", "--json", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report["file"] == str(path)
+    assert report["valid"] is False
+    assert report["unlisted"] == 0
+    assert report["problems"][0] == {
+        "file": str(path),
+        "line": 4,
+        "column": 39,
+        "path": "host.bridges.br0.colour",
+        "message": "unknown key 'colour' (known keys: addresses)",
+    }
+    assert [(p["line"], p["column"]) for p in report["problems"]] == [
+        (4, 39),
+        (7, 15),
+        (9, 9),
+        (10, 3),
+    ]
+
+
+def test_validate_json_of_a_file_it_cannot_read_is_a_problem_without_a_place(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "nope.yaml"
+    result = CliRunner().invoke(app, ["validate", "--json", str(path)])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["problems"] == [
+        {"file": str(path), "line": None, "column": None, "path": "", "message": "no such file"}
+    ]
+
+
+def test_validate_json_of_a_valid_file_is_the_plan_up_dry_run_shows() -> None:
+    result = CliRunner().invoke(app, ["validate", "--json", str(SEED)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["valid"] is True and report["problems"] == []
+    assert report["topology"] == "seed"
+    assert report["counts"] == {"namespaces": 2, "bridges": 1, "veth_pairs": 2, "steps": 8}
+    steps = report["plan"]["steps"]
+    assert [s["number"] for s in steps] == list(range(1, 9))
+    dry = CliRunner().invoke(app, ["up", "--dry-run", str(SEED)])
+    assert dry.exit_code == 0, dry.output
+    text = dry.stdout.splitlines()
+    for step in steps:
+        assert f"[{step['number']}/8] {step['title']}" in text
+        for command in step["commands"]:
+            assert f"    $ {command}" in text
+    assert any(step["undo"] for step in steps)
+    same = CliRunner().invoke(app, ["up", "--dry-run", "--json", str(SEED)])
+    assert json.loads(same.stdout) == report
+
+
+def test_up_json_without_dry_run_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["up", "--json", str(SEED)])
+    assert result.exit_code == 2
+    assert result.stderr == "up: --json goes with --dry-run\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate"],
+        ["validate", "--json"],
+        ["up", "--dry-run"],
+        ["diagram"],
+        ["render", "-o", "OUT"],
+    ],
+    ids=" ".join,
+)
+def test_dash_reads_the_topology_from_stdin_for_every_command_that_takes_a_file(
+    args: list[str], tmp_path: Path
+) -> None:
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    from_file = CliRunner().invoke(app, [*args, str(SEED)])
+    from_stdin = CliRunner().invoke(app, [*args, "-"], input=SEED.read_bytes())
+    assert from_file.exit_code == from_stdin.exit_code == 0, from_stdin.output
+    assert from_stdin.stdout == from_file.stdout.replace(str(SEED), "<stdin>")
