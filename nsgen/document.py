@@ -3,7 +3,7 @@ the place (line and column) of every value kept, so that a problem found later i
 point at the line that holds it.
 
 The limits (README, "Limits") are far above what a real topology needs (a 5,000-namespace file
-is under 1 MiB, 120,000 values, 6 levels deep) and low enough that any input is refused within
+is under 1 MiB, 120,000 values, 7 levels deep) and low enough that any input is refused within
 a second or two and a few hundred MB:
 
 - MAX_BYTES of text;

@@ -48,3 +48,14 @@ def test_every_case_is_refused_with_exit_1_and_placed_lines_on_stderr_only(case:
     for line in lines[1:-1]:
         assert line.startswith(f"{relative}:"), line
         assert line.isprintable() and len(line) < 600, line
+
+
+def test_the_readmes_example_is_a_case_and_shows_what_nsgen_says() -> None:
+    """README's "The topology format" shows bad.yaml and its validation: they are the case
+    readme-example, so the README cannot drift from what nsgen prints."""
+    readme = (ERRORS.parent.parent / "README.md").read_text()
+    case = ERRORS / "readme-example.yaml"
+    assert f"```yaml\n{case.read_text()}```" in readme
+    golden = case.with_suffix(".txt").read_text().splitlines()
+    shown = [line.replace(f"tests/errors/{case.name}", "bad.yaml") for line in golden[1:-1]]
+    assert "```console\n$ nsgen validate bad.yaml\n" + "\n".join(shown) + "\n```" in readme
