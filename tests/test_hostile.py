@@ -10,6 +10,7 @@ random YAML structure and tags at the loader."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import resource
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -502,6 +504,102 @@ def test_random_yaml_is_a_topology_or_clean_problems_never_a_crash(
             assert line.isprintable() and len(line) < 600, line
     except UsageError as error:  # pragma: no cover - a written file is always readable
         pytest.fail(str(error))
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+ODD_VALUES = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    10**30,
+    "",
+    "a\nb",
+    [],
+    {},
+    [None],
+    {"": None},
+    "$(id)",
+    "x" * 300,
+    "9" * 5000,
+    "10.0.0.1/24",
+    "default",
+    "host",
+]
+
+
+def _leaves(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else []
+    )
+    for key, value in items:
+        found += _leaves(value, (*prefix, key))
+    return found
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    example=st.sampled_from(EXAMPLES),
+    changes=st.lists(
+        st.tuples(st.integers(0, 10**6), st.sampled_from(ODD_VALUES), st.booleans()),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_an_example_with_odd_values_anywhere_is_a_topology_or_clean_problems(
+    example: Path, changes: list[tuple[int, Any, bool]], tmp_path: Path
+) -> None:
+    """Every example (the Docker and Kubernetes vocabularies included) with values or keys of
+    any type put anywhere: the model, the expanders and the cross-object checks never crash."""
+    data = yaml.safe_load(example.read_text())
+    for pick, value, as_key in changes:
+        leaves = _leaves(data)
+        where = leaves[pick % len(leaves)]
+        parent = data
+        for part in where[:-1]:
+            parent = parent[part]
+        if as_key and isinstance(parent, dict) and isinstance(value, str | int):
+            parent[value] = parent.pop(where[-1])
+        else:
+            parent[where[-1]] = copy.deepcopy(value)
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    try:
+        load_topology(path)
+    except TopologyError as error:
+        for line in error.lines():
+            assert line.startswith(f"{path}"), line
+            assert line.isprintable() and len(line) < 600, line
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(text=_yaml_texts())
+def test_random_yaml_through_the_real_command_is_valid_or_refused_cleanly(
+    text: str, tmp_path: Path
+) -> None:
+    """The same random files through `nsgen validate` in its own process, under the memory
+    limit (a few examples: each costs a Python start-up)."""
+    path = tmp_path / "random.yaml"
+    path.write_text("name: lab\n" + text, encoding="utf-8")
+    outcome = validate(path)
+    if outcome.code == 0:
+        assert outcome.stdout.startswith(f"{path}: topology 'lab' is valid")
+    else:
+        assert_refused(outcome, str(path))
 
 
 @settings(max_examples=300, deadline=None)
