@@ -46,6 +46,8 @@ from bench.topology import (
     ns_name,
     write_topology,
 )
+from nsgen.fields import HOST
+from nsgen.live import LiveState
 from nsgen.sandbox import INTERNET_HOST, build_upstream, enter_sandbox, require_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,12 +316,12 @@ def verify_setup(n: int) -> str:
 _BUILTIN = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 
 
-def _iptables_rules() -> list[str]:
+def _iptables_rules(live: LiveState) -> list[str]:
     """iptables-save as 'TABLE LINE' for every rule and every non-built-in chain. Tables and
     built-in chains are left out: the nf_tables backend creates a table on first use, and no
     method removes it."""
     table, lines = "", []
-    for line in sh("iptables-save").stdout.splitlines():
+    for line in live.iptables_rules(HOST):
         if line.startswith("*"):
             table = line[1:]
         elif line.startswith("-A "):
@@ -333,13 +335,14 @@ def _iptables_rules() -> list[str]:
 
 def state() -> dict[str, Any]:
     """What the methods may leave behind: names in /run/netns, root links, iptables, sysctl,
-    /run/nsgen entries."""
-    links = sh("ip", "-o", "link", "show").stdout.splitlines()
+    /run/nsgen entries (read with nsgen's own reader of live state, as status and the
+    snapshot do; root namespace only, so that N = 1000 costs nothing per namespace)."""
+    live = LiveState()
     return {
-        "netns": sorted(os.listdir("/run/netns")),
-        "links": sorted(line.split(":")[1].strip().split("@")[0] for line in links),
-        "iptables": _iptables_rules(),
-        "ip_forward": IP_FORWARD.read_text().strip(),
+        "netns": live.named_namespaces(),
+        "links": sorted(live.link_list(HOST)),
+        "iptables": _iptables_rules(live),
+        "ip_forward": live.sysctl_values(HOST, ["net/ipv4/ip_forward"])["net/ipv4/ip_forward"],
         "run_nsgen": sorted(p for p in os.listdir("/run/nsgen") if p in OUR_STATE),
     }
 

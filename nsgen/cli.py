@@ -252,9 +252,17 @@ def down(
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     lock_timeout: LockTimeout = 30.0,
+    forget: Annotated[
+        bool,
+        typer.Option(
+            "--forget",
+            help="Clear the record even if some undo fails, listing what is left behind.",
+        ),
+    ] = False,
 ) -> None:
     """Remove what 'nsgen up' (or setup.sh) built, from its record in /run/nsgen/<name>/, so
-    it works even if the file changed or is gone. Exit 0 if it is not up."""
+    it works even if the file changed or is gone. Exit 0 if it is not up; 4 if some undo
+    failed (fix the cause and run it again, or --forget)."""
     from nsgen.console import Console
     from nsgen.executor import Executor, Options, down_from_record
 
@@ -265,7 +273,8 @@ def down(
     else:
         name = _topology_name(target)
     console = Console(quiet=quiet, verbose=verbose)
-    typer.echo(down_from_record(name, executor, Options(console, log, lock_timeout)), err=True)
+    options = Options(console, log, lock_timeout)
+    typer.echo(down_from_record(name, executor, options, forget=forget), err=True)
 
 
 @app.command(

@@ -284,12 +284,19 @@ class Executor:
 
 
 def down_from_record(
-    name: str, executor: Executor | None, options: Options, locked: bool = False
+    name: str,
+    executor: Executor | None,
+    options: Options,
+    locked: bool = False,
+    forget: bool = False,
 ) -> str:
     """Tear a topology down from its record in /run/nsgen/<name>/ (plan.json and journal).
 
     A record written by setup.sh has no plan.json: then the topology file's own plan (the
-    `executor`) is used, if its digest matches the record's."""
+    `executor`) is used, if its digest matches the record's. Every undo removes exactly
+    what its step added and counts what is gone as done, so a record left by a failed run
+    can be finished once the cause is fixed; with `forget`, the record is cleared even if
+    some undo fails, and the summary lists what is left behind."""
     _require_root("down")
     state = StateDir(name)
 
@@ -320,11 +327,15 @@ def down_from_record(
                 runner.close()
         finally:
             log.close()
+        if leftovers and forget:
+            state.remove()
+            return f"{name} is forgotten; left behind: " + "; ".join(leftovers)
         if leftovers:
             raise RollbackIncomplete(
                 f"{name}: teardown incomplete, still present: "
                 + "; ".join(leftovers)
-                + f" (record kept in {state.path})"
+                + f" (record kept in {state.path}; fix what stopped them and run "
+                f"'nsgen down {name}' again, or 'nsgen down {name} --forget')"
             )
         state.remove()
         return f"{name} is down"

@@ -14,7 +14,6 @@ from pydantic import Field
 
 from nsgen.fields import (
     HOST,
-    ChainName,
     HostName,
     IfAddr,
     IfName,
@@ -23,16 +22,16 @@ from nsgen.fields import (
     NsName,
     NsRef,
     RouteDest,
-    RuleText,
     Strict,
     Subnet,
     SysctlKey,
     SysctlValue,
-    Table,
     TopologyName,
     description_text,
     ip_interface,
 )
+from nsgen.kinds.rules import Iptables
+from nsgen.kinds.shaping import Shaping
 
 __all__ = ["HOST"]
 
@@ -126,28 +125,6 @@ class FdbEntry(Strict):
     dst: IpAddr
 
 
-class Chain(Strict):
-    """An iptables chain of nsgen's own; teardown empties and deletes it."""
-
-    table: Table = "filter"
-    name: ChainName
-
-
-class Rule(Strict):
-    """One iptables rule. In the root namespace every rule carries the topology's comment tag,
-    so teardown removes exactly it."""
-
-    table: Table = "filter"
-    chain: ChainName = Field(description="A built-in chain of the table, or a declared chain.")
-    rule: RuleText = Field(description="Matches and target, e.g. '-s 10.0.0.0/8 -j ACCEPT'.")
-    insert: bool = Field(False, description="Insert at the top of the chain instead of appending.")
-
-
-class Iptables(Strict):
-    chains: list[Chain] = Field(default_factory=list, description="Own chains, created first.")
-    rules: list[Rule] = Field(default_factory=list, description="Rules, in order.")
-
-
 class Dns(Strict):
     """Files written under /etc/netns/<namespace>/, which `ip netns exec` shows as /etc/..."""
 
@@ -185,6 +162,11 @@ class Namespace(Strict):
         "restored by teardown.",
     )
     dns: Dns | None = Field(None, description="resolv.conf and hosts (named namespaces only).")
+    shaping: dict[IfName, Shaping] = Field(
+        default_factory=dict,
+        description="Traffic shaping of interfaces in this namespace, by name: rate, delay, "
+        "loss ... of the packets leaving each (tc tbf, netem).",
+    )
 
 
 class Check(Strict):

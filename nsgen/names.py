@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from nsgen.model import HOST, Interface
+from typing import TYPE_CHECKING
+
+from nsgen.fields import HOST
+
+if TYPE_CHECKING:
+    from nsgen.model import Interface
 
 
 def near_name(netns: str, iface: Interface) -> str:

@@ -18,8 +18,11 @@ import jinja2
 
 from nsgen import __version__
 from nsgen.errors import UsageError
-from nsgen.model import HOST
-from nsgen.plan import Plan, Step
+from nsgen.fields import HOST
+from nsgen.kinds.base import LANE_ORDER, Lane, Precondition, Step
+from nsgen.kinds.firewall import ChainArgs, RuleArgs
+from nsgen.kinds.registry import kind_of
+from nsgen.plan import Plan
 
 SCRIPTS = ("setup.sh", "teardown.sh", "check.sh")
 
@@ -118,27 +121,60 @@ class Entered:
     stdin: str
 
 
+@dataclass(frozen=True)
+class Spelling:
+    """How a command starts where a step acts (the `c` of every kind macro)."""
+
+    batch: bool
+    """The lines go to one program's batch (`ip -b -`, `bridge -b -`, ...): no program name."""
+    ip: str
+    """How an ip command starts: nothing in a batch, `ip ` in the root namespace,
+    `ip netns exec NS ip ` (tutorial style) elsewhere."""
+    at: str
+    """How any other command starts in the step's namespace: nothing in the root namespace,
+    `ip netns exec NS ` elsewhere."""
+
+    @classmethod
+    def of(cls, netns: str, batch: bool = False) -> Spelling:
+        at = "" if netns == HOST else f"ip netns exec {quote(netns)} "
+        return cls(batch, "" if batch else f"{at}ip ", at)
+
+
+_PROGRAMS: dict[str, tuple[str, ...]] = {
+    "ip": ("ip", "-b", "-"),
+    "bridge": ("bridge", "-b", "-"),
+    "tc": ("tc", "-b", "-"),
+}
+"""The programs that read batch lines on stdin, by lane."""
+
+
 class Renderer:
     """Holds one Jinja2 environment; renders plans into step texts and whole scripts."""
 
     def __init__(self) -> None:
         self.env = make_environment()
-        self.macros = self.env.get_template("_steps.j2").module
+        self._modules: dict[str, Any] = {}
+
+    def _module(self, template: str) -> Any:
+        module = self._modules.get(template)
+        if module is None:
+            module = self._modules[template] = self.env.get_template(template).module
+        return module
 
     def steps(self, plan: Plan) -> list[RenderedStep]:
         rendered = []
         for number, step in enumerate(plan.steps, start=1):
-            owner = step.owner
+            owner = str(step.owner) if step.owner else None
             entered: tuple[Entered, ...] = ()
             if step.parts:
                 do, undo, entered = self._batched(step)
                 if not undo and owner is None:
                     owner = _owners(step.parts)
             else:
-                do = self._macro(f"do_{step.kind}", step.args)
-                undo = "" if step.owner else self._macro(f"undo_{step.kind}", step.args)
+                do = self._kind_macro("do", step)
+                undo = "" if step.owner else self._kind_macro("undo", step)
             why = textwrap.wrap(step.why, width=78)
-            netns = str(step.args["netns"]) if entered else ""
+            netns = step.args.netns if entered else ""
             rendered.append(
                 RenderedStep(
                     number, step.title, why, do, undo, owner, step.parallel, entered, netns
@@ -146,36 +182,45 @@ class Renderer:
             )
         return rendered
 
+    def _kind_macro(self, what: str, step: Step, batch: bool = False) -> str:
+        """A single step spelled by its kind's `do_`/`undo_<step>` macro."""
+        template = kind_of(step.kind).template
+        spelling = Spelling.of(step.args.netns, batch)
+        return self._call(template, f"{what}_{step.kind}", step.args, spelling)
+
+    def _call(self, template: str, macro: str, *args: Any) -> str:
+        return str(getattr(self._module(template), macro)(*args)).strip("\n")
+
     def _batched(self, step: Step) -> tuple[str, str, tuple[Entered, ...]]:
-        """A batched step's commands: its parts spelled as batch lines, then wrapped."""
-        ip_lines: list[str] = []
-        fdb_lines: list[str] = []
-        rules: list[Step] = []
-        sysctls: list[str] = []
+        """A batched step's commands: its parts spelled as batch lines per program, then
+        wrapped by templates/_batches.j2."""
+        lines: dict[Lane, list[str]] = {lane: [] for lane in LANE_ORDER}
+        firewall: list[Step] = []
         for part in step.parts:
-            args = {**part.args, "batch": True}
-            if part.kind in ("chain", "rule", "masquerade"):
-                rules.append(part)
-            elif part.kind == "sysctl":
-                sysctls.append(self._macro("sysctl_line", args))
-            elif part.kind == "fdb":
-                fdb_lines += self._batch_lines("do_fdb", args)
-            elif part.kind != "netns":
-                ip_lines += self._batch_lines(f"do_{part.kind}", args)
-        args = {
-            **step.args,
-            "ip_lines": ip_lines,
-            "fdb_lines": fdb_lines,
-            "restore": self._restore(rules),
-            "sysctls": sysctls,
-            "chains": [f"{p.args['table']}/{p.args['name']}" for p in rules if p.kind == "chain"],
+            lane = kind_of(part.kind).lane_of(part)
+            if lane == "firewall":
+                firewall.append(part)
+            elif lane != "netns":
+                batch = self._kind_macro("do", part, batch=True).splitlines()
+                if lane in _PROGRAMS:
+                    _check_batch_lines(batch)
+                lines[lane] += batch
+        restore = self._restore(firewall)
+        commands = _commands(lines, restore)
+        b = {
+            "commands": commands,
+            "restore": restore,
+            "chains": [
+                f"{p.args.table}/{p.args.name}" for p in firewall if isinstance(p.args, ChainArgs)
+            ],
         }
-        entered = _entered(args) if step.kind == "ns_batch" else ()
-        do = self._macro(f"do_{step.kind}", {**args, "commands": entered})
+        template = _BATCH_TEMPLATES.get(step.kind, "_batches.j2")
+        entered = commands if step.kind == "ns_batch" else ()
+        do = self._call(template, f"do_{step.kind}", step.args, b)
         if step.owner:
             return do, "", entered
         if step.kind in ("netns_batch", "restore"):
-            return do, self._macro(f"undo_{step.kind}", args), entered
+            return do, self._call(template, f"undo_{step.kind}", step.args, b), entered
         # Links of the root namespace go in one call (deleting a veth end deletes the pair
         # there and then, while a deleted namespace is cleaned up by the kernel later).
         links: list[str] = []
@@ -183,40 +228,33 @@ class Renderer:
         for part in step.parts:
             if part.owner:
                 continue
-            if part.kind in ("bridge", "vxlan"):
-                links.append(str(part.args["name"]))
-            elif part.kind == "veth":
-                links.append(str(part.args["near" if part.args["near_ns"] == HOST else "far"]))
+            link = kind_of(part.kind).deletes_link(part)
+            if link is not None:
+                links.append(link)
             else:
-                undo.append(self._macro(f"undo_{part.kind}", part.args))
+                undo.append(self._kind_macro("undo", part))
         if links:
-            undo.append(self._macro("undo_links", {"names": links}))
+            undo.append(self._call("_batches.j2", "undo_links", links))
         return do, "\n".join(undo), entered
-
-    def _batch_lines(self, macro: str, args: dict[str, Any]) -> list[str]:
-        lines = self._macro(macro, args).splitlines()
-        for line in lines:
-            if any(ch in line for ch in "'\"\\#"):
-                raise ValueError(f"cannot put {line!r} into an ip batch: it needs quoting")
-        return lines
 
     def _restore(self, rules: list[Step]) -> str:
         """iptables-restore input: per table, the new chains, then the rules, then COMMIT."""
         tables: dict[str, tuple[list[str], list[str]]] = {}
         for part in rules:
-            table = "nat" if part.kind == "masquerade" else str(part.args["table"])
+            template = kind_of(part.kind).template
+            table = part.args.table if isinstance(part.args, ChainArgs | RuleArgs) else "nat"
             chains, lines = tables.setdefault(table, ([], []))
             (chains if part.kind == "chain" else lines).append(
-                self._macro(f"restore_{part.kind}", part.args)
+                self._call(template, f"restore_{part.kind}", part.args)
             )
         return "\n".join(
             "\n".join([f"*{table}", *chains, *lines, "COMMIT"])
             for table, (chains, lines) in tables.items()
         )
 
-    def _macro(self, name: str, args: dict[str, Any]) -> str:
-        macro = getattr(self.macros, name)
-        return str(macro({**args, "ip": _ip_prefix(args)})).strip("\n")
+    def preflight(self, check: Precondition) -> str:
+        """One precondition's lines of setup.sh's preflight."""
+        return self._call(check.template, f"preflight_{check.name}", check.args)
 
     def script(self, name: str, plan: Plan, steps: list[RenderedStep] | None = None) -> str:
         text = self._render(f"{name}.j2", plan, steps if steps is not None else self.steps(plan))
@@ -235,7 +273,7 @@ class Renderer:
             plan=plan,
             steps=steps,
             probes=plan.probes,
-            macros=self.macros,
+            preflight=self.preflight,
             version=__version__,
             **extra,
         )
@@ -250,30 +288,28 @@ class Renderer:
         return self._render("unit.service.j2", plan, [], libexec=libexec)
 
 
-def _ip_prefix(args: dict[str, Any]) -> str:
-    """How an ip command starts in templates/_steps.j2 (`a.ip`): nothing inside a batch,
-    `ip ` in the root namespace, `ip netns exec NS ip ` (tutorial style) elsewhere."""
-    if args.get("batch"):
-        return ""
-    netns = args.get("netns", HOST)
-    return "ip " if netns == HOST else f"ip netns exec {quote(netns)} ip "
+def _check_batch_lines(lines: list[str]) -> None:
+    for line in lines:
+        if any(ch in line for ch in "'\"\\#"):
+            raise ValueError(f"cannot put {line!r} into a batch: it needs quoting")
 
 
-def _entered(args: dict[str, Any]) -> tuple[Entered, ...]:
-    """What a namespace step runs inside its namespace, in order, as argv and stdin: setup.sh
-    spells each as an `nsgen_enter NS ...` line (templates/_steps.j2, do_ns_batch), and
-    `nsgen up` starts them itself from inside the namespace."""
+_BATCH_TEMPLATES = {"restore": kind_of("chain").template}
+"""Batched steps spelled by a kind's own template (the root firewall by its backend's)."""
+
+
+def _commands(lines: dict[Lane, list[str]], restore: str) -> tuple[Entered, ...]:
+    """What a batched step runs, in LANE_ORDER, as argv and stdin: setup.sh spells each as a
+    here-document (templates/_batches.j2), and `nsgen up` starts a namespace step's commands
+    itself, from inside the namespace."""
     commands = []
-    if args["ip_lines"]:
-        commands.append(Entered(("ip", "-b", "-"), "".join(f"{x}\n" for x in args["ip_lines"])))
-    if args["fdb_lines"]:
-        commands.append(
-            Entered(("bridge", "-b", "-"), "".join(f"{x}\n" for x in args["fdb_lines"]))
-        )
-    if args["restore"]:
-        commands.append(Entered(("iptables-restore", "--noflush", "-w"), args["restore"] + "\n"))
-    if args["sysctls"]:
-        commands.append(Entered(("bash", "-c", "; ".join(args["sysctls"])), ""))
+    for lane in LANE_ORDER:
+        if lane in _PROGRAMS and lines[lane]:
+            commands.append(Entered(_PROGRAMS[lane], "".join(f"{x}\n" for x in lines[lane])))
+        elif lane == "firewall" and restore:
+            commands.append(Entered(("iptables-restore", "--noflush", "-w"), restore + "\n"))
+        elif lane == "sysctl" and lines[lane]:
+            commands.append(Entered(("bash", "-c", "; ".join(lines[lane])), ""))
     return tuple(commands)
 
 
@@ -281,11 +317,7 @@ def _owners(parts: tuple[Step, ...]) -> str:
     """What takes a batched step's effects with it, when each of its parts has an owner: the
     namespaces its veth pairs reach into."""
     names = list(
-        dict.fromkeys(
-            str(p.owner).removeprefix("namespace ")
-            for p in parts
-            if p.owner and str(p.owner).startswith("namespace ")
-        )
+        dict.fromkeys(p.owner.name for p in parts if p.owner and p.owner.what == "namespace")
     )
     if not names:
         return "links it configures"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from nsgen import fields
 from nsgen.errors import Problem
 from nsgen.fields import BUILTIN_CHAINS, _check_name
+from nsgen.kinds.registry import KINDS
 from nsgen.model import HOST, Topology
 from nsgen.names import near_name, peer_name
 
@@ -283,6 +284,8 @@ def check_topology(topology: Topology) -> list[Problem]:
                 )
             seen_masq[key2] = f"{base}.masquerade[{j}]"
     problems.extend(_check_checks(topology, spaces))
+    for kind in KINDS:
+        problems.extend(kind.validate(topology))
     return problems
 
 

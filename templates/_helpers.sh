@@ -4,10 +4,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,

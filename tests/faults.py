@@ -1,7 +1,7 @@
-"""Fault injection without product hooks: stand-in `ip`, `bridge`, `iptables` and
+"""Fault injection without product hooks: stand-in `ip`, `bridge`, `tc`, `iptables` and
 `iptables-restore` placed early on PATH.
 
-Each stand-in counts the calls that would change state (ip/bridge ... add/del/set/...,
+Each stand-in counts the calls that would change state (ip/bridge/tc ... add/del/set/...,
 `ip -b` batches, iptables -A/-D/-I/-N/-X/-F/-P/-R, every iptables-restore) in a shared counter
 file and fails the one whose number is
 $NSGEN_FAIL_AT, with exit status 2 and a message, as a real failing command would; calls whose
@@ -62,6 +62,7 @@ def install_stand_ins(directory: Path) -> dict[str, str]:
     for name, classify in (
         ("ip", _CLASSIFY_IP),
         ("bridge", _CLASSIFY_IP),
+        ("tc", _CLASSIFY_IP),
         ("iptables", _CLASSIFY_IPTABLES),
         ("iptables-restore", _CLASSIFY_RESTORE),
     ):

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from nsgen.backends.iptables import rule_text
 from nsgen.errors import TopologyError
 from nsgen.expand.docker import Sugar, chain_names, veth_name
 from nsgen.load import load_topology, topology_from_data
@@ -66,7 +67,7 @@ def problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def rules(topology: Topology) -> list[tuple[str, str, str]]:
-    return [(r.table, r.chain, r.rule) for r in topology.host.iptables.rules]
+    return [(r.table, r.chain, rule_text(r)) for r in topology.host.iptables.rules]
 
 
 # ---- what the vocabulary expands to --------------------------------------------------------
@@ -152,7 +153,11 @@ def test_hosts_files_know_every_container_sharing_a_network() -> None:
 
 
 def test_forwarding_sysctl_only_when_a_network_has_a_way_out() -> None:
-    assert expand(base()).host.sysctls == {"net.ipv4.ip_forward": "1"}
+    assert expand(base()).host.sysctls == {
+        "net.ipv4.ip_forward": "1",
+        # a published port: the host's own connections to 127.0.0.1 leave through br-front
+        "net.ipv4.conf.br-front.route_localnet": "1",
+    }
     data = base()
     data["networks"] = {"back": {"subnet": "10.20.0.0/24", "internal": True}}
     data["containers"] = {"db": {"networks": ["back"]}}
@@ -162,6 +167,7 @@ def test_forwarding_sysctl_only_when_a_network_has_a_way_out() -> None:
     assert expand(data).host.sysctls == {
         "net.ipv4.ip_forward": "1",
         "net.bridge.bridge-nf-call-iptables": "1",
+        "net.ipv4.conf.br-front.route_localnet": "1",
     }
 
 
@@ -193,7 +199,7 @@ def test_iptables_own_chains_isolation_icc_internal_nat_and_published_ports() ->
         ("nat", "POSTROUTING", "-s 10.10.0.0/24 ! -o br-front -j MASQUERADE"),
         ("nat", "POSTROUTING", "-s 10.40.0.0/24 ! -o br-quiet -j MASQUERADE"),
         ("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {dnat}"),
-        ("nat", "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {dnat}"),
+        ("nat", "OUTPUT", f"-m addrtype --dst-type LOCAL -j {dnat}"),
         ("nat", dnat, "-p tcp --dport 8080 -j DNAT --to-destination 10.10.0.2:80"),
         (
             "nat",
@@ -201,8 +207,11 @@ def test_iptables_own_chains_isolation_icc_internal_nat_and_published_ports() ->
             "-s 10.10.0.0/24 -d 10.10.0.2 -p tcp --dport 80 "
             "-m conntrack --ctstate DNAT -j MASQUERADE",
         ),
+        ("nat", "POSTROUTING", "-s 127.0.0.0/8 -d 10.10.0.2 -p tcp --dport 80 -j MASQUERADE"),
     ]
     assert topology.host.masquerade == []
+    ports = [i.peer for s in topology.namespaces.values() for i in s.interfaces]
+    assert ports and all(peer.hairpin for peer in ports)
 
 
 def test_publish_long_form_udp_and_host_ip() -> None:
@@ -541,7 +550,18 @@ def http_get(url: str, netns: str | None = None, timeout: float = 3) -> bool:
     return result.returncode == 0 and result.stdout.strip() == "200"
 
 
-PAGES = ("ready", "from-upstream", "from-host", "hairpin", "direct", "from-backend", "wrong-port")
+PAGES = (
+    "ready",
+    "from-upstream",
+    "from-host",
+    "hairpin",
+    "direct",
+    "from-backend",
+    "wrong-port",
+    "own-port",
+    "own-port-via-gateway",
+    "localhost",
+)
 
 
 @contextmanager
@@ -629,6 +649,12 @@ def test_the_example_with_real_packets_and_teardown_restores_everything(tmp_path
                 assert http_get(f"{url}/from-upstream", netns="nsgen-upstream")
                 assert http_get(f"{url}/from-host")
                 assert http_get(f"{url}/hairpin", netns="client")
+                # a container reaches its own published port, through the host's address or
+                # its network's gateway (hairpin mode on its bridge port), and the host
+                # reaches it on 127.0.0.1 (route_localnet on the bridge, loopback masqueraded)
+                assert http_get(f"{url}/own-port", netns="web")
+                assert http_get("http://172.18.0.1:8080/own-port-via-gateway", netns="web")
+                assert http_get("http://127.0.0.1:8080/localhost")
                 assert http_get("http://web/direct", netns="client")
                 assert not http_get("http://172.19.0.1:8080/from-backend", netns="db", timeout=2)
                 assert not http_get("http://web:8080/wrong-port", netns="client", timeout=2)
@@ -639,6 +665,9 @@ def test_the_example_with_real_packets_and_teardown_restores_everything(tmp_path
             assert client_of(log, "/hairpin") == "172.18.0.1"
             assert client_of(log, "/direct") == "172.18.0.3"
             assert client_of(log, "/from-backend") is None
+            assert client_of(log, "/own-port") == "172.18.0.1"
+            assert client_of(log, "/own-port-via-gateway") == "172.18.0.1"
+            assert client_of(log, "/localhost") == "172.18.0.1"
 
             checks = nsgen("check", EXAMPLE)
             assert checks.returncode == 0, checks.stdout + checks.stderr

@@ -34,6 +34,7 @@ from nsgen.cli import app
 from nsgen.document import MAX_BYTES, MAX_DEPTH, MAX_ENTRIES, MAX_VALUES, _node_bound
 from nsgen.errors import TopologyError, UsageError
 from nsgen.load import _cannot, load_topology
+from nsgen.model import Namespace
 
 MEMORY_LIMIT = 768 * 2**20
 """Address space the command may use: a few times what a valid 5,000-namespace file needs."""
@@ -328,9 +329,9 @@ def test_problems_read_from_stdin_name_stdin_with_their_lines() -> None:
     outcome = validate_here("-", stdin=b"name: piped\nnamespaces:\n  red: {bogus: 1}\n")
     (line,) = assert_refused(outcome, "<stdin>")
     assert line == (
-        "<stdin>:3:9: namespaces.red.bogus: unknown key 'bogus' (known keys: bridges, dns, "
-        "external, fdb, interfaces, iptables, loopback, masquerade, neighbors, routes, sysctls, "
-        "vxlans)"
+        "<stdin>:3:9: namespaces.red.bogus: unknown key 'bogus' (known keys: "
+        + ", ".join(sorted(Namespace.model_fields))
+        + ")"
     )
 
 

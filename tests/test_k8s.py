@@ -27,6 +27,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from nsgen.backends.iptables import rule_text
 from nsgen.cli import app
 from nsgen.errors import TopologyError
 from nsgen.expand.k8s import probability, vtep_mac
@@ -94,7 +95,7 @@ def problems(data: dict[str, Any]) -> list[str]:
 
 
 def rules(space: Namespace) -> list[tuple[str, str, str]]:
-    return [(r.table, r.chain, r.rule) for r in space.iptables.rules]
+    return [(r.table, r.chain, rule_text(r)) for r in space.iptables.rules]
 
 
 # ---- addresses, names, routes ----------------------------------------------------------------
@@ -413,7 +414,7 @@ def test_a_service_without_endpoints_is_rejected_in_the_filter_table() -> None:
         (
             "filter",
             "KUBE-EXTERNAL-SERVICES",
-            f"-m addrtype --dst-type LOCAL -p tcp --dport 30090 {reject}",
+            f"-p tcp --dport 30090 -m addrtype --dst-type LOCAL {reject}",
         ),
     ]
     assert not any(chain.startswith("KUBE-SVC") for _, chain, _ in rules(space))

@@ -317,3 +317,33 @@ def test_a_namespace_that_cannot_be_entered_is_different(tmp_path: Path) -> None
     )
     assert calls.count(["ip", "-n", "red", "-j", "-d", "addr", "show"]) == 1
     assert not any(argv[:3] == ["ip", "-n", "blue"] for argv in calls)
+
+
+@sandboxed
+def test_neighbour_and_fdb_entries_are_observed_and_their_removal_is_drift() -> None:
+    """k8s-vxlan's flannel entries (a permanent ARP entry and an FDB entry per other node)
+    are objects status compares like any other: present after up, missing once deleted."""
+    example = SEED.parent / "k8s-vxlan.yaml"
+    with upstream(["eth0"]):
+        result = _nsgen("up", "--quiet", str(example))
+        assert result.returncode == 0, result.stderr
+        try:
+            topology = load_topology(example)
+            rows = topology_status(topology)
+            assert _not_present(rows) == {}
+            kinds = [r.kind for r in rows]
+            assert kinds.count("neighbor") == 2 and kinds.count("fdb") == 2
+            neighbour = next(r for r in rows if r.kind == "neighbor" and r.netns == "node1")
+            fdb = next(r for r in rows if r.kind == "fdb" and r.netns == "node1")
+            assert neighbour.name == "10.244.1.0 lladdr 0a:58:0a:f4:01:00 dev flannel.1"
+            assert fdb.name == "0a:58:0a:f4:01:00 dev flannel.1 dst 10.10.0.2"
+            _ok("ip", "neigh", "del", "10.244.1.0", "dev", "flannel.1", netns="node1")
+            _ok("bridge", "fdb", "del", "0a:58:0a:f4:01:00", "dev", "flannel.1",
+                "dst", "10.10.0.2", netns="node1")  # fmt: skip
+            assert _not_present(topology_status(topology)) == {
+                ("neighbor", "node1", neighbour.name): (MISSING, ""),
+                ("fdb", "node1", fdb.name): (MISSING, ""),
+            }
+        finally:
+            down = _nsgen("down", "--quiet", "k8s-vxlan")
+            assert down.returncode == 0, down.stderr

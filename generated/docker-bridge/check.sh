@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c.
+# 9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -3,12 +3,12 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c.
+# 9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
-# It builds the network in 11 numbered steps, logging each one to stderr as
-# "[nsgen] N/11 what". Before the first change it checks that nothing it would
+# It builds the network in 12 numbered steps, logging each one to stderr as
+# "[nsgen] N/12 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -18,10 +18,10 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c
+readonly NSGEN_DIGEST=9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
-readonly NSGEN_STEPS=11
+readonly NSGEN_STEPS=12
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -29,10 +29,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -280,9 +292,11 @@ nsgen_preflight() {
     if nsgen_has_netns client; then nsgen_problem 'namespace client already exists'; fi
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
     if nsgen_listed_link br-frontend; then nsgen_problem 'link br-frontend already exists in the root namespace'; fi
-    if nsgen_has_route 172.18.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.18.0.0/24'; fi
     if nsgen_listed_link br-backend; then nsgen_problem 'link br-backend already exists in the root namespace'; fi
-    if nsgen_has_route 172.19.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.19.0.0/24'; fi
+    if nsgen_has_route 4 172.18.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.18.0.0/24 (ip -4 route show exact 172.18.0.0/24)'; fi
+    if [[ -n $(ip -o addr show to 172.18.0.1 2>/dev/null) ]]; then nsgen_problem 'address 172.18.0.1 is already assigned in the root namespace (ip addr show to 172.18.0.1)'; fi
+    if nsgen_has_route 4 172.19.0.0/24; then nsgen_problem 'the root namespace already has a route to 172.19.0.0/24 (ip -4 route show exact 172.19.0.0/24)'; fi
+    if [[ -n $(ip -o addr show to 172.19.0.1 2>/dev/null) ]]; then nsgen_problem 'address 172.19.0.1 is already assigned in the root namespace (ip addr show to 172.19.0.1)'; fi
     if nsgen_listed_link veth73f8f90; then nsgen_problem 'link veth73f8f90 already exists in the root namespace'; fi
     if nsgen_listed_link vethb4c90b3; then nsgen_problem 'link vethb4c90b3 already exists in the root namespace'; fi
     if nsgen_listed_link vethb53cdc7; then nsgen_problem 'link vethb53cdc7 already exists in the root namespace'; fi
@@ -292,8 +306,9 @@ nsgen_preflight() {
     if iptables -w -t filter -C FORWARD -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-FWD 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in filter FORWARD'; fi
     if iptables -w -t nat -C POSTROUTING -s 172.18.0.0/24 '!' -o br-frontend -m comment --comment nsgen:docker-bridge -j MASQUERADE 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in nat POSTROUTING'; fi
     if iptables -w -t nat -C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-DNAT 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in nat PREROUTING'; fi
-    if iptables -w -t nat -C OUTPUT '!' -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-DNAT 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in nat OUTPUT'; fi
+    if iptables -w -t nat -C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-DNAT 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in nat OUTPUT'; fi
     if iptables -w -t nat -C POSTROUTING -s 172.18.0.0/24 -d 172.18.0.2 -p tcp --dport 80 -m conntrack --ctstate DNAT -m comment --comment nsgen:docker-bridge -j MASQUERADE 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in nat POSTROUTING'; fi
+    if iptables -w -t nat -C POSTROUTING -s 127.0.0.0/8 -d 172.18.0.2 -p tcp --dport 80 -m comment --comment nsgen:docker-bridge -j MASQUERADE 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in nat POSTROUTING'; fi
     if [[ -e /etc/netns/web/resolv.conf ]]; then nsgen_problem '/etc/netns/web/resolv.conf already exists'; fi
     if [[ -e /etc/netns/web/hosts ]]; then nsgen_problem '/etc/netns/web/hosts already exists'; fi
     if [[ -e /etc/netns/client/resolv.conf ]]; then nsgen_problem '/etc/netns/client/resolv.conf already exists'; fi
@@ -317,7 +332,7 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/11: create 2 bridges in the root namespace ---------------------
+# ---- step 1/12: create 2 bridges in the root namespace ---------------------
 # A bridge is a virtual switch: every veth end attached to it can reach the
 # others, like ports of one Ethernet switch. Its address makes the root
 # namespace a member of that network, and its gateway.
@@ -329,15 +344,15 @@ ip -b - <<'EOF'
 link add br-frontend type bridge
 link set br-frontend addrgenmode none
 link set br-frontend up
-addr add 172.18.0.1/24 dev br-frontend
 link add br-backend type bridge
 link set br-backend addrgenmode none
 link set br-backend up
+addr add 172.18.0.1/24 dev br-frontend
 addr add 172.19.0.1/24 dev br-backend
 EOF
 nsgen_end 1
 
-# ---- step 2/11: create 3 namespace(s): web, client, db ---------------------
+# ---- step 2/12: create 3 namespace(s): web, client, db ---------------------
 # A network namespace is a separate copy of the network stack: its own links,
 # addresses, routes and firewall. This is what a container gets. One `ip -b`
 # creates them all.
@@ -352,7 +367,7 @@ netns add db
 EOF
 nsgen_end 2
 
-# ---- step 3/11: create veth pairs (4 veths) --------------------------------
+# ---- step 3/12: create veth pairs (4 veths) --------------------------------
 # veth pairs are virtual cables: each is created with both ends already in their
 # namespaces, and the ends that stay in the root namespace are attached to their
 # bridge and brought up, all in one `ip -b`.
@@ -365,20 +380,24 @@ link add eth0 netns client type veth peer name vethb53cdc7
 link add eth0 netns db type veth peer name vethb386b5d
 link set veth73f8f90 addrgenmode none
 link set veth73f8f90 master br-frontend
+link set veth73f8f90 type bridge_slave hairpin on
 link set veth73f8f90 up
 link set vethb4c90b3 addrgenmode none
 link set vethb4c90b3 master br-backend
+link set vethb4c90b3 type bridge_slave hairpin on
 link set vethb4c90b3 up
 link set vethb53cdc7 addrgenmode none
 link set vethb53cdc7 master br-frontend
+link set vethb53cdc7 type bridge_slave hairpin on
 link set vethb53cdc7 up
 link set vethb386b5d addrgenmode none
 link set vethb386b5d master br-backend
+link set vethb386b5d type bridge_slave hairpin on
 link set vethb386b5d up
 EOF
 nsgen_end 3
 
-# ---- step 4/11: configure namespace web ------------------------------------
+# ---- step 4/12: configure namespace web ------------------------------------
 # Everything inside web, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace web.
@@ -396,7 +415,7 @@ route add default via 172.18.0.1
 EOF
 }
 
-# ---- step 5/11: configure namespace client ---------------------------------
+# ---- step 5/12: configure namespace client ---------------------------------
 # Everything inside client, with one entry into the namespace: lo up; veth ends;
 # routes.
 # Undo: nothing of its own; it goes away with the namespace client.
@@ -411,7 +430,7 @@ route add default via 172.18.0.1
 EOF
 }
 
-# ---- step 6/11: configure namespace db -------------------------------------
+# ---- step 6/12: configure namespace db -------------------------------------
 # Everything inside db, with one entry into the namespace: lo up; veth ends.
 # Undo: nothing of its own; it goes away with the namespace db.
 nsgen_titles[6]='configure namespace db'
@@ -428,14 +447,14 @@ EOF
 # Each works inside its own namespace only, so they can share the machine's cores.
 nsgen_lanes 4 6
 
-# ---- step 7/11: install 12 iptables change(s) in the root namespace --------
+# ---- step 7/12: install 13 iptables change(s) in the root namespace --------
 # Own chains and rules, in one `iptables-restore --noflush` (nothing else is
 # flushed). Every rule carries the comment nsgen:docker-bridge, and teardown
 # removes exactly the rules with that comment and the chains created here.
 nsgen_undo_7() {
   nsgen_remove_iptables nsgen:docker-bridge filter/NSGEN-docker-bridge-FWD nat/NSGEN-docker-bridge-DNAT
 }
-nsgen_begin 7 'install 12 iptables change(s) in the root namespace'
+nsgen_begin 7 'install 13 iptables change(s) in the root namespace'
 iptables-restore --noflush -w <<'EOF'
 *filter
 :NSGEN-docker-bridge-FWD - [0:0]
@@ -449,14 +468,15 @@ COMMIT
 :NSGEN-docker-bridge-DNAT - [0:0]
 -A POSTROUTING -s 172.18.0.0/24 ! -o br-frontend -m comment --comment nsgen:docker-bridge -j MASQUERADE
 -A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-DNAT
--A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-DNAT
 -A NSGEN-docker-bridge-DNAT -p tcp --dport 8080 -m comment --comment nsgen:docker-bridge -j DNAT --to-destination 172.18.0.2:80
 -A POSTROUTING -s 172.18.0.0/24 -d 172.18.0.2 -p tcp --dport 80 -m conntrack --ctstate DNAT -m comment --comment nsgen:docker-bridge -j MASQUERADE
+-A POSTROUTING -s 127.0.0.0/8 -d 172.18.0.2 -p tcp --dport 80 -m comment --comment nsgen:docker-bridge -j MASQUERADE
 COMMIT
 EOF
 nsgen_end 7
 
-# ---- step 8/11: set net.ipv4.ip_forward=1 ----------------------------------
+# ---- step 8/12: set net.ipv4.ip_forward=1 ----------------------------------
 # Forwarding lets the kernel pass packets from one interface to another, which a
 # router (here: the namespaces' gateway) must do. The previous value is saved
 # and teardown puts it back.
@@ -468,44 +488,57 @@ nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
 nsgen_end 8
 
-# ---- step 9/11: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts -----
+# ---- step 9/12: set net.ipv4.conf.br-frontend.route_localnet=1 -------------
+# The kernel routes packets with a loopback source (127.0.0.1) out of br-
+# frontend only with route_localnet: the host's own connection to 127.0.0.1 on a
+# published port is sent on to the container that way. The previous value is
+# saved and teardown puts it back.
+nsgen_undo_9() {
+  nsgen_restore_sysctl net.ipv4.conf.br-frontend.route_localnet
+}
+nsgen_begin 9 'set net.ipv4.conf.br-frontend.route_localnet=1'
+nsgen_save_sysctl net.ipv4.conf.br-frontend.route_localnet
+echo 1 > /proc/sys/net/ipv4/conf/br-frontend/route_localnet
+nsgen_end 9
+
+# ---- step 10/12: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts ----
 # 'ip netns exec web' shows files in /etc/netns/web/ in place of the host's /etc
 # files, so programs in the namespace resolve names with these.
-nsgen_undo_9() {
+nsgen_undo_10() {
   rm -f /etc/netns/web/resolv.conf /etc/netns/web/hosts
   nsgen_remove_netns_dir web
 }
-nsgen_begin 9 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
+nsgen_begin 10 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
 nsgen_make_netns_dir web
 printf '%s\n' 'nameserver 127.0.0.11' > /etc/netns/web/resolv.conf
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '172.18.0.2 web' '172.18.0.3 client' '172.19.0.10 db' > /etc/netns/web/hosts
-nsgen_end 9
+nsgen_end 10
 
-# ---- step 10/11: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
+# ---- step 11/12: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
 # 'ip netns exec client' shows files in /etc/netns/client/ in place of the
 # host's /etc files, so programs in the namespace resolve names with these.
-nsgen_undo_10() {
+nsgen_undo_11() {
   rm -f /etc/netns/client/resolv.conf /etc/netns/client/hosts
   nsgen_remove_netns_dir client
 }
-nsgen_begin 10 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
+nsgen_begin 11 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
 nsgen_make_netns_dir client
 printf '%s\n' 'nameserver 127.0.0.11' > /etc/netns/client/resolv.conf
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '172.18.0.3 client' '172.18.0.2 web' > /etc/netns/client/hosts
-nsgen_end 10
+nsgen_end 11
 
-# ---- step 11/11: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts ------
+# ---- step 12/12: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts ------
 # 'ip netns exec db' shows files in /etc/netns/db/ in place of the host's /etc
 # files, so programs in the namespace resolve names with these.
-nsgen_undo_11() {
+nsgen_undo_12() {
   rm -f /etc/netns/db/resolv.conf /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
-nsgen_begin 11 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
+nsgen_begin 12 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
 nsgen_make_netns_dir db
 printf '%s\n' 'nameserver 127.0.0.11' > /etc/netns/db/resolv.conf
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '172.19.0.10 db' '172.19.0.2 web' > /etc/netns/db/hosts
-nsgen_end 11
+nsgen_end 12
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"

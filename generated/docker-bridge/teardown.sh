@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c.
+# 9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -12,15 +12,27 @@
 # saved sysctl values, and then deletes that record. With no record there is nothing
 # of this topology here, and it exits 0 without touching anything; so does a second run.
 #
-# Exit status: 0 removed (or nothing to remove); 1 refused (not root, or the record is
-# from a different version of the topology); 4 some undo failed (listed; run again).
+# Every undo removes exactly what its step added and counts what is already gone as done,
+# so a record left by a failed run (exit 4) can always be finished: fix what stopped an
+# undo and run this again. `teardown.sh --forget` clears the record even if some undo
+# fails, and lists what it leaves behind.
+#
+# Exit status: 0 removed (or nothing to remove; or forgotten with --forget); 1 refused (not
+# root, or the record is from a different version of the topology); 4 some undo failed
+# (listed; run again).
 set -euo pipefail
+nsgen_forget=0
+case ${1:-} in
+  --forget) nsgen_forget=1 ;;
+  "") ;;
+  *) printf '[nsgen] usage: %s [--forget]\n' "$0" >&2; exit 2 ;;
+esac
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=ec51af2a19576fec16fb26a82c1df829107dead01a1538f6cf61d08b9505f11c
+readonly NSGEN_DIGEST=9df1e729ffd9b2a0f02a7b1696c98aa645b2a1434861c43413faf0eb9e1d0f6c
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
-readonly NSGEN_STEPS=11
+readonly NSGEN_STEPS=12
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -28,10 +40,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -179,40 +203,45 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 11/11: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts
-nsgen_undo_11() {
+# ---- undo step 12/12: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts
+nsgen_undo_12() {
   rm -f /etc/netns/db/resolv.conf /etc/netns/db/hosts
   nsgen_remove_netns_dir db
 }
 
-# ---- undo step 10/11: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
-nsgen_undo_10() {
+# ---- undo step 11/12: write /etc/netns/client/resolv.conf, /etc/netns/client/hosts
+nsgen_undo_11() {
   rm -f /etc/netns/client/resolv.conf /etc/netns/client/hosts
   nsgen_remove_netns_dir client
 }
 
-# ---- undo step 9/11: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts
-nsgen_undo_9() {
+# ---- undo step 10/12: write /etc/netns/web/resolv.conf, /etc/netns/web/hosts
+nsgen_undo_10() {
   rm -f /etc/netns/web/resolv.conf /etc/netns/web/hosts
   nsgen_remove_netns_dir web
 }
 
-# ---- undo step 8/11: set net.ipv4.ip_forward=1
+# ---- undo step 9/12: set net.ipv4.conf.br-frontend.route_localnet=1
+nsgen_undo_9() {
+  nsgen_restore_sysctl net.ipv4.conf.br-frontend.route_localnet
+}
+
+# ---- undo step 8/12: set net.ipv4.ip_forward=1
 nsgen_undo_8() {
   nsgen_restore_sysctl net.ipv4.ip_forward
 }
 
-# ---- undo step 7/11: install 12 iptables change(s) in the root namespace
+# ---- undo step 7/12: install 13 iptables change(s) in the root namespace
 nsgen_undo_7() {
   nsgen_remove_iptables nsgen:docker-bridge filter/NSGEN-docker-bridge-FWD nat/NSGEN-docker-bridge-DNAT
 }
 
-# ---- undo step 2/11: create 3 namespace(s): web, client, db
+# ---- undo step 2/12: create 3 namespace(s): web, client, db
 nsgen_undo_2() {
   nsgen_delete_netns web client db -- veth73f8f90 vethb4c90b3 vethb53cdc7 vethb386b5d
 }
 
-# ---- undo step 1/11: create 2 bridges in the root namespace
+# ---- undo step 1/12: create 2 bridges in the root namespace
 nsgen_undo_1() {
   nsgen_delete_links br-frontend br-backend
 }
@@ -244,17 +273,25 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 11 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
-nsgen_undo 10 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
-nsgen_undo 9 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
+nsgen_undo 12 'write /etc/netns/db/resolv.conf, /etc/netns/db/hosts'
+nsgen_undo 11 'write /etc/netns/client/resolv.conf, /etc/netns/client/hosts'
+nsgen_undo 10 'write /etc/netns/web/resolv.conf, /etc/netns/web/hosts'
+nsgen_undo 9 'set net.ipv4.conf.br-frontend.route_localnet=1'
 nsgen_undo 8 'set net.ipv4.ip_forward=1'
-nsgen_undo 7 'install 12 iptables change(s) in the root namespace'
+nsgen_undo 7 'install 13 iptables change(s) in the root namespace'
 nsgen_undo 2 'create 3 namespace(s): web, client, db'
 nsgen_undo 1 'create 2 bridges in the root namespace'
 
 if ((${#nsgen_leftovers[@]})); then
+  if ((nsgen_forget)); then
+    nsgen_log "forgetting $NSGEN_TOPOLOGY; what these steps made is left behind:"
+    printf '[nsgen]   %s\n' "${nsgen_leftovers[@]}" >&2
+    rm -rf -- "$NSGEN_STATE"
+    exit 0
+  fi
   nsgen_log "teardown incomplete; these steps could not be undone:"
   printf '[nsgen]   %s\n' "${nsgen_leftovers[@]}" >&2
+  nsgen_log "fix what stopped them and run this again (or: $0 --forget)"
   exit 4
 fi
 rm -rf -- "$NSGEN_STATE"

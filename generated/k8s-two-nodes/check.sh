@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3393961f83589855b1ad3667ce6b1a3151f2f274b3e3f6eb6fa95b9c2377148a.
+# 1d399a36e0ca4a89445322c7d18e2e78e126e95aaea1b4ca6bff6b852c1a0ba7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152.
+# 16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152.
+# 16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152
+readonly NSGEN_DIGEST=16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -29,10 +29,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -270,6 +282,7 @@ nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
   [[ $EUID -eq 0 ]] || nsgen_problem "must run as root (try: sudo $0)"
   command -v ip >/dev/null || nsgen_problem 'ip is not installed'
+  command -v bridge >/dev/null || nsgen_problem 'bridge is not installed'
   command -v iptables >/dev/null || nsgen_problem 'iptables is not installed'
   if ((${#nsgen_problems[@]} == 0)); then
     nsgen_links_before=$(nsgen_root_links)
@@ -283,7 +296,8 @@ nsgen_preflight() {
     if nsgen_has_netns web-b; then nsgen_problem 'namespace web-b already exists'; fi
     if nsgen_has_netns client-b; then nsgen_problem 'namespace client-b already exists'; fi
     if nsgen_listed_link k8s-nodes; then nsgen_problem 'link k8s-nodes already exists in the root namespace'; fi
-    if nsgen_has_route 10.10.0.0/24; then nsgen_problem 'the root namespace already has a route to 10.10.0.0/24'; fi
+    if nsgen_has_route 4 10.10.0.0/24; then nsgen_problem 'the root namespace already has a route to 10.10.0.0/24 (ip -4 route show exact 10.10.0.0/24)'; fi
+    if [[ -n $(ip -o addr show to 10.10.0.254 2>/dev/null) ]]; then nsgen_problem 'address 10.10.0.254 is already assigned in the root namespace (ip addr show to 10.10.0.254)'; fi
     if nsgen_listed_link veth0e2b28f; then nsgen_problem 'link veth0e2b28f already exists in the root namespace'; fi
     if nsgen_listed_link vetha07da7a; then nsgen_problem 'link vetha07da7a already exists in the root namespace'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.10.0.0/24 -o eth0 -m comment --comment nsgen:k8s-vxlan -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-vxlan for 10.10.0.0/24 out of eth0 is already present'; fi

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152.
+# 16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -12,12 +12,24 @@
 # saved sysctl values, and then deletes that record. With no record there is nothing
 # of this topology here, and it exits 0 without touching anything; so does a second run.
 #
-# Exit status: 0 removed (or nothing to remove); 1 refused (not root, or the record is
-# from a different version of the topology); 4 some undo failed (listed; run again).
+# Every undo removes exactly what its step added and counts what is already gone as done,
+# so a record left by a failed run (exit 4) can always be finished: fix what stopped an
+# undo and run this again. `teardown.sh --forget` clears the record even if some undo
+# fails, and lists what it leaves behind.
+#
+# Exit status: 0 removed (or nothing to remove; or forgotten with --forget); 1 refused (not
+# root, or the record is from a different version of the topology); 4 some undo failed
+# (listed; run again).
 set -euo pipefail
+nsgen_forget=0
+case ${1:-} in
+  --forget) nsgen_forget=1 ;;
+  "") ;;
+  *) printf '[nsgen] usage: %s [--forget]\n' "$0" >&2; exit 2 ;;
+esac
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=2e2ede1a6e9a6f7fd6b57f46da91f89c81baf22fdf0fcfa35e7f4af768e3c152
+readonly NSGEN_DIGEST=16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -28,10 +40,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -260,8 +284,15 @@ nsgen_undo 2 'create 6 namespace(s): node1, web-a, client-a, node2, web-b, clien
 nsgen_undo 1 'create 1 bridge in the root namespace'
 
 if ((${#nsgen_leftovers[@]})); then
+  if ((nsgen_forget)); then
+    nsgen_log "forgetting $NSGEN_TOPOLOGY; what these steps made is left behind:"
+    printf '[nsgen]   %s\n' "${nsgen_leftovers[@]}" >&2
+    rm -rf -- "$NSGEN_STATE"
+    exit 0
+  fi
   nsgen_log "teardown incomplete; these steps could not be undone:"
   printf '[nsgen]   %s\n' "${nsgen_leftovers[@]}" >&2
+  nsgen_log "fix what stopped them and run this again (or: $0 --forget)"
   exit 4
 fi
 rm -rf -- "$NSGEN_STATE"

@@ -3,7 +3,7 @@
 #   red and blue namespaces on bridge br0, masqueraded out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 251bfbd73f5e9bca17f2a910de7d53110e8ef4f514608199f9b182d728e49617.
+# f85bba034f33cdc4856c58859f7863fa9a100fede74f2023c33531c37cf89ef3.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

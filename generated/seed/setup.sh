@@ -3,7 +3,7 @@
 #   red and blue namespaces on bridge br0, masqueraded out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 251bfbd73f5e9bca17f2a910de7d53110e8ef4f514608199f9b182d728e49617.
+# f85bba034f33cdc4856c58859f7863fa9a100fede74f2023c33531c37cf89ef3.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=seed
-readonly NSGEN_DIGEST=251bfbd73f5e9bca17f2a910de7d53110e8ef4f514608199f9b182d728e49617
+readonly NSGEN_DIGEST=f85bba034f33cdc4856c58859f7863fa9a100fede74f2023c33531c37cf89ef3
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
 readonly NSGEN_STEPS=8
@@ -29,10 +29,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -279,7 +291,8 @@ nsgen_preflight() {
     if nsgen_has_netns red; then nsgen_problem 'namespace red already exists'; fi
     if nsgen_has_netns blue; then nsgen_problem 'namespace blue already exists'; fi
     if nsgen_listed_link br0; then nsgen_problem 'link br0 already exists in the root namespace'; fi
-    if nsgen_has_route 192.168.15.0/24; then nsgen_problem 'the root namespace already has a route to 192.168.15.0/24'; fi
+    if nsgen_has_route 4 192.168.15.0/24; then nsgen_problem 'the root namespace already has a route to 192.168.15.0/24 (ip -4 route show exact 192.168.15.0/24)'; fi
+    if [[ -n $(ip -o addr show to 192.168.15.254 2>/dev/null) ]]; then nsgen_problem 'address 192.168.15.254 is already assigned in the root namespace (ip addr show to 192.168.15.254)'; fi
     if nsgen_listed_link veth-red-br; then nsgen_problem 'link veth-red-br already exists in the root namespace'; fi
     if nsgen_listed_link veth-blue-br; then nsgen_problem 'link veth-blue-br already exists in the root namespace'; fi
     if iptables -w -t nat -C POSTROUTING -s 192.168.15.0/24 -o eth0 -m comment --comment nsgen:seed -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:seed for 192.168.15.0/24 out of eth0 is already present'; fi

@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 65dcc51afa899382fdb088ff6e46d39ad792ba6b466f97d506de8046a60da583.
+# 9a4e9c403d258c4bcc28c54c313435674821f2e0b83d9eae25aa2c5cfc9e2c35.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #

@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 65dcc51afa899382fdb088ff6e46d39ad792ba6b466f97d506de8046a60da583.
+# 9a4e9c403d258c4bcc28c54c313435674821f2e0b83d9eae25aa2c5cfc9e2c35.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=65dcc51afa899382fdb088ff6e46d39ad792ba6b466f97d506de8046a60da583
+readonly NSGEN_DIGEST=9a4e9c403d258c4bcc28c54c313435674821f2e0b83d9eae25aa2c5cfc9e2c35
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=11
@@ -29,10 +29,22 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 
 # Existence tests. Undo steps use them so that undoing something that is not
 # there (a partial setup, a second teardown) is a no-op instead of an error.
+# Each tests for exactly one object, so that an undo never removes someone else's.
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
-nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# DEV ADDRESS/PREFIX: that address, with that prefix length, on that link
+nsgen_has_addr() {
+  local listed
+  listed=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  [[ "$listed " == *" inet $2 "* || "$listed " == *" inet6 $2 "* ]]
+}
+# FAMILY DESTINATION [via GATEWAY] [dev DEVICE]: a route of the main table to exactly that
+# destination (default included), through exactly that gateway and device when given
+nsgen_has_route() {
+  local family=$1
+  shift
+  [[ -n $(ip "-$family" route show exact "$@" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -282,8 +294,9 @@ nsgen_preflight() {
     if nsgen_has_netns db; then nsgen_problem 'namespace db already exists'; fi
     if nsgen_has_netns backup; then nsgen_problem 'namespace backup already exists'; fi
     if nsgen_listed_link br-front; then nsgen_problem 'link br-front already exists in the root namespace'; fi
-    if nsgen_has_route 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24'; fi
     if nsgen_listed_link br-back; then nsgen_problem 'link br-back already exists in the root namespace'; fi
+    if nsgen_has_route 4 10.0.1.0/24; then nsgen_problem 'the root namespace already has a route to 10.0.1.0/24 (ip -4 route show exact 10.0.1.0/24)'; fi
+    if [[ -n $(ip -o addr show to 10.0.1.254 2>/dev/null) ]]; then nsgen_problem 'address 10.0.1.254 is already assigned in the root namespace (ip addr show to 10.0.1.254)'; fi
     if nsgen_listed_link veth-web1-br; then nsgen_problem 'link veth-web1-br already exists in the root namespace'; fi
     if nsgen_listed_link veth-web2-br; then nsgen_problem 'link veth-web2-br already exists in the root namespace'; fi
     if nsgen_listed_link router-front; then nsgen_problem 'link router-front already exists in the root namespace'; fi
@@ -320,10 +333,10 @@ ip -b - <<'EOF'
 link add br-front type bridge
 link set br-front addrgenmode none
 link set br-front up
-addr add 10.0.1.254/24 dev br-front
 link add br-back type bridge
 link set br-back addrgenmode none
 link set br-back up
+addr add 10.0.1.254/24 dev br-front
 EOF
 nsgen_end 1
 

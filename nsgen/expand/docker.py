@@ -730,11 +730,9 @@ def _check_publish(boxes: list[Box], nets: dict[str, Net], problems: list[Proble
 # ---- core objects ----------------------------------------------------------------------------
 
 
-def _rule(table: str, chain: str, rule: str, insert: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"table": table, "chain": chain, "rule": rule}
-    if insert:
-        out["insert"] = True
-    return out
+def _rule(table: str, chain: str, **fields: Any) -> dict[str, Any]:
+    """A core firewall rule as data (nsgen.kinds.rules.Rule's fields)."""
+    return {"table": table, "chain": chain, **fields}
 
 
 def _firewall(
@@ -747,56 +745,120 @@ def _firewall(
     if not nets:
         return chains, rules
     chains.append({"table": "filter", "name": fwd})
-    rules.append(_rule("filter", "FORWARD", f"-j {fwd}", insert=True))
+    rules.append(_rule("filter", "FORWARD", jump=fwd, insert=True))
     ordered = list(nets.values())
     # DOCKER-ISOLATION: no network forwards into another.
     for i, a in enumerate(ordered):
         for b in ordered[i + 1 :]:
-            rules.append(_rule("filter", fwd, f"-i {a.bridge} -o {b.bridge} -j DROP"))
-            rules.append(_rule("filter", fwd, f"-i {b.bridge} -o {a.bridge} -j DROP"))
+            rules.append(
+                _rule("filter", fwd, in_interface=a.bridge, out_interface=b.bridge, jump="DROP")
+            )
+            rules.append(
+                _rule("filter", fwd, in_interface=b.bridge, out_interface=a.bridge, jump="DROP")
+            )
     for net in ordered:
         if not net.spec.icc:
-            rules.append(_rule("filter", fwd, f"-i {net.bridge} -o {net.bridge} -j DROP"))
+            rules.append(
+                _rule("filter", fwd, in_interface=net.bridge, out_interface=net.bridge, jump="DROP")
+            )
         if net.spec.internal:
-            rules.append(_rule("filter", fwd, f"-i {net.bridge} ! -o {net.bridge} -j DROP"))
-            rules.append(_rule("filter", fwd, f"! -i {net.bridge} -o {net.bridge} -j DROP"))
+            rules.append(
+                _rule(
+                    "filter",
+                    fwd,
+                    in_interface=net.bridge,
+                    jump="DROP",
+                    **{"not": {"out_interface": net.bridge}},
+                )
+            )
+            rules.append(
+                _rule(
+                    "filter",
+                    fwd,
+                    out_interface=net.bridge,
+                    jump="DROP",
+                    **{"not": {"in_interface": net.bridge}},
+                )
+            )
     for net in ordered:
         if net.masquerade:
             rules.append(
-                _rule("nat", "POSTROUTING", f"-s {net.subnet} ! -o {net.bridge} -j MASQUERADE")
+                _rule(
+                    "nat",
+                    "POSTROUTING",
+                    source=str(net.subnet),
+                    jump="MASQUERADE",
+                    **{"not": {"out_interface": net.bridge}},
+                )
             )
     published = [(box, port) for box in boxes for port in box.publish]
     if published:
         chains.append({"table": "nat", "name": dnat})
-        rules.append(_rule("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {dnat}"))
-        rules.append(
-            _rule("nat", "OUTPUT", f"! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j {dnat}")
-        )
+        rules.append(_rule("nat", "PREROUTING", dst_type="LOCAL", jump=dnat))
+        # From the host itself, 127.0.0.1 included (CNI portmap's way: route_localnet on the
+        # bridge and a masquerade of the loopback source, below)
+        rules.append(_rule("nat", "OUTPUT", dst_type="LOCAL", jump=dnat))
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None and out.address is not None
-        only = f"-d {port.host_ip} " if port.host_ip else ""
         rules.append(
             _rule(
                 "nat",
                 dnat,
-                f"{only}-p {port.protocol} --dport {port.published} "
-                f"-j DNAT --to-destination {out.address}:{port.target}",
+                **({"destination": port.host_ip} if port.host_ip else {}),
+                protocol=port.protocol,
+                dport=port.published,
+                jump="DNAT",
+                to_destination=f"{out.address}:{port.target}",
             )
         )
-    hairpins: list[str] = []
+    hairpins: list[dict[str, Any]] = []
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None
         net = nets[out.network]
-        hairpin = (
-            f"-s {net.subnet} -d {out.address} -p {port.protocol} --dport {port.target} "
-            "-m conntrack --ctstate DNAT -j MASQUERADE"
+        hairpin = _rule(
+            "nat",
+            "POSTROUTING",
+            source=str(net.subnet),
+            destination=str(out.address),
+            protocol=port.protocol,
+            dport=port.target,
+            ctstate=["DNAT"],
+            jump="MASQUERADE",
         )
         if hairpin not in hairpins:  # two host ports for one container port need one rule
             hairpins.append(hairpin)
-    rules += [_rule("nat", "POSTROUTING", hairpin) for hairpin in hairpins]
+    rules += hairpins
+    localhost: list[dict[str, Any]] = []
+    for box, port in published:
+        out = _outbound(box, nets)
+        assert out is not None
+        # a connection from 127.0.0.1 leaves through the bridge only with route_localnet on
+        # it; the container must see (and answer) the gateway, not its own loopback
+        rule = _rule(
+            "nat",
+            "POSTROUTING",
+            source="127.0.0.0/8",
+            destination=str(out.address),
+            protocol=port.protocol,
+            dport=port.target,
+            jump="MASQUERADE",
+        )
+        if rule not in localhost:
+            localhost.append(rule)
+    rules += localhost
     return chains, rules
+
+
+def _publishing_bridges(nets: dict[str, Net], boxes: list[Box]) -> list[str]:
+    """The bridges of the networks published ports lead into, in order."""
+    bridges: list[str] = []
+    for box in boxes:
+        out = _outbound(box, nets)
+        if box.publish and out is not None and nets[out.network].bridge not in bridges:
+            bridges.append(nets[out.network].bridge)
+    return bridges
 
 
 def _hosts(box: Box, boxes: list[Box]) -> dict[str, str]:
@@ -833,6 +895,10 @@ def _build(
                         "netns": HOST,
                         "bridge": net.bridge,
                         "name": veth_name(topology.name, box.name, net.name),
+                        # a container reaching its own published port comes back out of
+                        # the port it went in by (Docker sets hairpin mode when the kernel,
+                        # not docker-proxy, carries published ports)
+                        "hairpin": True,
                     },
                     "addresses": [f"{a.address}/{net.subnet.prefixlen}"],
                 }
@@ -858,6 +924,24 @@ def _build(
             "net.bridge.bridge-nf-call-iptables",
             "1",
             "icc: false (traffic between two ports of one bridge must pass iptables)",
+            problems,
+        )
+    for bridge in _publishing_bridges(nets, boxes):
+        if "." in bridge:
+            problems.append(
+                Problem(
+                    "networks",
+                    f"bridge {bridge} publishes ports, which needs the sysctl "
+                    f"net.ipv4.conf.{bridge}.route_localnet, and a '.' in a bridge name "
+                    "cannot be written in a sysctl key: name the bridge without '.'",
+                )
+            )
+            continue
+        _sysctl(
+            host,
+            f"net.ipv4.conf.{bridge}.route_localnet",
+            "1",
+            "the host's own connections to 127.0.0.1 on a published port leave through it",
             problems,
         )
 

@@ -344,13 +344,6 @@ def _resolve_services(cluster: Cluster, pod_address: dict[str, str]) -> list[Res
 # ---- kube-proxy and flannel rules ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rule:
-    table: str
-    chain: str
-    rule: str
-
-
 def svc_chain(service: ResolvedService) -> str:
     return f"KUBE-SVC-{service.chain_id}"
 
@@ -380,92 +373,100 @@ def node_chains(layout: Layout) -> list[tuple[str, str]]:
     return chains
 
 
-def node_rules(layout: Layout) -> list[Rule]:
-    """The iptables rules of every node, in order: flannel's masquerade of pod traffic leaving
-    the pod network, then kube-proxy's, chain by chain."""
+def node_rules(layout: Layout) -> list[dict[str, Any]]:
+    """The firewall rules of every node, in order, as data (nsgen.kinds.rules.Rule's fields):
+    flannel's masquerade of pod traffic leaving the pod network, then kube-proxy's, chain by
+    chain."""
     pods = str(layout.pod_cidr)
-    rules: list[Rule] = []
+    rules: list[dict[str, Any]] = []
 
-    def add(table: str, chain: str, rule: str) -> None:
-        rules.append(Rule(table, chain, rule))
+    def add(table: str, chain: str, **fields: Any) -> None:
+        rules.append({"table": table, "chain": chain, **fields})
 
     services = layout.services
     if services:
-        add("nat", "PREROUTING", "-j KUBE-SERVICES")
-        add("nat", "OUTPUT", "-j KUBE-SERVICES")
-        add("nat", "POSTROUTING", "-j KUBE-POSTROUTING")
-    add("nat", "POSTROUTING", f"-s {pods} ! -d {pods} -j MASQUERADE")
+        add("nat", "PREROUTING", jump="KUBE-SERVICES")
+        add("nat", "OUTPUT", jump="KUBE-SERVICES")
+        add("nat", "POSTROUTING", jump="KUBE-POSTROUTING")
+    add("nat", "POSTROUTING", source=pods, jump="MASQUERADE", **{"not": {"destination": pods}})
     if not services:
         return rules
 
-    add("nat", "KUBE-MARK-MASQ", f"-j MARK --or-mark {MASQ_MARK}")
-    add("nat", "KUBE-POSTROUTING", f"-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN")
-    add("nat", "KUBE-POSTROUTING", f"-j MARK --xor-mark {MASQ_MARK}")
-    add("nat", "KUBE-POSTROUTING", "-j MASQUERADE")
+    add("nat", "KUBE-MARK-MASQ", jump="MARK", or_mark=MASQ_MARK)
+    add("nat", "KUBE-POSTROUTING", jump="RETURN", **{"not": {"mark": f"{MASQ_MARK}/{MASQ_MARK}"}})
+    add("nat", "KUBE-POSTROUTING", jump="MARK", xor_mark=MASQ_MARK)
+    add("nat", "KUBE-POSTROUTING", jump="MASQUERADE")
 
     served = [s for s in services if s.endpoints]
     for service in served:
         add(
             "nat",
             "KUBE-SERVICES",
-            f"-d {service.cluster_ip}/32 -p {service.protocol} "
-            f"--dport {service.port} -j {svc_chain(service)}",
+            destination=f"{service.cluster_ip}/32",
+            protocol=service.protocol,
+            dport=service.port,
+            jump=svc_chain(service),
         )
     if any(s.type == "NodePort" for s in services):
-        add("nat", "KUBE-SERVICES", "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+        add("nat", "KUBE-SERVICES", dst_type="LOCAL", jump="KUBE-NODEPORTS")
     for service in served:
         if service.type == "NodePort":
-            match = f"-p {service.protocol} --dport {service.node_port}"
-            add("nat", "KUBE-NODEPORTS", f"{match} -j KUBE-MARK-MASQ")
-            add("nat", "KUBE-NODEPORTS", f"{match} -j {svc_chain(service)}")
+            match = {"protocol": service.protocol, "dport": service.node_port}
+            add("nat", "KUBE-NODEPORTS", **match, jump="KUBE-MARK-MASQ")
+            add("nat", "KUBE-NODEPORTS", **match, jump=svc_chain(service))
     for service in served:
         chain = svc_chain(service)
         add(
             "nat",
             chain,
-            f"! -s {pods} -d {service.cluster_ip}/32 -p {service.protocol} "
-            f"--dport {service.port} -j KUBE-MARK-MASQ",
+            destination=f"{service.cluster_ip}/32",
+            protocol=service.protocol,
+            dport=service.port,
+            jump="KUBE-MARK-MASQ",
+            **{"not": {"source": pods}},
         )
         count = len(service.endpoints)
         for i in range(1, count + 1):
-            pick = (
-                f"-m statistic --mode random --probability {probability(count - i + 1)} "
-                if i < count
-                else ""
-            )
-            add("nat", chain, f"{pick}-j {sep_chain(service, i)}")
+            pick = {"probability": probability(count - i + 1)} if i < count else {}
+            add("nat", chain, **pick, jump=sep_chain(service, i))
         for i, endpoint in enumerate(service.endpoints, start=1):
             sep = sep_chain(service, i)
-            add("nat", sep, f"-s {endpoint.address}/32 -j KUBE-MARK-MASQ")
+            add("nat", sep, source=f"{endpoint.address}/32", jump="KUBE-MARK-MASQ")
             add(
                 "nat",
                 sep,
-                f"-p {service.protocol} -j DNAT --to-destination "
-                f"{endpoint.address}:{service.target_port}",
+                protocol=service.protocol,
+                jump="DNAT",
+                to_destination=f"{endpoint.address}:{service.target_port}",
             )
 
     empty = [s for s in services if not s.endpoints]
     if empty:
-        new = "-m conntrack --ctstate NEW"
-        add("filter", "FORWARD", f"{new} -j KUBE-SERVICES")
-        add("filter", "OUTPUT", f"{new} -j KUBE-SERVICES")
+        new = {"ctstate": ["NEW"]}
+        add("filter", "FORWARD", **new, jump="KUBE-SERVICES")
+        add("filter", "OUTPUT", **new, jump="KUBE-SERVICES")
         external = [s for s in empty if s.type == "NodePort"]
         if external:
-            add("filter", "INPUT", f"{new} -j KUBE-EXTERNAL-SERVICES")
-            add("filter", "FORWARD", f"{new} -j KUBE-EXTERNAL-SERVICES")
-        reject = "-j REJECT --reject-with icmp-port-unreachable"
+            add("filter", "INPUT", **new, jump="KUBE-EXTERNAL-SERVICES")
+            add("filter", "FORWARD", **new, jump="KUBE-EXTERNAL-SERVICES")
+        reject = {"jump": "REJECT", "reject_with": "icmp-port-unreachable"}
         for service in empty:
             add(
                 "filter",
                 "KUBE-SERVICES",
-                f"-d {service.cluster_ip}/32 -p {service.protocol} --dport {service.port} {reject}",
+                destination=f"{service.cluster_ip}/32",
+                protocol=service.protocol,
+                dport=service.port,
+                **reject,
             )
         for service in external:
             add(
                 "filter",
                 "KUBE-EXTERNAL-SERVICES",
-                f"-m addrtype --dst-type LOCAL "
-                f"-p {service.protocol} --dport {service.node_port} {reject}",
+                dst_type="LOCAL",
+                protocol=service.protocol,
+                dport=service.node_port,
+                **reject,
             )
     return rules
 
@@ -809,7 +810,7 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
         ]
     spec["iptables"] = {
         "chains": [{"table": table, "name": name} for table, name in node_chains(layout)],
-        "rules": [{"table": r.table, "chain": r.chain, "rule": r.rule} for r in node_rules(layout)],
+        "rules": node_rules(layout),
     }
     return spec
 

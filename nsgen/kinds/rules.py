@@ -1,0 +1,535 @@
+"""Firewall rules as data: what a rule matches, what it does, and where it goes, in fields a
+backend spells (iptables-restore input today), never as iptables text inside the model.
+
+A topology may still write a rule the way the tutorial does, as iptables words in `rule:`
+(`-s 10.0.0.0/8 -o eth0 -j ACCEPT`). That text is read here, once, with a table of the options
+iptables itself takes; every option must be spelled in full, and anything that is not a match
+or a target (a table, a chain, an operation, a comment of its own) is refused. What the
+model keeps is the structured rule, so the Docker and Kubernetes expanders, the planner and
+every backend see the same data, whoever wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
+
+from nsgen.fields import (
+    ChainName,
+    IfName,
+    Strict,
+    Table,
+    ip_address,
+    ip_network,
+)
+
+Protocol = Literal["tcp", "udp", "sctp", "icmp", "icmpv6", "all"]
+AddrType = Literal[
+    "UNSPEC",
+    "UNICAST",
+    "LOCAL",
+    "BROADCAST",
+    "ANYCAST",
+    "MULTICAST",
+    "BLACKHOLE",
+    "UNREACHABLE",
+    "PROHIBIT",
+]
+CtState = Literal["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED", "SNAT", "DNAT"]
+RejectWith = Literal[
+    "icmp-net-unreachable",
+    "icmp-host-unreachable",
+    "icmp-port-unreachable",
+    "icmp-proto-unreachable",
+    "icmp-net-prohibited",
+    "icmp-host-prohibited",
+    "icmp-admin-prohibited",
+    "tcp-reset",
+]
+
+TERMINAL_TARGETS = ("ACCEPT", "DROP", "RETURN", "REJECT")
+"""Targets that take no option of their own (REJECT takes an optional reject_with)."""
+NAT_TARGETS = ("MASQUERADE", "DNAT", "SNAT")
+BUILTIN_TARGETS = (*TERMINAL_TARGETS, *NAT_TARGETS, "MARK")
+
+_MARK_RE = re.compile(r"0x[0-9a-fA-F]{1,8}(/0x[0-9a-fA-F]{1,8})?|[0-9]{1,10}(/[0-9]{1,10})?")
+_PORTS_RE = re.compile(r"([0-9]{1,5})(:([0-9]{1,5}))?")
+_PROBABILITY_RE = re.compile(r"0\.[0-9]{1,11}|1(\.0+)?")
+
+
+def _address_or_subnet(value: str) -> str:
+    """A host address or a subnet, as iptables' -s/-d take them; written canonically."""
+    if "/" in value:
+        try:
+            network = ip_network(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an address or a subnet") from None
+        if str(network) != value:
+            raise ValueError(f"{value!r} has host bits set: the subnet is {network}")
+        return value
+    try:
+        return str(ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an address or a subnet") from None
+
+
+def _ports(value: object) -> str:
+    """A port or a range `LOW:HIGH`, as --sport/--dport take them."""
+    text = str(value)
+    match = _PORTS_RE.fullmatch(text) if isinstance(value, int | str) else None
+    if match is None or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a port or a range LOW:HIGH")
+    low = int(match[1])
+    high = int(match[3]) if match[3] else low
+    if not (1 <= low <= 65535 and 1 <= high <= 65535) or high < low:
+        raise ValueError(f"{value!r} is not a port (1-65535) or a range LOW:HIGH with LOW <= HIGH")
+    return text
+
+
+def _mark(value: str) -> str:
+    if not _MARK_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a mark: write VALUE or VALUE/MASK, e.g. 0x4000/0x4000")
+    return value
+
+
+def _probability(value: str) -> str:
+    if not _PROBABILITY_RE.fullmatch(value) or float(value) <= 0:
+        raise ValueError(f"{value!r} is not a probability: a decimal above 0 and at most 1")
+    return value
+
+
+def _destination(value: str) -> str:
+    """DNAT's --to-destination: ADDRESS or ADDRESS:PORT (IPv4)."""
+    address, sep, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    try:
+        ip_address(address)
+    except ValueError:
+        raise ValueError(f"{value!r} is not ADDRESS or ADDRESS:PORT") from None
+    if sep:
+        _ports(port)
+    return value
+
+
+AddressOrSubnet = Annotated[str, AfterValidator(_address_or_subnet)]
+Ports = Annotated[
+    object,
+    AfterValidator(_ports),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[0-9]+(:[0-9]+)?$"}]}
+    ),
+]
+Mark = Annotated[str, AfterValidator(_mark)]
+Probability = Annotated[str, AfterValidator(_probability)]
+NatDestination = Annotated[str, AfterValidator(_destination)]
+
+
+class Matches(Strict):
+    """What a packet must look like for a rule to apply; every field given must hold."""
+
+    source: AddressOrSubnet | None = Field(None, description="Source address or subnet (-s).")
+    destination: AddressOrSubnet | None = Field(
+        None, description="Destination address or subnet (-d)."
+    )
+    in_interface: IfName | None = Field(None, description="Arriving through this interface (-i).")
+    out_interface: IfName | None = Field(None, description="Leaving through this interface (-o).")
+    protocol: Protocol | None = Field(None, description="Transport protocol (-p).")
+    sport: Ports | None = Field(None, description="Source port or LOW:HIGH (needs protocol).")
+    dport: Ports | None = Field(None, description="Destination port or LOW:HIGH (needs protocol).")
+    src_type: AddrType | None = Field(
+        None, description="Kind of source address (-m addrtype --src-type)."
+    )
+    dst_type: AddrType | None = Field(
+        None, description="Kind of destination address, e.g. LOCAL (-m addrtype --dst-type)."
+    )
+    ctstate: list[CtState] | None = Field(
+        None, description="Connection tracking states (-m conntrack --ctstate)."
+    )
+    mark: Mark | None = Field(None, description="Packet mark VALUE[/MASK] (-m mark --mark).")
+    probability: Probability | None = Field(
+        None,
+        description="Match this share of packets at random (-m statistic --mode random).",
+    )
+
+    def given(self) -> dict[str, Any]:
+        """The fields that are set, by name, in declaration order."""
+        return {name: value for name, value in self if value is not None}
+
+
+class Rule(Matches):
+    """One firewall rule: its place (table, chain, position), what it matches, what it does.
+
+    Write it either as fields (`{chain: FORWARD, source: 10.0.0.0/8, jump: ACCEPT}`) or as
+    iptables words in `rule:` (`-s 10.0.0.0/8 -j ACCEPT`); the words are read into the fields.
+    Every rule nsgen installs carries the topology's tag, so teardown removes exactly it."""
+
+    table: Table = Field("filter", description="filter, nat, mangle or raw.")
+    chain: ChainName = Field(description="A built-in chain of the table, or a declared chain.")
+    insert: bool = Field(False, description="Insert at the top of the chain instead of appending.")
+    rule: str | None = Field(
+        None,
+        description="Matches and a target in iptables' words, e.g. '-s 10.0.0.0/8 -j ACCEPT' "
+        "(instead of the fields).",
+    )
+    not_: Matches | None = Field(
+        None,
+        alias="not",
+        description="Matches that must NOT hold (iptables' '!'), e.g. not: {out_interface: br0}.",
+    )
+    jump: str | None = Field(
+        None,
+        description="Target: ACCEPT, DROP, RETURN, REJECT, MASQUERADE, DNAT, SNAT, MARK or an "
+        "own chain (-j).",
+    )
+    goto: ChainName | None = Field(None, description="Continue in this own chain (-g).")
+    to_destination: NatDestination | None = Field(
+        None, description="DNAT: ADDRESS[:PORT] (--to-destination)."
+    )
+    to_source: NatDestination | None = Field(None, description="SNAT: ADDRESS (--to-source).")
+    reject_with: RejectWith | None = Field(None, description="REJECT: the ICMP error to send.")
+    set_mark: Mark | None = Field(None, description="MARK: set the mark (--set-mark).")
+    or_mark: Mark | None = Field(None, description="MARK: OR bits into the mark (--or-mark).")
+    xor_mark: Mark | None = Field(None, description="MARK: XOR bits into the mark (--xor-mark).")
+
+    model_config = Strict.model_config | {"populate_by_name": True}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_words(cls, data: Any) -> Any:
+        """`rule:` text becomes fields; it may not also give a field by name."""
+        if not isinstance(data, dict) or not isinstance(data.get("rule"), str):
+            return data
+        try:
+            fields = read_rule(data["rule"])
+        except ValueError as exc:
+            raise ValueError(f"rule {_cut(data['rule'])}: {exc}") from None
+        both = sorted(set(fields) & {k for k, v in data.items() if v is not None})
+        if both:
+            raise ValueError(
+                f"rule {data['rule']!r} and the key(s) {', '.join(both)} both say what "
+                "the rule does: give one or the other"
+            )
+        return {**{k: v for k, v in data.items() if k != "rule"}, **fields}
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Rule:
+        targets = [t for t in (self.jump, self.goto) if t is not None]
+        if len(targets) != 1:
+            raise ValueError("a rule needs exactly one target: 'jump' (-j) or 'goto' (-g)")
+        target = self.jump
+        options = {
+            "to_destination": "DNAT",
+            "to_source": "SNAT",
+            "reject_with": "REJECT",
+            "set_mark": "MARK",
+            "or_mark": "MARK",
+            "xor_mark": "MARK",
+        }
+        for option, owner in options.items():
+            if getattr(self, option) is not None and target != owner:
+                raise ValueError(f"{option} belongs to the target {owner}, not {target or 'goto'}")
+        if target == "DNAT" and self.to_destination is None:
+            raise ValueError("a DNAT rule needs to_destination (--to-destination)")
+        if target == "SNAT" and self.to_source is None:
+            raise ValueError("an SNAT rule needs to_source (--to-source)")
+        marks = [m for m in (self.set_mark, self.or_mark, self.xor_mark) if m is not None]
+        if target == "MARK" and len(marks) != 1:
+            raise ValueError("a MARK rule needs exactly one of set_mark, or_mark, xor_mark")
+        if (
+            target is not None
+            and target not in BUILTIN_TARGETS
+            and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}", target)
+        ):
+            raise ValueError(
+                f"{target!r} is neither a target nsgen knows "
+                f"({', '.join(BUILTIN_TARGETS)}) nor a chain name"
+            )
+        if target in NAT_TARGETS and self.table != "nat":
+            raise ValueError(f"{target} works only in the nat table (table: nat)")
+        for matches in (self, self.not_):
+            if matches is None:
+                continue
+            if (matches.sport or matches.dport) and self.protocol not in ("tcp", "udp", "sctp"):
+                raise ValueError("sport and dport need protocol tcp, udp or sctp")
+        if self.family == 6:
+            raise ValueError(
+                "IPv6 addresses in firewall rules are not supported yet (nsgen installs IPv4 "
+                "rules with iptables)"
+            )
+        return self
+
+    @property
+    def target(self) -> str:
+        """The jump target or the goto chain."""
+        return str(self.jump if self.jump is not None else self.goto)
+
+    @property
+    def family(self) -> int:
+        """6 if an address in the rule is IPv6, else 4."""
+        for matches in (self, self.not_):
+            if matches is None:
+                continue
+            for value in (matches.source, matches.destination):
+                if value is not None and ":" in value:
+                    return 6
+        for value in (self.to_destination, self.to_source):
+            if value is not None and value.count(":") > 1:
+                return 6
+        return 4
+
+
+# ---- reading iptables words ------------------------------------------------------------------
+
+_MATCH_OPTIONS: dict[str, str] = {
+    "-s": "source",
+    "--source": "source",
+    "--src": "source",
+    "-d": "destination",
+    "--destination": "destination",
+    "--dst": "destination",
+    "-i": "in_interface",
+    "--in-interface": "in_interface",
+    "-o": "out_interface",
+    "--out-interface": "out_interface",
+    "-p": "protocol",
+    "--protocol": "protocol",
+}
+_MODULE_OPTIONS: dict[str, dict[str, str]] = {
+    "tcp": {"--sport": "sport", "--source-port": "sport", "--dport": "dport",
+            "--destination-port": "dport"},
+    "udp": {"--sport": "sport", "--source-port": "sport", "--dport": "dport",
+            "--destination-port": "dport"},
+    "sctp": {"--sport": "sport", "--source-port": "sport", "--dport": "dport",
+             "--destination-port": "dport"},
+    "addrtype": {"--src-type": "src_type", "--dst-type": "dst_type"},
+    "conntrack": {"--ctstate": "ctstate"},
+    "state": {"--state": "ctstate"},
+    "mark": {"--mark": "mark"},
+    "statistic": {"--mode": "mode", "--probability": "probability"},
+}  # fmt: skip
+_TARGET_OPTIONS: dict[str, dict[str, str]] = {
+    "DNAT": {"--to-destination": "to_destination"},
+    "SNAT": {"--to-source": "to_source"},
+    "REJECT": {"--reject-with": "reject_with"},
+    "MARK": {"--set-mark": "set_mark", "--or-mark": "or_mark", "--xor-mark": "xor_mark"},
+}
+_COMMANDS = {
+    "-t": "--table",
+    "-A": "--append",
+    "-C": "--check",
+    "-D": "--delete",
+    "-I": "--insert",
+    "-R": "--replace",
+    "-L": "--list",
+    "-S": "--list-rules",
+    "-F": "--flush",
+    "-Z": "--zero",
+    "-N": "--new-chain",
+    "-X": "--delete-chain",
+    "-P": "--policy",
+    "-E": "--rename-chain",
+    "-v": "--verbose",
+    "-n": "--numeric",
+    "-x": "--exact",
+    "-w": "--wait",
+    "-W": "--wait-interval",
+    "-h": "--help",
+    "-4": "--ipv4",
+    "-6": "--ipv6",
+    "-f": "--fragment",
+    "-c": "--set-counters",
+}
+_ALL_LONG = sorted(
+    {*_COMMANDS.values(), "--line-numbers", "--modprobe", "--match", "--jump", "--goto"}
+    | {o for o in _MATCH_OPTIONS if o.startswith("--")}
+    | {o for table in _MODULE_OPTIONS.values() for o in table}
+    | {o for table in _TARGET_OPTIONS.values() for o in table}
+    | {"--comment", "--to-ports", "--to", "--random", "--persistent", "--log-prefix"}
+)
+_UNDERSTOOD = (
+    "-s, -d, -i, -o, -p, --sport, --dport, -m addrtype|conntrack|state|mark|statistic|tcp|udp"
+    " with their options, -j/-g and the options of DNAT, SNAT, REJECT and MARK"
+)
+
+
+def read_rule(text: str) -> dict[str, Any]:
+    """The fields of a rule written as iptables matches and a target; ValueError (a one-line
+    reason naming the word) for anything else. Options must be spelled in full: iptables
+    accepts unambiguous abbreviations (`--pol` for `--policy`), which would let a rule smuggle
+    in what nsgen refuses, so nsgen reads none."""
+    if not text.strip():
+        raise ValueError("a rule must not be empty")
+    if not text.isprintable():
+        raise ValueError("a rule is one line of printable text")
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot split the rule into words: {exc}") from None
+    fields: dict[str, Any] = {}
+    negated: dict[str, Any] = {}
+    modules: list[str] = []
+    target: str | None = None
+    i = 0
+    negate = False
+
+    def value_of(option: str) -> str:
+        if i + 1 >= len(words) or (words[i + 1].startswith("-") and words[i + 1] != "-"):
+            raise ValueError(f"{option} needs a value")
+        return words[i + 1]
+
+    def put(field: str, value: Any) -> None:
+        into = negated if negate else fields
+        if field in fields or field in negated:
+            raise ValueError(f"{shown(field)} is given twice")
+        into[field] = value
+
+    while i < len(words):
+        word = words[i]
+        if word == "!":
+            if negate:
+                raise ValueError("'!' is given twice in a row")
+            negate = True
+            i += 1
+            continue
+        if word in ("-j", "--jump", "-g", "--goto"):
+            if negate:
+                raise ValueError(f"{word} cannot be negated")
+            if target is not None:
+                raise ValueError("a rule has one target: -j or -g is given twice")
+            target = value_of(word)
+            fields["jump" if word in ("-j", "--jump") else "goto"] = target
+            i += 2
+            continue
+        if word in ("-m", "--match"):
+            if negate:
+                raise ValueError(f"{word} cannot be negated (negate its option)")
+            module = value_of(word)
+            if module == "comment":
+                raise ValueError(
+                    "a rule may not carry a comment of its own: nsgen tags every rule with "
+                    "the topology's comment, and teardown finds its rules by it"
+                )
+            if module not in _MODULE_OPTIONS:
+                raise ValueError(
+                    f"-m {module} is not a match nsgen understands (it understands "
+                    f"{', '.join(sorted(_MODULE_OPTIONS))})"
+                )
+            modules.append(module)
+            i += 2
+            continue
+        if word in _MATCH_OPTIONS:
+            field = _MATCH_OPTIONS[word]
+            put(field, value_of(word))
+            negate = False
+            i += 2
+            continue
+        module_option = _module_option(word, modules, fields.get("protocol"))
+        if module_option is not None:
+            field = module_option
+            value = value_of(word)
+            if field == "mode":
+                if value != "random" or negate:
+                    raise ValueError("-m statistic: only --mode random is supported")
+            elif field == "ctstate":
+                put(field, value.split(","))
+            else:
+                put(field, value)
+            negate = False
+            i += 2
+            continue
+        target_option = _TARGET_OPTIONS.get(target or "", {}).get(word)
+        if target_option is not None:
+            if negate:
+                raise ValueError(f"{word} cannot be negated")
+            put(target_option, value_of(word))
+            i += 2
+            continue
+        raise ValueError(_unknown(word, target))
+    if negate:
+        raise ValueError("the rule ends with '!': negate an option that follows it")
+    if "probability" in {**fields, **negated} and "statistic" not in modules:
+        raise ValueError("--probability needs -m statistic --mode random")
+    if negated:
+        fields["not"] = negated
+    return fields
+
+
+def _module_option(word: str, modules: list[str], protocol: object) -> str | None:
+    """The field an option of a loaded match module (or of -p tcp/udp, which loads it) names."""
+    loaded = [*modules]
+    if isinstance(protocol, str) and protocol in ("tcp", "udp", "sctp"):
+        loaded.append(protocol)
+    for module in loaded:
+        field = _MODULE_OPTIONS[module].get(word)
+        if field is not None:
+            return field
+    return None
+
+
+def _unknown(word: str, target: str | None) -> str:
+    if word in _COMMANDS or word in _COMMANDS.values() or word == "--line-numbers":
+        return (
+            f"{word}: give only matches and a target; the table, chain and operation come "
+            "from the keys table, chain and insert"
+        )
+    for module, options in _MODULE_OPTIONS.items():
+        if word in options:
+            return f"{word} needs -m {module} before it"
+    for owner, options in _TARGET_OPTIONS.items():
+        if word in options:
+            return f"{word} is an option of the target {owner} (after -j {owner})"
+    if word.startswith("--"):
+        expanded = [o for o in _ALL_LONG if o.startswith(word) and o != word]
+        if expanded:
+            meaning = expanded[0] if len(expanded) == 1 else " or ".join(expanded)
+            return (
+                f"{word} is an abbreviation (iptables would read {meaning}): nsgen reads "
+                "options spelled in full only"
+            )
+    if word.startswith("-"):
+        return f"{word} is not an option nsgen understands in a rule (it understands {_UNDERSTOOD})"
+    return f"{word!r} is not an option: a rule is options and their values ({_UNDERSTOOD})"
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    """A value for a message: quoted, and cut to `limit` characters."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def shown(field: str) -> str:
+    """How a field is named in messages: iptables' option."""
+    spelled = {
+        "source": "-s",
+        "destination": "-d",
+        "in_interface": "-i",
+        "out_interface": "-o",
+        "protocol": "-p",
+        "sport": "--sport",
+        "dport": "--dport",
+        "src_type": "--src-type",
+        "dst_type": "--dst-type",
+        "ctstate": "--ctstate",
+        "mark": "--mark",
+        "probability": "--probability",
+        "to_destination": "--to-destination",
+        "to_source": "--to-source",
+        "reject_with": "--reject-with",
+        "set_mark": "--set-mark",
+        "or_mark": "--or-mark",
+        "xor_mark": "--xor-mark",
+    }
+    return spelled.get(field, field)
+
+
+class Chain(Strict):
+    """A chain of the topology's own; teardown empties and deletes it."""
+
+    table: Table = "filter"
+    name: ChainName
+
+
+class Iptables(Strict):
+    chains: list[Chain] = Field(default_factory=list, description="Own chains, created first.")
+    rules: list[Rule] = Field(default_factory=list, description="Rules, in order.")
