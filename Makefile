@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 # Debian packages the tests and the demo use (the scripts themselves need only bash, iproute2, iptables).
+# openssh-server: the multi-host tests start their own sshd inside the sandbox's fake hosts.
 APT_PACKAGES = iproute2 iptables iputils-ping util-linux procps dnsmasq-base socat graphviz systemd \
-               containernetworking-plugins python3-venv
+               containernetworking-plugins python3-venv openssh-server openssh-client curl
 
 .PHONY: install system-deps test lint generate demo bench clean
 
@@ -17,11 +18,17 @@ $(BIN)/nsgen: pyproject.toml
 
 install: $(BIN)/nsgen  ## the Python package and its test tools, in .venv
 
+# (policy-rc.d, while installing, keeps a package from starting its service: the tests want
+# no sshd on the machine's own network, only their own, inside the sandbox.)
 system-deps:  ## the Debian packages above (skipped when all are present)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
+	  guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+	    $(SUDO) chmod 755 /usr/sbin/policy-rc.d; fi; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  status=$$?; if [ -n "$$guard" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; exit $$status; \
 	fi
 
 test: system-deps install  ## unit, property and (as root) sandboxed integration tests

@@ -12,9 +12,18 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from nsgen import __version__
-from nsgen.checks import CheckResult, budget, format_results, results_json, run_check_script
+from nsgen.checks import (
+    CheckResult,
+    budget,
+    format_results,
+    require_up,
+    results_json,
+    run_check_script,
+    why_not_up,
+)
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
+from nsgen.fleet import Fleet, load
 from nsgen.load import STDIN, load_topology, source_name
 from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import Renderer, write_bundle
@@ -147,10 +156,24 @@ def render(
     ] = None,
     style: StyleOption = "batch",
 ) -> None:
-    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755."""
+    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755.
+    With hosts: DIR/<host>/ for each host (and preflight.sh) and DIR/ansible/ (inventory and
+    playbooks)."""
     if out is None and install_to is None:
         raise UsageError("render: give -o DIR, --install-to PREFIX, or both")
-    plan = build_plan(load_topology(file), _style(style))
+    topology, fleet = load(file)
+    if fleet is not None:
+        if out is None or systemd or install_to is not None:
+            raise UsageError(
+                "render: a topology with hosts: renders a bundle per host and the Ansible "
+                "files: give -o DIR only"
+            )
+        from nsgen.fleet.bundle import write_fleet
+
+        for path in write_fleet(fleet, out, _style(style)):
+            typer.echo(str(path))
+        return
+    plan = build_plan(topology, _style(style))
     written = write_bundle(plan, out, systemd=systemd, install_to=install_to)
     for path in written:
         typer.echo(str(path))
@@ -163,22 +186,34 @@ def check(
     json_out: Annotated[
         bool, typer.Option("--json", help="Machine-readable JSON instead.")
     ] = False,
+    anyway: Annotated[
+        bool,
+        typer.Option(
+            "--anyway", help="Probe even if the topology is not up (or another version is)."
+        ),
+    ] = False,
 ) -> None:
     """Run the topology's declared checks (ping, tcp, dns; reach or blocked) against the live
-    network, through the same check.sh that render writes. Exit 1 if any check fails."""
+    network, through the same check.sh that render writes. Exit 1 if any check fails, 3 if the
+    topology is not up (nothing is probed unless --anyway)."""
     plan = build_plan(load_topology(file))
-    results = run_checks(plan)
+    if anyway and (reason := why_not_up(plan.topology, plan.digest)) is not None:
+        typer.echo(f"{plan.topology} is not up ({reason}); probing anyway", err=True)
+    results = run_checks(plan, anyway=anyway)
     typer.echo(results_json(results, plan.topology) if json_out else format_results(results))
     if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
-def run_checks(plan: Plan) -> list[CheckResult]:
-    """The plan's checks, run through its rendered check.sh."""
+def run_checks(plan: Plan, anyway: bool = False) -> list[CheckResult]:
+    """The plan's checks, run through its rendered check.sh; unless `anyway`, only if the
+    topology is up (NotUpError otherwise, before any probe)."""
     if not plan.probes:
         raise UsageError(f"{plan.topology} declares no checks (add a checks: list)")
+    if not anyway:
+        require_up(plan.topology, plan.digest)
     script = Renderer().script("check.sh", plan, [])
-    return run_check_script(script, budget(plan.probes))
+    return run_check_script(script, plan.probes, budget(plan.probes))
 
 
 LogOption = Annotated[
@@ -225,7 +260,8 @@ def up(
     style: StyleOption = "batch",
 ) -> None:
     """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
-    Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal)."""
+    Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal).
+    With hosts: runs ansible-playbook site.yml of its bundle, and exits with its status."""
     from nsgen.console import Console
     from nsgen.executor import Executor, Options
 
@@ -233,7 +269,10 @@ def up(
         if not dry_run:
             raise UsageError("up: --json goes with --dry-run")
         _print_json(*validation(file, _style(style)))
-    executor = Executor(build_plan(load_topology(file), _style(style)))
+    topology, fleet = load(file)
+    if fleet is not None:
+        _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
+    executor = Executor(build_plan(topology, _style(style)))
     if dry_run:
         typer.echo(executor.describe())
         return
@@ -262,19 +301,44 @@ def down(
 ) -> None:
     """Remove what 'nsgen up' (or setup.sh) built, from its record in /run/nsgen/<name>/, so
     it works even if the file changed or is gone. Exit 0 if it is not up; 4 if some undo
-    failed (fix the cause and run it again, or --forget)."""
+    failed (fix the cause and run it again, or --forget). With hosts: runs ansible-playbook
+    teardown.yml of its bundle."""
     from nsgen.console import Console
     from nsgen.executor import Executor, Options, down_from_record
 
     executor = None
     if target == STDIN or Path(target).is_file():
-        executor = Executor(build_plan(load_topology(target)))
+        topology, fleet = load(target)
+        if fleet is not None:
+            _fleet_playbook(fleet, "teardown.yml", "batch", False, replace=False, log=log)
+        executor = Executor(build_plan(topology))
         name = executor.plan.topology
     else:
         name = _topology_name(target)
     console = Console(quiet=quiet, verbose=verbose)
     options = Options(console, log, lock_timeout)
     typer.echo(down_from_record(name, executor, options, forget=forget), err=True)
+
+
+def _fleet_playbook(
+    fleet: Fleet, playbook: str, style: str, dry_run: bool, replace: bool, log: Path | None
+) -> None:
+    """up/down of a topology with hosts: Ansible runs the fleet's playbook; exit with its
+    status."""
+    from nsgen.fleet.run import describe, run_playbook
+
+    if replace or log is not None:
+        raise UsageError(
+            "--replace and --log are for one machine; with hosts:, run nsgen down FILE "
+            "first, and ansible-playbook logs each host's steps"
+        )
+    if dry_run:
+        typer.echo(describe(fleet, playbook, style))
+        raise typer.Exit(0)
+    status = run_playbook(
+        fleet, playbook, lambda argv: typer.echo(f"nsgen: {argv}", err=True), style
+    )
+    raise typer.Exit(status)
 
 
 @app.command(
@@ -358,7 +422,8 @@ def diagram(
     ] = None,
 ) -> None:
     """Draw the topology: namespaces, bridges, veth pairs with both ends' names and addresses,
-    uplinks and NAT. Mermaid renders on GitHub; svg and png need Graphviz's dot."""
+    uplinks and NAT, published ports, Services and VXLAN tunnels. Mermaid renders on GitHub;
+    svg and png need Graphviz's dot."""
     from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
 
     topology = load_topology(file)

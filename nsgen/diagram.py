@@ -1,8 +1,11 @@
 """Pictures of a topology: Mermaid flowchart text (GitHub renders it) and Graphviz DOT.
 
 Both come from one `Drawing`, built by `build_drawing`: groups (one per namespace, possibly
-nested), nodes (a namespace's own IP stack, bridges, external interfaces, the upstream) and
-links (veth pairs, a stack's place on a bridge or an uplink, the way out to the upstream).
+nested), nodes (a namespace's own IP stack, bridges, VXLAN devices, external interfaces, the
+upstream, Kubernetes Services) and links (veth pairs, a stack's place on a bridge or an uplink,
+the way out to the upstream, VXLAN tunnels between nodes, and where published ports and
+Services send connections, from `Topology.forwards`). A namespace that routes between bridges
+is drawn between them.
 The writers only spell a Drawing, so a new kind of grouping (a Docker network, a Kubernetes
 node holding its pods) is one more builder step adding `Group`s and `Link`s: neither writer
 changes. Everything is built in declaration order, so the same topology gives byte-identical
@@ -19,16 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from nsgen.checks import host_port
 from nsgen.errors import NsgenError, ToolMissingError, UsageError
 from nsgen.model import HOST, Namespace, Topology
 from nsgen.names import near_name, peer_name
 
-NodeKind = Literal["stack", "bridge", "external", "upstream"]
-"""stack: a namespace's own addresses and routing table; upstream: whatever is past an uplink."""
+NodeKind = Literal["stack", "bridge", "vxlan", "external", "upstream", "service"]
+"""stack: a namespace's own addresses and routing table; upstream: whatever is past an uplink;
+service: a Kubernetes Service (its cluster IP, its node port)."""
 
-LinkKind = Literal["veth", "attach", "uplink"]
-"""veth: a veth pair; attach: a stack's L3 presence on one of its bridges or uplinks;
-uplink: an external interface's way out to the upstream."""
+LinkKind = Literal["veth", "attach", "uplink", "tunnel", "forward", "endpoint"]
+"""veth: a veth pair; attach: a stack's L3 presence on one of its bridges, VXLAN devices or
+uplinks; uplink: an external interface's way out to the upstream; tunnel: two VXLAN devices
+that send each other frames (FDB entries); forward: where a published port sends connections
+(DNAT); endpoint: a Service's endpoint, where its connections go."""
 
 GroupKind = Literal["namespace", "group"]
 
@@ -126,6 +133,14 @@ def external_id(netns: str, name: str) -> str:
     return ident("ext", netns, name)
 
 
+def vxlan_id(netns: str, name: str) -> str:
+    return ident("vxlan", netns, name)
+
+
+def service_id(name: str) -> str:
+    return ident("service", name)
+
+
 def namespace_group_id(netns: str) -> str:
     return ident("netns", netns)
 
@@ -213,6 +228,11 @@ def _namespace_groups(topology: Topology, drawing: Drawing) -> None:
             if bridge.addresses:
                 # drawn bridge -> stack: the picture reads namespaces, bridge, host, uplink
                 drawing.links.append(Link(node.id, stack.id, "attach"))
+        for name, vxlan in spec.vxlans.items():
+            lines = [name, f"VXLAN {vxlan.id} udp/{vxlan.port}", *vxlan.addresses]
+            node = Node(vxlan_id(netns, name), "vxlan", tuple(lines))
+            group.nodes.append(node)
+            drawing.links.append(Link(stack.id, node.id, "attach"))
         for name in spec.external:
             node = Node(external_id(netns, name), "external", (name, "external uplink"))
             group.nodes.append(node)
@@ -224,10 +244,29 @@ def _namespace_groups(topology: Topology, drawing: Drawing) -> None:
         drawing.nodes.append(Node(UPSTREAM_ID, "upstream", ("upstream / internet",)))
 
 
+FORWARDING_SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+
+
+def _routers(topology: Topology) -> set[str]:
+    """Named namespaces that forward packets and have veth ends on two bridges or more."""
+    found = set()
+    for netns, spec in topology.namespaces.items():
+        if not any(str(spec.sysctls.get(key)) == "1" for key in FORWARDING_SYSCTLS):
+            continue
+        bridges = {(i.peer.netns, i.peer.bridge) for i in spec.interfaces if i.peer.bridge}
+        if len(bridges) >= 2:
+            found.add(netns)
+    return found
+
+
 def _veth_links(topology: Topology, drawing: Drawing) -> None:
-    """Each veth pair: from its declaring namespace's stack to the far stack or bridge."""
+    """Each veth pair: from its declaring namespace's stack to the far stack or bridge. A
+    router's first bridge link is drawn the other way round (bridge to router), so the router
+    sits below its first bridge and above the others: between the networks it joins."""
     masq = _masquerades(topology)
+    routers = _routers(topology)
     for netns, spec in topology.spaces():
+        first_bridge = netns in routers
         for iface in spec.interfaces:
             far_ns = iface.peer.netns
             near, far = near_name(netns, iface), peer_name(netns, iface)
@@ -237,7 +276,65 @@ def _veth_links(topology: Topology, drawing: Drawing) -> None:
             lines = [_end(near, iface.addresses), _end(far, iface.peer.addresses)]
             for where, name in ((netns, near), (far_ns, far)):
                 lines += _masquerade_lines(masq, where, name, named=True)
-            drawing.links.append(Link(stack_id(netns), target, "veth", tuple(lines)))
+            if first_bridge and iface.peer.bridge is not None:
+                drawing.links.append(Link(target, stack_id(netns), "veth", tuple(lines)))
+                first_bridge = False
+            else:
+                drawing.links.append(Link(stack_id(netns), target, "veth", tuple(lines)))
+
+
+def _tunnel_links(topology: Topology, drawing: Drawing) -> None:
+    """A line between two VXLAN devices of one VNI where one's FDB sends frames to the other's
+    local address (flannel's entries for every other node), once per pair."""
+    devices: dict[tuple[int, str], tuple[str, str]] = {}
+    for netns, spec in topology.spaces():
+        for name, vxlan in spec.vxlans.items():
+            if vxlan.local is not None:
+                devices[(vxlan.id, vxlan.local)] = (netns, name)
+    drawn: set[frozenset[str]] = set()
+    for netns, spec in topology.spaces():
+        for entry in spec.fdb:
+            device = spec.vxlans.get(entry.dev)
+            far = devices.get((device.id, entry.dst)) if device is not None else None
+            if device is None or far is None:
+                continue
+            a, b = vxlan_id(netns, entry.dev), vxlan_id(*far)
+            if a == b or frozenset((a, b)) in drawn:
+                continue
+            drawn.add(frozenset((a, b)))
+            lines = (f"VXLAN {device.id} over udp/{device.port}", f"{device.local} <-> {entry.dst}")
+            drawing.links.append(Link(a, b, "tunnel", lines))
+
+
+def _forward_links(topology: Topology, drawing: Drawing) -> None:
+    """Published ports: a line from the host to the container, '8080/tcp -> 172.18.0.2:80'.
+    Services: a node each (cluster IP, node port), with a line to every endpoint."""
+    services: dict[str, list[str]] = {}
+    endpoints: dict[str, list[tuple[str, str]]] = {}
+    for forward in topology.forwards:
+        on = f" on {forward.address}" if forward.address else ""
+        if forward.kind == "publish":
+            for e in forward.endpoints:
+                label = (
+                    f"publish {forward.port}/{forward.protocol}{on}",
+                    f"-> {host_port(e.address, e.port)}",
+                )
+                drawing.links.append(Link(stack_id(HOST), stack_id(e.netns), "forward", label))
+            continue
+        lines = services.setdefault(forward.name, [f"Service {forward.name}"])
+        if forward.kind == "ClusterIP":
+            address = host_port(str(forward.address), forward.port)
+            lines.append(f"ClusterIP {address}/{forward.protocol}")
+        else:
+            lines.append(f"NodePort {forward.port}/{forward.protocol}{on} on every node")
+        for e in forward.endpoints:
+            pair = (e.netns, f":{e.port}")
+            if pair not in endpoints.setdefault(forward.name, []):
+                endpoints[forward.name].append(pair)
+    for name, lines in services.items():
+        drawing.nodes.append(Node(service_id(name), "service", tuple(lines)))
+        for netns, port in endpoints.get(name, []):
+            drawing.links.append(Link(service_id(name), stack_id(netns), "endpoint", (port,)))
 
 
 def _topology_groups(topology: Topology, drawing: Drawing) -> None:
@@ -269,6 +366,8 @@ def build_drawing(topology: Topology) -> Drawing:
     _namespace_groups(topology, drawing)
     _topology_groups(topology, drawing)
     _veth_links(topology, drawing)
+    _tunnel_links(topology, drawing)
+    _forward_links(topology, drawing)
     return drawing
 
 
@@ -290,17 +389,28 @@ _MERMAID_ESCAPES = {
 _MERMAID_SHAPES: dict[NodeKind, tuple[str, str]] = {
     "stack": ("(", ")"),
     "bridge": ("{{", "}}"),
+    "vxlan": ("[[", "]]"),
     "external": ("[/", "/]"),
     "upstream": ("((", "))"),
+    "service": (">", "]"),
 }
 
-_MERMAID_ARROWS: dict[LinkKind, str] = {"veth": "---", "attach": "-.-", "uplink": "==>"}
+_MERMAID_ARROWS: dict[LinkKind, str] = {
+    "veth": "---",
+    "attach": "-.-",
+    "uplink": "==>",
+    "tunnel": "<-->",
+    "forward": "-.->",
+    "endpoint": "-.->",
+}
 
 _MERMAID_CLASSES: dict[NodeKind, str] = {
     "stack": "fill:#fff8e1,stroke:#f9a825",
     "bridge": "fill:#e3f2fd,stroke:#1565c0",
+    "vxlan": "fill:#e8f5e9,stroke:#2e7d32",
     "external": "fill:#fce4ec,stroke:#ad1457,stroke-dasharray:5 5",
     "upstream": "fill:#eeeeee,stroke:#616161",
+    "service": "fill:#f3e5f5,stroke:#6a1b9a",
 }
 
 
@@ -365,14 +475,20 @@ def mermaid(topology: Topology) -> str:
 _DOT_NODES: dict[NodeKind, str] = {
     "stack": 'shape=box, style="rounded,filled", fillcolor="#fff8e1", color="#f9a825"',
     "bridge": 'shape=hexagon, style=filled, fillcolor="#e3f2fd", color="#1565c0"',
+    "vxlan": 'shape=component, style=filled, fillcolor="#e8f5e9", color="#2e7d32"',
     "external": 'shape=parallelogram, style="dashed,filled", fillcolor="#fce4ec", color="#ad1457"',
     "upstream": 'shape=ellipse, style=filled, fillcolor="#eeeeee", color="#616161"',
+    "service": 'shape=cds, style=filled, fillcolor="#f3e5f5", color="#6a1b9a"',
 }
 
 _DOT_LINKS: dict[LinkKind, str] = {
     "veth": "penwidth=1.5",
     "attach": "style=dotted",
     "uplink": "style=bold, dir=forward",
+    # drawn over the layout of the cables, not shaping it
+    "tunnel": 'style=bold, color="#2e7d32", dir=both, constraint=false',
+    "forward": 'style=dashed, color="#6a1b9a", fontcolor="#6a1b9a", dir=forward, constraint=false',
+    "endpoint": 'style=dashed, color="#6a1b9a", fontcolor="#6a1b9a", dir=forward',
 }
 
 
@@ -411,7 +527,7 @@ def dot_drawing(drawing: Drawing) -> str:
     """Spell a Drawing as an undirected Graphviz graph, ending with a newline."""
     out = [
         f"graph {_dot_quote(drawing.title)} {{",
-        f"    graph [label={_dot_quote(drawing.title)}, labelloc=t, rankdir=TB];",
+        f"    graph [label={_dot_quote(drawing.title)}, labelloc=t, rankdir=TB, newrank=true];",
         "    node [fontsize=11];",
         "    edge [fontsize=9];",
     ]

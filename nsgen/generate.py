@@ -1,6 +1,8 @@
 """`make generate`: render every example under examples/ into generated/<name>/ for review,
-with its diagram; the topology format's JSON Schema into generated/topology.schema.json; and
-for every broken topology tests/errors/<case>.yaml, what `nsgen validate` says about it into
+with its diagram, and the topology format's JSON Schema into generated/topology.schema.json.
+An example spread over hosts gets what `nsgen render` writes for it: <host>/*.sh per host and
+ansible/*.yml (its diagram draws the whole topology on one machine). For every broken
+topology tests/errors/<case>.yaml, what `nsgen validate` says about it goes into
 tests/errors/<case>.txt.
 
 The committed files are golden outputs: tests re-render and compare, so a change to the
@@ -15,9 +17,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from nsgen.diagram import dot, mermaid, render_image
-from nsgen.load import load_topology
+from nsgen.fleet import load
+from nsgen.fleet.bundle import fleet_files
 from nsgen.plan import build_plan
-from nsgen.render import render_scripts, write_scripts
+from nsgen.render import render_scripts
 from nsgen.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +54,10 @@ def validate_output(case: Path) -> str:
 
 
 def generated_files(example: Path) -> dict[str, str]:
-    """The text files generated/ holds for one example, by file name (scripts and diagrams)."""
-    topology = load_topology(example)
-    files = render_scripts(build_plan(topology))
+    """The text files generated/ holds for one example, by path under generated/<name>/
+    (scripts, Ansible files and diagrams)."""
+    topology, fleet = load(example)
+    files = fleet_files(fleet) if fleet is not None else render_scripts(build_plan(topology))
     files["diagram.mmd"] = mermaid(topology)
     files["diagram.dot"] = dot(topology)
     return files
@@ -63,12 +67,12 @@ def main() -> int:
     for example in sorted((ROOT / "examples").glob("*.yaml")):
         out = ROOT / "generated" / example.stem
         files = generated_files(example)
-        scripts = {name: text for name, text in files.items() if name.endswith(".sh")}
-        for path in write_scripts(scripts, out):
+        for name, text in files.items():
+            path = out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            path.chmod(0o755 if name.endswith(".sh") else 0o644)
             print(path.relative_to(ROOT))
-        for name in ("diagram.mmd", "diagram.dot"):
-            (out / name).write_text(files[name])
-            print((out / name).relative_to(ROOT))
         render_image(files["diagram.dot"], "svg", out / "diagram.svg")
         print((out / "diagram.svg").relative_to(ROOT))
     SCHEMA.write_text(schema_text())

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nsgen.document import MAX_BYTES, Marks, parse_document
+from nsgen.document import MAX_BYTES, Document, Marks, parse_document
 from nsgen.errors import MAX_PLACED, Problem, TopologyError, UsageError
 from nsgen.expand import check_sugar, expand, split_sugar
 from nsgen.messages import described, shown
@@ -69,10 +69,17 @@ def topology_from_data(data: Any, source: str, marks: Marks | None = None) -> To
 
 def load_topology(path: str | Path) -> Topology:
     """Read and validate a topology file (`-`: standard input)."""
+    document, source = read_document(path)
+    with collector_paused():
+        return topology_from_data(document.data, source, document.marks)
+
+
+def read_document(path: str | Path) -> tuple[Document, str]:
+    """A topology file's YAML (`-`: standard input), parsed within the limits, and the name
+    messages give the file. Raises UsageError or TopologyError."""
     text, source = read_text(path)
     with collector_paused():
-        document = parse_document(text, source)
-        return topology_from_data(document.data, source, document.marks)
+        return parse_document(text, source), source
 
 
 @contextlib.contextmanager

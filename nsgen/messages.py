@@ -13,6 +13,7 @@ import reprlib
 import types
 import typing
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -20,16 +21,26 @@ from pydantic import BaseModel, ValidationError
 from nsgen.errors import Problem
 from nsgen.model import Topology
 
-_FILE_KEYS: dict[str, Any] = {}
-"""Top-level keys the expanders own (`networks`, `containers`, `cluster`), with their types:
-the file's vocabulary beyond the core model. Filled by `nsgen.expand` (declare_file_keys)."""
+_file_key_sources: list[Callable[[], dict[str, Any]]] = []
 
 
-def declare_file_keys(keys: dict[str, Any]) -> None:
-    """Add top-level keys (name: the type of its value) that the file may hold besides the
-    core model's: they count as known keys, and their models as places a key may belong."""
-    _FILE_KEYS.update(keys)
+def declare_file_keys(source: Callable[[], dict[str, Any]]) -> None:
+    """Add top-level keys that the file may hold besides the core model's (`networks`,
+    `containers`, `cluster` ...): `source` gives them (name: the type of its value) when a
+    message first needs them, since the modules that own them may still be importing when
+    they declare them (nsgen.expand does). They count as known keys, and their models as
+    places a key may belong."""
+    _file_key_sources.append(source)
+    _file_keys.cache_clear()
     _homes.cache_clear()
+
+
+@functools.cache
+def _file_keys() -> dict[str, Any]:
+    keys: dict[str, Any] = {}
+    for source in _file_key_sources:
+        keys.update(source())
+    return keys
 
 
 def format_path(loc: tuple[int | str, ...]) -> str:
@@ -117,7 +128,7 @@ def _element_suffix(tp: Any) -> str:
 def _homes() -> dict[type[BaseModel], list[str]]:
     """Every model of the file format with the paths that reach it (shortest first), e.g.
     Namespace: ['host', 'namespaces.NAME']; the top level is ''."""
-    fields = _field_types(Topology) | _FILE_KEYS
+    fields = _field_types(Topology) | _file_keys()
     homes: dict[type[BaseModel], list[str]] = {Topology: [""]}
     queue: deque[tuple[str, dict[str, Any]]] = deque([("", fields)])
     while queue:
@@ -138,7 +149,7 @@ def _known_keys(model: type[BaseModel] | None) -> list[str]:
         return []
     keys = set(_field_types(model))
     if model is Topology:
-        keys |= set(_FILE_KEYS)
+        keys |= set(_file_keys())
     return sorted(keys)
 
 
@@ -157,7 +168,7 @@ def _belongs(key: str, model: type[BaseModel] | None, here: str) -> str:
 
     def rank(place: str) -> tuple[int, int, str]:
         first = place.split(".")[0].split("[")[0]
-        near = 0 if first == top else 2 if first in _FILE_KEYS else 1
+        near = 0 if first == top else 2 if first in _file_keys() else 1
         return near, place.count(".") + place.count("["), place
 
     places.sort(key=rank)

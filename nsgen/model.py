@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from nsgen.fields import (
     HOST,
@@ -196,6 +197,37 @@ class Group(Strict):
     members: list[NsRef] = Field(default_factory=list)
 
 
+class ForwardEndpoint(Strict):
+    """Where a forwarded connection ends up: a port on an address of a namespace."""
+
+    netns: NsRef
+    address: IpAddr
+    port: int = Field(ge=1, le=65535)
+
+
+class Forward(Strict):
+    """Connections to `address:port` in the namespaces `netns` are sent on (DNAT) to one of
+    `endpoints`: a Docker published port, a Kubernetes Service's ClusterIP or NodePort.
+
+    Plain data for `nsgen check` and `nsgen diagram`, recorded by the expanders beside the
+    iptables rules that do the forwarding; nothing is planned from it."""
+
+    kind: Literal["publish", "ClusterIP", "NodePort"]
+    name: str = Field(description="The container that publishes, or the Service.")
+    protocol: Literal["tcp", "udp"]
+    netns: list[NsRef] = Field(description="Namespaces whose rules forward it.")
+    address: IpAddr | None = Field(
+        None, description="The address it is forwarded from; none: every local address."
+    )
+    port: int = Field(ge=1, le=65535)
+    endpoints: list[ForwardEndpoint]
+
+
+EXPANDED = {"nsgen-expanded": True}
+"""Validation context of a topology that the expanders built (`Topology.model_validate(data,
+context=EXPANDED)`): only such a topology may hold `forwards`."""
+
+
 class Topology(Strict):
     """A whole topology file."""
 
@@ -212,6 +244,20 @@ class Topology(Strict):
     groups: list[Group] = Field(
         default_factory=list, description="Groupings for diagrams (set by the expanders)."
     )
+    # Not part of the file format (the schema leaves it out): the expanders fill it.
+    forwards: SkipJsonSchema[list[Forward]] = Field(default_factory=list)
+
+    @field_validator("forwards")
+    @classmethod
+    def _forwards_come_from_expanders(
+        cls, value: list[Forward], info: ValidationInfo
+    ) -> list[Forward]:
+        if value and not (info.context or {}).get("nsgen-expanded"):
+            raise ValueError(
+                "not a key of the file: nsgen records forwards itself, from `publish:` of "
+                "containers and from `services:` of a cluster"
+            )
+        return value
 
     def spaces(self) -> list[tuple[str, Namespace]]:
         """Every namespace of the topology, root first, then named ones in declaration order."""

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from nsgen import fields
+from nsgen.checks import UPSTREAM, service_names
 from nsgen.errors import Problem
 from nsgen.fields import BUILTIN_CHAINS, _check_name
 from nsgen.kinds.registry import KINDS
@@ -293,7 +294,7 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
     problems: list[Problem] = []
     for i, check in enumerate(topology.checks):
         path = f"checks[{i}]"
-        if check.from_ not in spaces:
+        if check.from_ not in spaces and check.from_ != UPSTREAM:
             problems.append(Problem(f"{path}.from", f"namespace {check.from_!r} is not declared"))
         if check.kind == "dns":
             if check.name is None:
@@ -313,13 +314,14 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
         except ValueError:
             is_address = False
         if not is_address:
-            if check.to not in spaces:
+            if check.to not in spaces and check.to not in service_names(topology):
                 problems.append(
                     Problem(
-                        f"{path}.to", f"{check.to!r} is neither an address nor a declared namespace"
+                        f"{path}.to",
+                        f"{check.to!r} is neither an address, a declared namespace nor a Service",
                     )
                 )
-            elif topology.first_address(check.to) is None:
+            elif check.to in spaces and topology.first_address(check.to) is None:
                 problems.append(
                     Problem(f"{path}.to", f"namespace {check.to} has no address to check against")
                 )

@@ -19,7 +19,7 @@ from nsgen import diagram
 from nsgen.diagram import Drawing, Group, Link, Node
 from nsgen.errors import NsgenError, ToolMissingError, UsageError
 from nsgen.load import load_topology, topology_from_data
-from nsgen.model import Topology
+from nsgen.model import EXPANDED, Topology
 from nsgen.names import near_name, peer_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ SEED = ROOT / "examples" / "seed.yaml"
 WRITERS = {"mmd": diagram.mermaid, "dot": diagram.dot}
 
 # A Mermaid node definition line: 4+ spaces, an id, then a shape opening and a quote.
-_MERMAID_NODE = re.compile(r"^\s+([^\s\[({/]+)(?:\(\(|\{\{|\[/|\(|\[)\"", re.MULTILINE)
+_MERMAID_NODE = re.compile(r"^\s+([^\s\[({/>]+)(?:\(\(|\{\{|\[\[|\[/|\(|\[|>)\"", re.MULTILINE)
 _SAFE_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
@@ -64,7 +64,9 @@ def test_diagram_is_deterministic(example: Path, suffix: str) -> None:
     first = write(load_topology(example))
     assert write(load_topology(example)) == first
     # a topology rebuilt from its own dump (a different object, same content) draws the same
-    again = Topology.model_validate(load_topology(example).model_dump(by_alias=True))
+    again = Topology.model_validate(
+        load_topology(example).model_dump(by_alias=True), context=EXPANDED
+    )
     assert write(again) == first
     assert first.endswith("\n")
 
@@ -331,3 +333,121 @@ def test_masquerade_out_a_bridge_or_a_veth_end() -> None:
         ("to-gw 10.6.0.1/30", "veth-gw", "MASQUERADE 10.7.0.0/24 out veth-gw"),
     )
     assert "upstream" not in diagram.dot(topology)
+
+
+# ---- what a learner came for ------------------------------------------------------------------
+
+DOCKER = ROOT / "examples" / "docker-bridge.yaml"
+K8S = ROOT / "examples" / "k8s-two-nodes.yaml"
+VXLAN = ROOT / "examples" / "k8s-vxlan.yaml"
+TWO_TIER = ROOT / "examples" / "two-tier.yaml"
+
+
+def _svg_texts(topology: Topology, tmp_path: Path) -> list[str]:
+    _need_dot()
+    out = tmp_path / "picture.svg"
+    diagram.render_image(diagram.dot(topology), "svg", out)
+    found = re.findall(r"<text[^>]*>([^<]*)</text>", out.read_text(encoding="utf-8"))
+    return [html.unescape(t) for t in found]
+
+
+def test_a_published_port_is_drawn_from_the_host_to_its_container(tmp_path: Path) -> None:
+    topology = load_topology(DOCKER)
+    drawing = diagram.build_drawing(topology)
+    (forward,) = [link for link in drawing.links if link.kind == "forward"]
+    assert forward == Link(
+        "stack__host", "stack__web", "forward", ("publish 8080/tcp", "-> 172.18.0.2:80")
+    )
+    assert 'stack__host -.->|"publish 8080/tcp<br>-#gt; 172.18.0.2:80"| stack__web' in (
+        diagram.mermaid(topology)
+    )
+    texts = _svg_texts(topology, tmp_path)
+    assert "publish 8080/tcp" in texts and "-> 172.18.0.2:80" in texts
+    # an internal network says so
+    assert "internal docker network backend" in texts
+    assert "docker network frontend" in texts
+
+
+def test_services_are_drawn_with_their_cluster_ip_node_port_and_endpoints(
+    tmp_path: Path,
+) -> None:
+    topology = load_topology(K8S)
+    drawing = diagram.build_drawing(topology)
+    services = {n.id: n.lines for n in drawing.all_nodes() if n.kind == "service"}
+    assert services == {
+        "service__web": ("Service web", "ClusterIP 10.96.0.10:80/tcp"),
+        "service__web_2dnp": (
+            "Service web-np",
+            "ClusterIP 10.96.0.1:80/tcp",
+            "NodePort 30080/tcp on every node",
+        ),
+    }
+    endpoints = sorted((link.a, link.b) for link in drawing.links if link.kind == "endpoint")
+    assert endpoints == [
+        ("service__web", "stack__web_2da"),
+        ("service__web", "stack__web_2db"),
+        ("service__web_2dnp", "stack__web_2da"),
+        ("service__web_2dnp", "stack__web_2db"),
+    ]
+    text = diagram.mermaid(topology)
+    assert 'service__web>"Service web<br>ClusterIP 10.96.0.10:80/tcp"]' in text
+    assert 'service__web -.->|":8080"| stack__web_2da' in text
+    assert "ClusterIP 10.96.0.10:80/tcp" in diagram.dot(topology)
+    texts = _svg_texts(topology, tmp_path)
+    for line in ("ClusterIP 10.96.0.10:80/tcp", "NodePort 30080/tcp on every node"):
+        assert line in texts, line
+
+
+def test_the_vxlan_tunnel_between_nodes_is_one_line(tmp_path: Path) -> None:
+    topology = load_topology(VXLAN)
+    drawing = diagram.build_drawing(topology)
+    devices = {n.id: n.lines for n in drawing.all_nodes() if n.kind == "vxlan"}
+    assert devices == {
+        "vxlan__node1__flannel_2e1": ("flannel.1", "VXLAN 1 udp/8472", "10.244.0.0/32"),
+        "vxlan__node2__flannel_2e1": ("flannel.1", "VXLAN 1 udp/8472", "10.244.1.0/32"),
+    }
+    tunnels = [link for link in drawing.links if link.kind == "tunnel"]
+    assert tunnels == [
+        Link(
+            "vxlan__node1__flannel_2e1",
+            "vxlan__node2__flannel_2e1",
+            "tunnel",
+            ("VXLAN 1 over udp/8472", "10.10.0.1 <-> 10.10.0.2"),
+        )
+    ]
+    assert "vxlan__node1__flannel_2e1 <-->|" in diagram.mermaid(topology)
+    assert "10.10.0.1 <-> 10.10.0.2" in _svg_texts(topology, tmp_path)
+    # host-gw has no tunnel
+    assert not [
+        link for link in diagram.build_drawing(load_topology(K8S)).links if link.kind == "tunnel"
+    ]
+
+
+def _svg_y(svg: str, node_id: str) -> float:
+    """The y of a node's first label line in Graphviz's SVG (larger is lower)."""
+    match = re.search(
+        rf"<title>{re.escape(node_id)}</title>.*?<text[^>]* y=\"([-0-9.]+)\"", svg, re.S
+    )
+    assert match, node_id
+    return float(match[1])
+
+
+def test_a_router_is_drawn_between_the_bridges_it_joins(tmp_path: Path) -> None:
+    topology = load_topology(TWO_TIER)
+    links = [(link.a, link.b) for link in diagram.build_drawing(topology).links]
+    assert ("bridge__host__br_2dfront", "stack__router") in links
+    assert ("stack__router", "bridge__host__br_2dback") in links
+    _need_dot()
+    out = tmp_path / "two-tier.svg"
+    diagram.render_image(diagram.dot(topology), "svg", out)
+    svg = out.read_text(encoding="utf-8")
+    front, router, back = (
+        _svg_y(svg, node)
+        for node in ("bridge__host__br_2dfront", "stack__router", "bridge__host__br_2dback")
+    )
+    assert front < router < back, (front, router, back)
+    # a namespace on two bridges that does not forward (web, on two Docker networks) is not
+    # a router: both its cables go down to the bridges
+    docker = [(link.a, link.b) for link in diagram.build_drawing(load_topology(DOCKER)).links]
+    assert ("stack__web", "bridge__host__br_2dbackend") in docker
+    assert ("stack__web", "bridge__host__br_2dfrontend") in docker

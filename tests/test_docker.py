@@ -233,7 +233,7 @@ def test_one_group_per_network_for_diagrams() -> None:
     groups = [(g.name, g.kind, g.members) for g in expand(base()).groups]
     assert groups == [
         ("front", "docker network", ["web", "client"]),
-        ("back", "docker network", ["web", "db"]),
+        ("back", "internal docker network", ["web", "db"]),
     ]
 
 

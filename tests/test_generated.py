@@ -41,8 +41,10 @@ def test_generated_diagram_svg_is_the_committed_dot_drawn_by_graphviz(
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_generated_scripts_are_shellcheck_clean(example: Path) -> None:
-    scripts = sorted((ROOT / "generated" / example.stem).glob("*.sh"))
-    assert len(scripts) == 3
+    directory = ROOT / "generated" / example.stem
+    scripts = sorted(directory.rglob("*.sh"))
+    expected = sorted(directory / name for name in generated_files(example) if name.endswith(".sh"))
+    assert scripts == expected and len(scripts) >= 3
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 

@@ -223,13 +223,21 @@ def test_pods_hosts_files_name_the_pod_and_every_service() -> None:
     assert dns.hosts == {
         "client-b": "10.244.1.3",
         "web": "10.96.0.10",
+        "web.default": "10.96.0.10",
+        "web.default.svc": "10.96.0.10",
         "web.default.svc.cluster.local": "10.96.0.10",
         "web-np": "10.96.0.1",
+        "web-np.default": "10.96.0.1",
+        "web-np.default.svc": "10.96.0.1",
         "web-np.default.svc.cluster.local": "10.96.0.1",
     }
+    # kubelet's search path; a nameserver where nothing listens, so other names fail at once
+    assert dns.search == ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+    assert dns.nameservers == ["127.0.0.1"]
     data = base()
     cluster(data)["pod_hosts"] = False
-    assert load(data).namespaces["client-b"].dns is None
+    dns = load(data).namespaces["client-b"].dns
+    assert dns is not None and dns.hosts == {} and dns.nameservers == ["127.0.0.1"]
 
 
 def test_core_objects_stay_and_an_existing_masquerade_is_not_doubled() -> None:

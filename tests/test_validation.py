@@ -607,10 +607,9 @@ def test_the_known_top_level_keys_include_the_docker_and_kubernetes_vocabulary()
     data = base()
     data["zzzz"] = 1
     (line,) = problems(data)
-    assert line == (
-        f"{SRC}: zzzz: unknown key 'zzzz' (known keys: checks, cluster, containers, "
-        "description, groups, host, name, namespaces, networks)"
-    )
+    known = line.split("(known keys: ")[1].rstrip(")").split(", ")
+    assert {"networks", "containers", "cluster", "hosts", "name", "namespaces"} <= set(known)
+    assert known == sorted(known)
 
 
 @pytest.mark.parametrize(

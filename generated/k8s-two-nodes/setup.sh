@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 1d399a36e0ca4a89445322c7d18e2e78e126e95aaea1b4ca6bff6b852c1a0ba7.
+# 3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=1d399a36e0ca4a89445322c7d18e2e78e126e95aaea1b4ca6bff6b852c1a0ba7
+readonly NSGEN_DIGEST=3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15
@@ -301,9 +301,13 @@ nsgen_preflight() {
     if nsgen_listed_link veth94ef328; then nsgen_problem 'link veth94ef328 already exists in the root namespace'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.10.0.0/24 -o eth0 -m comment --comment nsgen:k8s -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s for 10.10.0.0/24 out of eth0 is already present'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.244.0.0/16 -o eth0 -m comment --comment nsgen:k8s -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s for 10.244.0.0/16 out of eth0 is already present'; fi
+    if [[ -e /etc/netns/web-a/resolv.conf ]]; then nsgen_problem '/etc/netns/web-a/resolv.conf already exists'; fi
     if [[ -e /etc/netns/web-a/hosts ]]; then nsgen_problem '/etc/netns/web-a/hosts already exists'; fi
+    if [[ -e /etc/netns/client-a/resolv.conf ]]; then nsgen_problem '/etc/netns/client-a/resolv.conf already exists'; fi
     if [[ -e /etc/netns/client-a/hosts ]]; then nsgen_problem '/etc/netns/client-a/hosts already exists'; fi
+    if [[ -e /etc/netns/web-b/resolv.conf ]]; then nsgen_problem '/etc/netns/web-b/resolv.conf already exists'; fi
     if [[ -e /etc/netns/web-b/hosts ]]; then nsgen_problem '/etc/netns/web-b/hosts already exists'; fi
+    if [[ -e /etc/netns/client-b/resolv.conf ]]; then nsgen_problem '/etc/netns/client-b/resolv.conf already exists'; fi
     if [[ -e /etc/netns/client-b/hosts ]]; then nsgen_problem '/etc/netns/client-b/hosts already exists'; fi
     if ! nsgen_listed_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
   fi
@@ -610,52 +614,56 @@ nsgen_save_sysctl net.ipv4.ip_forward
 echo 1 > /proc/sys/net/ipv4/ip_forward
 nsgen_end 11
 
-# ---- step 12/15: write /etc/netns/web-a/hosts ------------------------------
+# ---- step 12/15: write /etc/netns/web-a/resolv.conf, /etc/netns/web-a/hosts
 # 'ip netns exec web-a' shows files in /etc/netns/web-a/ in place of the host's
 # /etc files, so programs in the namespace resolve names with these.
 nsgen_undo_12() {
-  rm -f /etc/netns/web-a/hosts
+  rm -f /etc/netns/web-a/resolv.conf /etc/netns/web-a/hosts
   nsgen_remove_netns_dir web-a
 }
-nsgen_begin 12 'write /etc/netns/web-a/hosts'
+nsgen_begin 12 'write /etc/netns/web-a/resolv.conf, /etc/netns/web-a/hosts'
 nsgen_make_netns_dir web-a
-printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.0.2 web-a' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/web-a/hosts
+printf '%s\n' 'nameserver 127.0.0.1' 'search default.svc.cluster.local svc.cluster.local cluster.local' > /etc/netns/web-a/resolv.conf
+printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.0.2 web-a' '10.96.0.10 web' '10.96.0.10 web.default' '10.96.0.10 web.default.svc' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default' '10.96.0.1 web-np.default.svc' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/web-a/hosts
 nsgen_end 12
 
-# ---- step 13/15: write /etc/netns/client-a/hosts ---------------------------
+# ---- step 13/15: write /etc/netns/client-a/resolv.conf, /etc/netns/client-a/hosts
 # 'ip netns exec client-a' shows files in /etc/netns/client-a/ in place of the
 # host's /etc files, so programs in the namespace resolve names with these.
 nsgen_undo_13() {
-  rm -f /etc/netns/client-a/hosts
+  rm -f /etc/netns/client-a/resolv.conf /etc/netns/client-a/hosts
   nsgen_remove_netns_dir client-a
 }
-nsgen_begin 13 'write /etc/netns/client-a/hosts'
+nsgen_begin 13 'write /etc/netns/client-a/resolv.conf, /etc/netns/client-a/hosts'
 nsgen_make_netns_dir client-a
-printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.0.3 client-a' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/client-a/hosts
+printf '%s\n' 'nameserver 127.0.0.1' 'search default.svc.cluster.local svc.cluster.local cluster.local' > /etc/netns/client-a/resolv.conf
+printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.0.3 client-a' '10.96.0.10 web' '10.96.0.10 web.default' '10.96.0.10 web.default.svc' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default' '10.96.0.1 web-np.default.svc' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/client-a/hosts
 nsgen_end 13
 
-# ---- step 14/15: write /etc/netns/web-b/hosts ------------------------------
+# ---- step 14/15: write /etc/netns/web-b/resolv.conf, /etc/netns/web-b/hosts
 # 'ip netns exec web-b' shows files in /etc/netns/web-b/ in place of the host's
 # /etc files, so programs in the namespace resolve names with these.
 nsgen_undo_14() {
-  rm -f /etc/netns/web-b/hosts
+  rm -f /etc/netns/web-b/resolv.conf /etc/netns/web-b/hosts
   nsgen_remove_netns_dir web-b
 }
-nsgen_begin 14 'write /etc/netns/web-b/hosts'
+nsgen_begin 14 'write /etc/netns/web-b/resolv.conf, /etc/netns/web-b/hosts'
 nsgen_make_netns_dir web-b
-printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.1.2 web-b' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/web-b/hosts
+printf '%s\n' 'nameserver 127.0.0.1' 'search default.svc.cluster.local svc.cluster.local cluster.local' > /etc/netns/web-b/resolv.conf
+printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.1.2 web-b' '10.96.0.10 web' '10.96.0.10 web.default' '10.96.0.10 web.default.svc' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default' '10.96.0.1 web-np.default.svc' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/web-b/hosts
 nsgen_end 14
 
-# ---- step 15/15: write /etc/netns/client-b/hosts ---------------------------
+# ---- step 15/15: write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts
 # 'ip netns exec client-b' shows files in /etc/netns/client-b/ in place of the
 # host's /etc files, so programs in the namespace resolve names with these.
 nsgen_undo_15() {
-  rm -f /etc/netns/client-b/hosts
+  rm -f /etc/netns/client-b/resolv.conf /etc/netns/client-b/hosts
   nsgen_remove_netns_dir client-b
 }
-nsgen_begin 15 'write /etc/netns/client-b/hosts'
+nsgen_begin 15 'write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts'
 nsgen_make_netns_dir client-b
-printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.1.3 client-b' '10.96.0.10 web' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/client-b/hosts
+printf '%s\n' 'nameserver 127.0.0.1' 'search default.svc.cluster.local svc.cluster.local cluster.local' > /etc/netns/client-b/resolv.conf
+printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.1.3 client-b' '10.96.0.10 web' '10.96.0.10 web.default' '10.96.0.10 web.default.svc' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default' '10.96.0.1 web-np.default.svc' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/client-b/hosts
 nsgen_end 15
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"

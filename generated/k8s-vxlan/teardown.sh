@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f.
+# 020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=16c3c6148e45a52a2bb209689555acdaf32ba95d4d7d34bf0589902645d8306f
+readonly NSGEN_DIGEST=020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -203,27 +203,27 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 15/15: write /etc/netns/client-b/hosts
+# ---- undo step 15/15: write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts
 nsgen_undo_15() {
-  rm -f /etc/netns/client-b/hosts
+  rm -f /etc/netns/client-b/resolv.conf /etc/netns/client-b/hosts
   nsgen_remove_netns_dir client-b
 }
 
-# ---- undo step 14/15: write /etc/netns/web-b/hosts
+# ---- undo step 14/15: write /etc/netns/web-b/resolv.conf, /etc/netns/web-b/hosts
 nsgen_undo_14() {
-  rm -f /etc/netns/web-b/hosts
+  rm -f /etc/netns/web-b/resolv.conf /etc/netns/web-b/hosts
   nsgen_remove_netns_dir web-b
 }
 
-# ---- undo step 13/15: write /etc/netns/client-a/hosts
+# ---- undo step 13/15: write /etc/netns/client-a/resolv.conf, /etc/netns/client-a/hosts
 nsgen_undo_13() {
-  rm -f /etc/netns/client-a/hosts
+  rm -f /etc/netns/client-a/resolv.conf /etc/netns/client-a/hosts
   nsgen_remove_netns_dir client-a
 }
 
-# ---- undo step 12/15: write /etc/netns/web-a/hosts
+# ---- undo step 12/15: write /etc/netns/web-a/resolv.conf, /etc/netns/web-a/hosts
 nsgen_undo_12() {
-  rm -f /etc/netns/web-a/hosts
+  rm -f /etc/netns/web-a/resolv.conf /etc/netns/web-a/hosts
   nsgen_remove_netns_dir web-a
 }
 
@@ -274,10 +274,10 @@ nsgen_undo() {
   set -e
   ((status == 0)) || nsgen_leftovers+=("$1/$NSGEN_STEPS $2")
 }
-nsgen_undo 15 'write /etc/netns/client-b/hosts'
-nsgen_undo 14 'write /etc/netns/web-b/hosts'
-nsgen_undo 13 'write /etc/netns/client-a/hosts'
-nsgen_undo 12 'write /etc/netns/web-a/hosts'
+nsgen_undo 15 'write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts'
+nsgen_undo 14 'write /etc/netns/web-b/resolv.conf, /etc/netns/web-b/hosts'
+nsgen_undo 13 'write /etc/netns/client-a/resolv.conf, /etc/netns/client-a/hosts'
+nsgen_undo 12 'write /etc/netns/web-a/resolv.conf, /etc/netns/web-a/hosts'
 nsgen_undo 11 'set net.ipv4.ip_forward=1'
 nsgen_undo 10 'install 2 iptables change(s) in the root namespace'
 nsgen_undo 2 'create 6 namespace(s): node1, web-a, client-a, node2, web-b, client-b'

@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 9a4e9c403d258c4bcc28c54c313435674821f2e0b83d9eae25aa2c5cfc9e2c35.
+# 062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=9a4e9c403d258c4bcc28c54c313435674821f2e0b83d9eae25aa2c5cfc9e2c35
+readonly NSGEN_DIGEST=062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=11

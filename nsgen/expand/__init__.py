@@ -21,21 +21,27 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from nsgen import fleet
 from nsgen.errors import Problem
 from nsgen.expand import docker, k8s
 from nsgen.messages import declare_file_keys
 from nsgen.model import Topology
 
-EXPANDERS: tuple[ModuleType, ...] = (docker, k8s)
-"""Every expander, in the order they are applied."""
+EXPANDERS: tuple[ModuleType, ...] = (docker, k8s, fleet)
+"""Every expander, in the order they are applied. `nsgen.fleet` (hosts:) comes last: it
+places the expanded topology on machines and changes nothing in it."""
 
-declare_file_keys(
-    {
+
+def _file_keys() -> dict[str, Any]:
+    """Every expander's top-level keys with the types of their values."""
+    return {
         key: module.SCHEMA_MODEL.model_fields[key].annotation
         for module in EXPANDERS
         for key in module.KEYS
     }
-)
+
+
+declare_file_keys(_file_keys)
 
 
 def expanders() -> list[ModuleType]:

@@ -39,7 +39,7 @@ from nsgen.fields import (
     Subnet,
 )
 from nsgen.messages import format_path, pydantic_problems
-from nsgen.model import Group, Topology
+from nsgen.model import EXPANDED, Group, Topology
 from nsgen.names import near_name, peer_name
 
 KEYS = ("networks", "containers")
@@ -851,6 +851,30 @@ def _firewall(
     return chains, rules
 
 
+def _forwards(nets: dict[str, Net], boxes: list[Box]) -> list[dict[str, Any]]:
+    """Each published port as plain data (`Topology.forwards`): the host port, on every local
+    address of the root namespace or on `host_ip`, sent to the container's address on its
+    first non-internal network, as the DNAT rules of `_firewall` do."""
+    found: list[dict[str, Any]] = []
+    for box in boxes:
+        for port in box.publish:
+            out = _outbound(box, nets)
+            assert out is not None and out.address is not None
+            endpoint = {"netns": box.name, "address": str(out.address), "port": port.target}
+            found.append(
+                {
+                    "kind": "publish",
+                    "name": box.name,
+                    "protocol": port.protocol,
+                    "netns": [HOST],
+                    "address": port.host_ip,
+                    "port": port.published,
+                    "endpoints": [endpoint],
+                }
+            )
+    return found
+
+
 def _publishing_bridges(nets: dict[str, Net], boxes: list[Box]) -> list[str]:
     """The bridges of the networks published ports lead into, in order."""
     bridges: list[str] = []
@@ -961,11 +985,16 @@ def _build(
     host["iptables"]["rules"] += rules
 
     data["groups"] += [
-        Group(name=net.name, kind="docker network", members=net.members).model_dump(mode="json")
+        Group(
+            name=net.name,
+            kind="internal docker network" if net.spec.internal else "docker network",
+            members=net.members,
+        ).model_dump(mode="json")
         for net in nets.values()
     ]
+    data["forwards"] += _forwards(nets, boxes)
     try:
-        return Topology.model_validate(data)
+        return Topology.model_validate(data, context=EXPANDED)
     except ValidationError as exc:  # a clash the checks above did not foresee
         problems.extend(pydantic_problems(exc))
         return topology

@@ -13,7 +13,8 @@ What each generated object stands in for (docs/kubernetes.md tells the whole sto
   route, ARP and FDB entries flannel installs for every other node;
 - Services: kube-proxy's iptables mode, in every node (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*,
   KUBE-NODEPORTS, KUBE-MARK-MASQ, KUBE-POSTROUTING; REJECT rules for Services without
-  endpoints), and each pod's /etc/hosts as a stand-in for cluster DNS.
+  endpoints), and each pod's /etc/hosts as a stand-in for cluster DNS, with kubelet's search
+  path in its resolv.conf and a nameserver that fails at once for any other name.
 
 Every name and address is derived deterministically from the declaration order, so the same
 file always gives the same scripts.
@@ -32,7 +33,7 @@ from pydantic import AfterValidator, Field, ValidationError
 from nsgen.errors import Problem
 from nsgen.fields import HOST, HostName, IfName, IpAddr, NsName, Strict, Subnet
 from nsgen.messages import pydantic_problems
-from nsgen.model import Topology
+from nsgen.model import EXPANDED, Topology
 
 KEYS = ("cluster",)
 
@@ -738,10 +739,45 @@ def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Pr
                 "members": [node.name, *(p.name for p in node.pods)],
             }
         )
+    data["forwards"] += _forwards(layout)
     try:
-        return Topology.model_validate(data), []
+        return Topology.model_validate(data, context=EXPANDED), []
     except ValidationError as exc:  # a generated value the core refuses: report it, never hide it
         return topology, pydantic_problems(exc)
+
+
+def _forwards(layout: Layout) -> list[dict[str, Any]]:
+    """Each Service as plain data (`Topology.forwards`): its ClusterIP and, for a NodePort
+    Service, its node port on every local address of the nodes, both sent to the endpoints'
+    target port, as `node_rules` program every node to do."""
+    nodes = [node.name for node in layout.nodes]
+    found: list[dict[str, Any]] = []
+    for service in layout.services:
+        endpoints = [
+            {"netns": e.pod, "address": e.address, "port": service.target_port}
+            for e in service.endpoints
+        ]
+        common = {"name": service.name, "protocol": service.protocol, "netns": nodes}
+        found.append(
+            {
+                **common,
+                "kind": "ClusterIP",
+                "address": service.cluster_ip,
+                "port": service.port,
+                "endpoints": endpoints,
+            }
+        )
+        if service.node_port is not None:
+            found.append(
+                {
+                    **common,
+                    "kind": "NodePort",
+                    "address": None,
+                    "port": service.node_port,
+                    "endpoints": endpoints,
+                }
+            )
+    return found
 
 
 def _add_host(data: dict[str, Any], topology: Topology, cluster: Cluster, layout: Layout) -> None:
@@ -834,10 +870,40 @@ def _pod_namespace(
         ],
         "routes": [{"to": "default", "via": str(node.bridge_address.ip)}],
     }
+    spec["dns"] = pod_dns(cluster, layout, pod)
+    return spec
+
+
+POD_NAMESERVER = "127.0.0.1"
+"""The nameserver of every pod's resolv.conf: the pod's own loopback, where nothing listens, so
+a name that /etc/hosts does not hold fails at once (a real pod's points at the kube-dns
+Service, where CoreDNS answers)."""
+
+
+def service_names(service: str, domain: str) -> list[str]:
+    """The names a pod in namespace `default` resolves a Service by, as CoreDNS answers them
+    through kubelet's search path: web, web.default, web.default.svc, web.default.svc.DOMAIN."""
+    return [
+        service,
+        f"{service}.default",
+        f"{service}.default.svc",
+        f"{service}.default.svc.{domain}",
+    ]
+
+
+def pod_dns(cluster: Cluster, layout: Layout, pod: PodLayout) -> dict[str, Any]:
+    """A pod's resolv.conf and hosts: kubelet's search path for namespace `default`, the
+    nameserver POD_NAMESERVER, and (with `pod_hosts`) the pod's own name and every name CoreDNS
+    would answer for each Service, at its cluster IP."""
+    domain = cluster.cluster_domain.rstrip(".")
+    dns: dict[str, Any] = {
+        "nameservers": [POD_NAMESERVER],
+        "search": [f"default.svc.{domain}", f"svc.{domain}", domain],
+    }
     if cluster.pod_hosts:
         hosts = {pod.name: str(pod.address.ip)}
         for service in layout.services:
-            hosts.setdefault(service.name, service.cluster_ip)
-            hosts[f"{service.name}.default.svc.{cluster.cluster_domain}"] = service.cluster_ip
-        spec["dns"] = {"hosts": hosts}
-    return spec
+            for name in service_names(service.name, domain):
+                hosts.setdefault(name, service.cluster_ip)
+        dns["hosts"] = hosts
+    return dns
