@@ -25,9 +25,10 @@ from nsgen.clihelp import LabGroup, LabOneShot, NsgenGroup, NsgenTyper
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.fleet import Fleet, load
-from nsgen.load import load_topology
+from nsgen.load import STDIN, load_topology, source_name
 from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import Renderer, render_scripts, write_bundle
+from nsgen.report import validation
 from nsgen.sandbox import DNS_SERVER
 
 # The executor, lab, status, diagram and schema modules (and plumbum) load only for the
@@ -90,7 +91,7 @@ TopologyFile = Annotated[
     Path,
     typer.Argument(
         metavar="FILE",
-        help="Topology file (YAML).",
+        help="Topology file (YAML); - reads standard input.",
         show_default=False,
         autocompletion=completion.topology_files,
     ),
@@ -118,14 +119,24 @@ def _root(
     epilog="Example:\n  nsgen validate examples/seed.yaml",
 )
 @reported
-def validate(file: TopologyFile) -> None:
-    """Check a topology file and report every problem at once (exit 1 if any)."""
+def validate(
+    file: TopologyFile,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Problems, or the plan, as JSON on stdout (same exit status)."),
+    ] = False,
+) -> None:
+    """Check a topology file and report every problem at once, each at its line and column
+    (exit 1 if any)."""
+    if json_out:
+        _print_json(*validation(file))
     topology = load_topology(file)
     plan = build_plan(topology)
     bridges = sum(len(spec.bridges) for _, spec in topology.spaces())
     veths = sum(len(spec.interfaces) for _, spec in topology.spaces())
     typer.echo(
-        f"{file}: topology {topology.name!r} is valid: {len(topology.namespaces)} namespace(s), "
+        f"{source_name(file)}: topology {topology.name!r} is valid: "
+        f"{len(topology.namespaces)} namespace(s), "
         f"{bridges} bridge(s), {veths} veth pair(s), {len(plan.steps)} steps"
     )
 
@@ -267,6 +278,9 @@ def up(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; run nothing.")
     ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="With --dry-run: the plan (or the problems) as JSON.")
+    ] = False,
     replace: Annotated[
         bool,
         typer.Option(
@@ -286,6 +300,10 @@ def up(
     from nsgen.console import Console
     from nsgen.executor import Executor, Options
 
+    if json_out:
+        if not dry_run:
+            raise UsageError("up: --json goes with --dry-run")
+        _print_json(*validation(file, _style(style)))
     topology, fleet = load(file)
     if fleet is not None:
         _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
@@ -334,7 +352,7 @@ def down(
     from nsgen.executor import Executor, Options, down_from_record
 
     executor = None
-    if Path(target).is_file():
+    if target == STDIN or Path(target).is_file():
         topology, fleet = load(target)
         if fleet is not None:
             _fleet_playbook(fleet, "teardown.yml", "batch", False, replace=False, log=log)
@@ -709,6 +727,11 @@ def schema() -> None:
     from nsgen.schema import schema_text
 
     typer.echo(schema_text(), nl=False)
+
+
+def _print_json(text: str, exit_code: int) -> None:
+    typer.echo(text)
+    raise typer.Exit(exit_code)
 
 
 def _topology_name(text: str) -> str:

@@ -178,8 +178,6 @@ class Namespace(Strict):
 class Check(Strict):
     """A connectivity check: `from` a namespace, `to` an address or a namespace's name."""
 
-    model_config = Strict.model_config | {"populate_by_name": True}
-
     from_: NsRef = Field(HOST, alias="from", description="Namespace the probe runs in.")
     to: CheckTarget | None = Field(
         None, description="Address, or a namespace's name (its first address). Not for dns."

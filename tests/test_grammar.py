@@ -16,6 +16,7 @@ from nsgen.errors import TopologyError
 from nsgen.load import topology_from_data
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts
+from tests.harness import shown
 
 SRC = "g.yaml"
 
@@ -204,7 +205,7 @@ def test_a_group_label_is_one_printable_line_of_at_most_64_characters(value: str
     data = base()
     data["groups"] = [{"name": "tier", "kind": value, "members": ["red"]}]
     assert problem(data) == (
-        f"{SRC}: groups[0].kind: {value!r} is not a valid label: 1 to 64 printable characters "
+        f"{SRC}: groups[0].kind: {shown(value)} is not a valid label: 1 to 64 printable characters "
         "on one line"
     )
 
@@ -216,7 +217,7 @@ def test_host_names_follow_rfc_1123(value: str) -> None:
     data = base()
     data["namespaces"]["red"]["dns"]["search"] = [value]
     assert problem(data) == (
-        f"{SRC}: namespaces.red.dns.search[0]: {value!r} is not a valid host name (RFC 1123: "
+        f"{SRC}: namespaces.red.dns.search[0]: {shown(value)} is not a valid host name (RFC 1123: "
         "labels of letters, digits and '-', joined by '.')"
     )
 

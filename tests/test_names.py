@@ -24,7 +24,7 @@ from nsgen.plan import build_plan
 from nsgen.render import render_scripts
 from nsgen.sandbox import INTERNET_HOST, upstream
 from nsgen.snapshot import take_snapshot
-from tests.harness import assert_same_state, ping, run, sandboxed
+from tests.harness import assert_same_state, ping, run, sandboxed, shown
 
 SRC = "n.yaml"
 
@@ -143,7 +143,7 @@ def test_namespace_names_that_are_not_safe_file_names_are_refused(name: str, rea
     data = bridged("red")
     data["namespaces"][name] = {}
     assert lines(data) == [
-        f"{SRC}: namespaces.{name}: {name!r} is not a valid namespace name: {reason}"
+        f"{SRC}: namespaces.{name}: {shown(name)} is not a valid namespace name: {reason}"
     ]
 
 
@@ -164,7 +164,7 @@ def test_a_topology_name_of_64_bytes_is_accepted_for_core_topologies() -> None:
     assert topology_from_data(data, SRC).name == "t" * NAME_MAX
     data["name"] = "t" * (NAME_MAX + 1)
     assert lines(data) == [
-        f"{SRC}: name: {'t' * (NAME_MAX + 1)!r} is not a valid topology name: "
+        f"{SRC}: name: {shown('t' * (NAME_MAX + 1))} is not a valid topology name: "
         f"{NAME_MAX + 1} bytes, over nsgen's limit of {NAME_MAX}"
     ]
 

@@ -221,7 +221,7 @@ def _parse(sugar: dict[str, Any], problems: list[Problem]) -> tuple[Sugar, list[
             if key == "networks":
                 declared.append(str(name))
             where = (key, str(name))
-            good_name = _validate(name_type, name, where, problems)
+            good_name = _validate(name_type, name, (*where, "[key]"), problems)
             good_spec = _validate(
                 model, {} if spec is None and key == "containers" else spec, where, problems
             )
@@ -1026,6 +1026,20 @@ def _sysctl(
                 f"{value} ({reason}), but the file sets {current}",
             )
         )
+
+
+def check(sugar: dict[str, Any]) -> list[Problem]:
+    """The problems of `networks:` and `containers:` that need nothing from the core part of
+    the file: each entry's fields, each container's networks and published ports."""
+    problems: list[Problem] = []
+    parsed, declared = _parse(sugar, problems)
+    for name, spec in parsed.containers.items():
+        base: tuple[int | str, ...] = ("containers", name)
+        defaulted = "networks" not in spec.model_fields_set
+        _container_networks(spec.networks, (*base, "networks"), declared, defaulted, problems)
+        for i, value in enumerate(spec.publish):
+            _publish_entry(value, (*base, "publish", i), problems)
+    return problems
 
 
 def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:

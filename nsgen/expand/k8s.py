@@ -740,6 +740,16 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
 # ---- the expansion ---------------------------------------------------------------------------
 
 
+def check(sugar: dict[str, Any]) -> list[Problem]:
+    """The problems of `cluster:` that need nothing from the core part of the file: its
+    fields."""
+    try:
+        Cluster.model_validate(sugar["cluster"])
+    except ValidationError as exc:
+        return _model_problems(exc)
+    return []
+
+
 def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:
     """The topology with the cluster's namespaces, links, routes and rules added."""
     try:
