@@ -25,6 +25,7 @@ from pathlib import Path as FilePath
 from typing import Any, Protocol
 
 from nsgen.backends.iptables import rule_words
+from nsgen.errors import NsgenError
 from nsgen.explain.api import explain
 from nsgen.explain.network import (
     UPSTREAM,
@@ -185,8 +186,8 @@ def _packets(count: str) -> int:
         return 0
 
 
-class LiveError(Exception):
-    """The kernel could not be asked (a command failed that should not)."""
+class LiveError(NsgenError):
+    """The kernel could not be asked (the topology is not up, a command failed)."""
 
 
 # ---- the comparison ------------------------------------------------------------------------
@@ -332,7 +333,8 @@ def _check_fact(kernel: Kernel, fact: Fact) -> str | None:
                 f" (it is a port of {now})" if now else ""
             )
         if link.get("operstate") == "DOWN" or "NO-CARRIER" in link.get("flags", []):
-            return f"link {fact.name} in {where} has no carrier: its other end is down"
+            other = f", {fact.peer}," if fact.peer else ""
+            return f"link {fact.name} in {where} has no carrier: its other end{other} is down"
         return None
     if isinstance(fact, RouteFact):
         found, error = kernel.route_get(fact)
@@ -485,10 +487,14 @@ def explain_live(
     probe, reached = _probe(kernel, _live_name(q.netns), q.src, q.dst, q.proto, q.port)
     after = {live: reader.read(live, entries[live]) for live in spaces}
     path = _taken(explanation, before, after)
+    foreign = _foreign(before, after)
     checks: list[HopCheck] = []
     for direction, hops in (("request", path.hops), ("reply", path.reply)):
         for hop in hops:
             check = HopCheck(hop, direction)
+            # a foreign rule that counted the probe is the first thing to say about the
+            # first hop through its namespace
+            check.differences += foreign.pop(hop.live, [])
             for _, fact in _facts([hop]):
                 problem = _check_fact(kernel, fact)
                 if isinstance(fact, BridgeFact):
@@ -500,8 +506,8 @@ def explain_live(
                 if problem is not None and problem not in check.differences:
                     check.differences.append(problem)
             checks.append(check)
-    foreign = _foreign(before, after)
-    return LiveReport(explanation, path, checks, probe, reached, foreign)
+    left = [finding for findings in foreign.values() for finding in findings]
+    return LiveReport(explanation, path, checks, probe, reached, left)
 
 
 def _live_name(netns: str) -> str:
@@ -564,10 +570,10 @@ def _policy(fact: PolicyFact, after: dict[str, Counters]) -> str | None:
     return None
 
 
-def _foreign(before: dict[str, Counters], after: dict[str, Counters]) -> list[str]:
-    """Rules that are not nsgen's and counted the probe while deciding its fate (a DROP or a
-    REJECT someone else put there)."""
-    found = []
+def _foreign(before: dict[str, Counters], after: dict[str, Counters]) -> dict[str, list[str]]:
+    """Per namespace, the rules that are not nsgen's and counted the probe while deciding its
+    fate (a DROP or a REJECT someone else put there)."""
+    found: dict[str, list[str]] = {}
     for netns, reading in after.items():
         earlier = {(r.table, r.chain, r.text): r.packets for r in before[netns].rules}
         for rule in reading.rules:
@@ -575,7 +581,7 @@ def _foreign(before: dict[str, Counters], after: dict[str, Counters]) -> list[st
             if not grew or rule.nsgen or rule.target not in ("DROP", "REJECT"):
                 continue
             where = "the host" if netns == HOST else netns
-            found.append(
+            found.setdefault(netns, []).append(
                 f"{rule.table} {rule.chain} rule {rule.position} in {where} is not nsgen's and "
                 f"counted the probe: -A {rule.chain} {rule.text}"
             )

@@ -84,6 +84,8 @@ class LinkFact:
     name: str
     master: str | None
     kind: str
+    peer: str | None = None
+    """The other end of a veth pair, in words ('veth-red-br in the host')."""
 
 
 @dataclass(frozen=True)
@@ -571,7 +573,7 @@ class Walker:
             "out",
             f"out through {dev.name}" + ("" if route.via is None else f" toward {route.via}"),
             dev.step,
-            LinkFact(space.live_name, dev.name, dev.master, dev.kind),
+            self._link_fact(space, dev),
         )
         if dev.kind == "vxlan":
             return self._encapsulate(trace, space, dev, nexthop, packet)
@@ -683,7 +685,7 @@ class Walker:
             "in",
             f"in through {link.name}{port}",
             link.step,
-            LinkFact(space.live_name, link.name, link.master, link.kind),
+            self._link_fact(space, link),
         )
         if link.master is not None:
             return self.bridge(trace, space, space.links[link.master], link, receiver, packet)
@@ -754,7 +756,7 @@ class Walker:
                 "out",
                 f"out of port {out.name}",
                 out.step,
-                LinkFact(space.live_name, out.name, out.master, out.kind),
+                self._link_fact(space, out),
             )
             return self.arrive(trace, receiver, receiver, packet)
 
@@ -848,7 +850,7 @@ class Walker:
                     "out",
                     f"out of port {out.name}",
                     out.step,
-                    LinkFact(space.live_name, out.name, out.master, out.kind),
+                    self._link_fact(space, out),
                 )
                 return self.arrive(trace, target, target, packet)
 
@@ -1326,6 +1328,12 @@ class Walker:
             f"so {how}",
             f"routes of {space.name}",
         )
+
+    def _link_fact(self, space: Space, link: Link) -> LinkFact:
+        peer = None
+        if link.peer is not None:
+            peer = f"{link.peer[1]} in {_the(link.peer[0])}"
+        return LinkFact(space.live_name, link.name, link.master, link.kind, peer)
 
     # -- layer 2 ---------------------------------------------------------------------------
     def l2_receivers(self, dev: Link) -> list[tuple[Link, Link]]:
