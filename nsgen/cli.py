@@ -774,7 +774,7 @@ def explain(
         from nsgen.explain.live import explain_live
 
         report = explain_live(topology, source, target, proto, port)
-        typer.echo(report.as_json() if fmt == "json" else report.text())
+        typer.echo(report.as_json() if fmt == "json" else report.text().rstrip("\n"))
         if not report.same:
             raise typer.Exit(1)
         return
