@@ -351,3 +351,74 @@ def test_explain_needs_no_root_and_reads_no_live_state(
     assert explain(
         example("k8s-vxlan"), "client-b", "web-a", "tcp", 8080, env=BRIDGED
     ).verdict.reach
+
+
+def _readme_sessions() -> list[tuple[list[str], list[str]]]:
+    """Every `$ nsgen explain ...` console block of the README: its arguments and the lines
+    it shows (a '...' stands for lines left out)."""
+    text = (EXAMPLES.parent / "README.md").read_text()
+    sessions = []
+    for block in text.split("```console\n")[1:]:
+        body = block.split("```")[0].splitlines()
+        if not body or not body[0].startswith("$ nsgen explain "):
+            continue
+        sessions.append((body[0].removeprefix("$ nsgen ").split(), body[1:]))
+    return sessions
+
+
+def test_the_readme_walk_through_shows_what_nsgen_explain_prints() -> None:
+    sessions = _readme_sessions()
+    assert len(sessions) == 4
+    for args, shown in sessions:
+        result = cli(*[str(EXAMPLES.parent / a) if a.startswith("examples/") else a for a in args])
+        assert result.exit_code == 0, result.output
+        printed = result.output.splitlines()
+        at = 0
+        for line in shown:
+            if line.strip() == "...":
+                continue
+            assert line in printed[at:], f"{' '.join(args)}: {line!r} is not printed (in order)"
+            at = printed.index(line, at) + 1
+
+
+def test_without_the_masquerade_the_reply_has_no_way_back() -> None:
+    data = yaml.safe_load((EXAMPLES / "seed.yaml").read_text())
+    del data["host"]["masquerade"]
+    verdict = explain(topology(data), "blue", "192.0.2.10", env=BRIDGED).verdict
+    assert verdict.reply and verdict.outcome == "no-route"
+    assert verdict.reason == (
+        "the request is delivered to upstream, but the reply is lost: the lab's upstream has "
+        "no route to 192.168.15.1: like the internet, it routes nothing to a private address "
+        "it was not given (a MASQUERADE on the way out is what lets replies come back)"
+    )
+
+
+def test_ipv6_packets_pass_no_iptables_rule_and_need_ipv6_forwarding() -> None:
+    data = {
+        "name": "six",
+        "host": {
+            "bridges": {"br6": {"addresses": ["10.77.0.254/24", "2001:db8:77::fe/64"]}},
+            "sysctls": {"net.ipv4.ip_forward": 1},
+            "iptables": {"rules": [{"chain": "FORWARD", "rule": "-i br6 -o br6 -j DROP"}]},
+        },
+        "namespaces": {
+            "a": {
+                "interfaces": [
+                    {"peer": {"bridge": "br6"}, "addresses": ["10.77.0.1/24", "2001:db8:77::1/64"]}
+                ]
+            },
+            "b": {
+                "interfaces": [
+                    {"peer": {"bridge": "br6"}, "addresses": ["10.77.0.2/24", "2001:db8:77::2/64"]}
+                ],
+                "routes": [{"to": "2001:db8:99::/64", "via": "2001:db8:77::fe"}],
+            },
+        },
+    }
+    topo = topology(data)
+    assert explain(topo, "a", "2001:db8:77::2", env=BRIDGED).verdict.reach
+    assert explain(topo, "a", "10.77.0.2", env=BRIDGED).verdict.object == (
+        "filter FORWARD rule 1 (-i br6 -o br6 -j DROP)"
+    )
+    far = explain(topo, "b", "2001:db8:99::5", env=BRIDGED).verdict
+    assert far.object == "sysctl net.ipv6.conf.all.forwarding"

@@ -141,7 +141,8 @@ def _walk(
     rules = ctx.space.chain(table, chain)
     while index < len(rules):
         entry = rules[index]
-        if not matches(entry.rule, ctx, mark):
+        # an iptables rule sees IPv4 only, an ip6tables rule IPv6 only
+        if entry.rule.family != ctx.packet.family or not matches(entry.rule, ctx, mark):
             index += 1
             continue
         share = float(entry.rule.probability) if entry.rule.probability is not None else None

@@ -446,7 +446,7 @@ class Walker:
             "reach",
             True,
             f"delivered to {where}, and the reply comes back: {query.source} reaches "
-            f"{query.target}",
+            f"{query.target}" + (f" port {query.port}" if query.port is not None else ""),
             where,
             hop,
         )
@@ -1150,11 +1150,18 @@ class Walker:
         for choice in decision.choices:
             trace.add("note", f"random choice: {choice}")
         if entry is None:
-            through = " -> ".join(_hit_names(decision))
-            trail = f"through {through}, " if through else ""
+            through = _hit_names(decision)
+            if through:
+                last = decision.hits[-1].entry.rule.target
+                text = (
+                    f"{decision.table} {' -> '.join(through)} -> {last}: no rule there "
+                    f"decides; back in {decision.hook}, nothing else matches: policy ACCEPT"
+                )
+            else:
+                text = f"{head}: no rule matches: policy ACCEPT"
             trace.add(
                 "chain",
-                f"{head}: {trail}no rule decides: policy ACCEPT",
+                text,
                 None,
                 PolicyFact(space.live_name, decision.table, decision.hook, "ACCEPT"),
             )
@@ -1316,6 +1323,15 @@ class Walker:
     def _no_route(
         self, trace: Trace, space: Space, packet: Packet, iif: str | None
     ) -> list[Ending]:
+        if space.outside:
+            return self._stop(
+                trace,
+                "no-route",
+                f"the lab's upstream has no route to {packet.dst}: like the internet, it "
+                "routes nothing to a private address it was not given (a MASQUERADE on the "
+                "way out is what lets replies come back)",
+                "routes of the lab's upstream",
+            )
         how = (
             "the sender gets 'Network is unreachable'"
             if iif is None
