@@ -4,6 +4,7 @@ or route that decides, NAT and conntrack, branches of a Service, and the output 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from nsgen.checks import CheckResult, format_results
+from nsgen.checks import CheckResult, format_results, plan_probes
 from nsgen.cli import app
 from nsgen.errors import UsageError
 from nsgen.explain import check_reason, explain, explain_check
 from nsgen.explain.network import Environment
 from nsgen.load import load_topology, topology_from_data
-from nsgen.model import Topology
+from nsgen.model import EXPANDED, Topology
 from tests.harness import EXAMPLES
 
 runner = CliRunner()
@@ -43,6 +44,11 @@ def lines_of(text: str) -> list[str]:
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
 def test_every_declared_check_of_every_example_is_computed_as_declared(name: str) -> None:
     topo = example(name)
+    if "hosts:" in (EXAMPLES / f"{name}.yaml").read_text():
+        # a fleet's checks are meant for the fleet (its hosts' underlay addresses); on one
+        # machine, as explain and nsgen lab see it, they need not hold
+        # (tests/test_explain_sandbox.py compares them with the one-machine lab instead)
+        return
     for number, check in enumerate(topo.checks, start=1):
         verdict = explain_check(topo, check)
         assert verdict.word == check.expect, (number, verdict)
@@ -256,7 +262,9 @@ def test_a_pod_reaches_itself_through_its_service_only_in_hairpin_mode() -> None
     # the same without hairpin mode on the pod's port
     core = topo.model_dump(mode="json", by_alias=True)
     core["namespaces"]["web-a"]["interfaces"][0]["peer"]["hairpin"] = False
-    blocked = explain(Topology.model_validate(core), "web-a", "web", "tcp", 80, env=BRIDGED).verdict
+    blocked = explain(
+        Topology.model_validate(core, context=EXPANDED), "web-a", "web", "tcp", 80, env=BRIDGED
+    ).verdict
     assert blocked.outcome == "dropped"
     assert blocked.reason.startswith(
         "bridge cni0 never sends a frame back out of the port it came in on"
@@ -324,13 +332,12 @@ def test_a_failed_check_prints_the_computed_verdict_as_its_reason() -> None:
     # check 5 expects client -> db blocked; had it been declared 'reach', this is why it fails
     core = topo.model_dump(mode="json", by_alias=True)
     core["checks"][4]["expect"] = "reach"
-    why = check_reason(Topology.model_validate(core), 5)
+    why = check_reason(Topology.model_validate(core, context=EXPANDED), 5)
     assert why.startswith("dropped by filter NSGEN-docker-bridge-FWD rule 1: isolation between")
-    result = CheckResult(
-        5, "client -> 172.19.0.10 (db) ping", "reach", False, "no reply", None, why
-    )
+    probe = plan_probes(topo)[4]
+    result = CheckResult(replace(probe, expect="reach"), "blocked", "no reply", None, None, why)
     shown = format_results([result]).splitlines()
-    assert shown[0] == "FAIL  client -> 172.19.0.10 (db) ping  expect reach  (no reply)"
+    assert shown[0] == f"FAIL  {probe.label}  expect reach  (no reply)"
     assert shown[1] == f"      why: {why}"
     # a check that holds on the computed path but failed live points at --live
     assert check_reason(topo, 1).endswith(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from nsgen.errors import UsageError
 from nsgen.explain.endpoints import resolve_source, resolve_target
 from nsgen.explain.network import Environment, World, build_network, lab_world, this_machine
@@ -66,15 +68,16 @@ def explain_probe(
     return explain(topology, source, target, proto, port, listening).verdict
 
 
-def explain_check(topology: Topology, check: Check) -> Verdict:
-    """The computed verdict of a declared check (ping, tcp, dns)."""
+def explain_check(topology: Topology, check: Check, idle: bool = False) -> Verdict:
+    """The computed verdict of a declared check (ping, tcp, dns). A tcp check with `listen:
+    true` finds its own listener; without, a program is assumed to listen, unless `idle`
+    (nothing but the checks' listeners runs, as in a fresh lab)."""
     if check.kind == "dns":
         return _dns(topology, check)
     assert check.to is not None
     if check.kind == "tcp":
-        return explain_probe(
-            topology, check.from_, check.to, "tcp", check.port, True if check.listen else None
-        )
+        listening = True if check.listen else (False if idle else None)
+        return explain_probe(topology, check.from_, check.to, "tcp", check.port, listening)
     return explain_probe(topology, check.from_, check.to, "icmp")
 
 
@@ -97,11 +100,22 @@ def _dns(topology: Topology, check: Check) -> Verdict:
             f"{check.from_} has no hosts entry for {check.name} and no nameserver of its own",
             check.from_,
         )
-    verdict = explain_probe(topology, check.from_, dns.nameservers[0], "udp", 53)
+    server = dns.nameservers[0]
+    if ipaddress.ip_address(server).is_loopback:
+        # a stand-in nameserver inside the namespace (Docker's 127.0.0.11, a pod's
+        # 127.0.0.1): no DNS server of the topology listens there
+        return Verdict(
+            "refused",
+            False,
+            f"{check.name} is not in /etc/netns/{check.from_}/hosts, and nothing listens for "
+            f"DNS at {server} in {check.from_}: the query fails at once",
+            check.from_,
+        )
+    verdict = explain_probe(topology, check.from_, server, "udp", 53)
     return Verdict(
         verdict.outcome,
         verdict.reach,
-        f"the query to the nameserver {dns.nameservers[0]}: {verdict.reason}",
+        f"the query to the nameserver {server}: {verdict.reason}",
         verdict.netns,
         verdict.hop,
         verdict.object,
@@ -121,6 +135,11 @@ def check_reason(topology: Topology, number: int) -> str:
     if check.expect == "reach":
         if not verdict.reach:
             return verdict.reason
+        if check.kind == "tcp" and not check.listen:
+            return (
+                f"the topology's computed path reaches ({verdict.reason}), if a program "
+                f"listens on port {check.port} there (listen: true starts one); else {live}"
+            )
         return f"the topology's computed path reaches ({verdict.reason}); {live}"
     if verdict.reach:
         return f"the topology lets it through: {verdict.reason}"
