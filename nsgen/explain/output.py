@@ -68,7 +68,8 @@ def _direction(title: str, hops: list[Hop]) -> list[str]:
     lines = [title]
     for hop in hops:
         where = f" ({hop.entered})" if hop.entered else ""
-        lines.append(f"{hop.number:>3}  {hop.netns}{where}: {hop.packet}")
+        inside = f" (inside: {hop.tunnel})" if hop.tunnel else ""
+        lines.append(f"{hop.number:>3}  {hop.netns}{where}: {hop.packet}{inside}")
         for event in hop.events:
             if event.kind not in SHOWN:
                 continue

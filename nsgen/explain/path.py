@@ -240,8 +240,12 @@ class Explanation:
             first = self.paths[0].verdict
             if len(self.paths) == 1:
                 return first
+            ends = ", ".join(dict.fromkeys(str(p.request.netns) for p in self.paths))
             return replace(
-                first, reason=f"every one of the {len(self.paths)} branches {first.reason}"
+                first,
+                hop=None,
+                reason=f"every branch reaches ({ends}), and every reply comes back: "
+                f"{self.query.source} reaches {self.query.target}",
             )
         if not reaching:
             return self.paths[0].verdict
@@ -329,9 +333,10 @@ class Trace:
     def hop(self) -> Hop:
         return self.hops[-1]
 
-    def enter(self, space: Space, entered: str, packet: Packet, tunnel: str | None) -> Hop:
+    def enter(self, space: Space, entered: str, packet: Packet) -> Hop:
         hop = Hop(len(self.hops) + 1, space.name, space.live_name, entered, packet.show())
-        hop.tunnel = tunnel
+        if packet.carry is not None:
+            hop.tunnel = f"VXLAN VNI {packet.carry.vni}, carrying {packet.carry.inner.show()}"
         self.hops.append(hop)
         return hop
 
@@ -489,7 +494,7 @@ class Walker:
         """A program in `space` (or a tunnel device, `new_hop` False) sends `packet`, its
         source picked by the kernel if asked."""
         if new_hop:
-            trace.enter(space, "", packet, None)
+            trace.enter(space, "", packet)
         route = self.lookup(space, packet.dst)
         if route is None:
             return self._no_route(trace, space, packet, None)
@@ -680,7 +685,7 @@ class Walker:
             return self._stop(trace, "dropped", "a routing loop: the packet's TTL runs out")
         came = f"from {link.peer[0]}" if link.peer else ""
         port = f", a port of bridge {link.master}" if link.master else ""
-        trace.enter(space, came, packet, None)
+        trace.enter(space, came, packet)
         trace.add(
             "in",
             f"in through {link.name}{port}",
@@ -993,7 +998,7 @@ class Walker:
                 device.step,
             )
             inner = replace(carried.inner, mark=0)
-            trace.enter(space, f"out of the tunnel {device.name}", inner, None)
+            trace.enter(space, f"out of the tunnel {device.name}", inner)
             return self.receive(trace, space, device, inner, None)
         return self._stop(
             trace,
