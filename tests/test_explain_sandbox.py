@@ -208,6 +208,21 @@ def test_live_names_the_hop_and_object_a_breakage_changed() -> None:
         assert code == 0, lines
         assert lines[-1] == "the live path is the computed one"
         assert "probe: one ping: answered" in lines
+        as_json = nsgen("explain", "--live", str(EXAMPLES / "seed.yaml"), "red", "blue", "--json")
+        report = json.loads(as_json.stdout)
+        assert (report["same"], report["probe_reached"], report["computed"]) == (
+            True,
+            True,
+            "reach",
+        )
+        assert [h["namespace"] for h in report["hops"]] == [
+            "red",
+            "host",
+            "blue",
+            "blue",
+            "host",
+            "red",
+        ]
 
         # a route deleted by hand
         assert run("ip", "-n", "blue", "route", "del", "default").returncode == 0

@@ -20,7 +20,7 @@ Nothing here parses rendered iptables text, and nothing needs root.
 from __future__ import annotations
 
 from nsgen.explain.api import check_reason, explain, explain_check, explain_probe
-from nsgen.explain.path import Explanation, Hop, Path, Verdict
+from nsgen.explain.hops import Explanation, Hop, Path, Verdict
 
 __all__ = [
     "Explanation",

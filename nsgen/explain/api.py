@@ -6,8 +6,9 @@ import ipaddress
 
 from nsgen.errors import UsageError
 from nsgen.explain.endpoints import resolve_source, resolve_target
+from nsgen.explain.hops import Explanation, Query, Verdict
 from nsgen.explain.network import Environment, World, build_network, lab_world, this_machine
-from nsgen.explain.path import Explanation, Query, Verdict, Walker
+from nsgen.explain.path import Walker
 from nsgen.model import Check, Topology
 
 PROTOCOLS = ("icmp", "tcp", "udp")

@@ -27,16 +27,7 @@ from typing import Any, Protocol
 from nsgen.backends.iptables import rule_words
 from nsgen.errors import NsgenError
 from nsgen.explain.api import explain
-from nsgen.explain.network import (
-    UPSTREAM,
-    IPAddress,
-    RuleEntry,
-    Uplink,
-    World,
-    lab_world,
-    this_machine,
-)
-from nsgen.explain.path import (
+from nsgen.explain.hops import (
     BridgeFact,
     Explanation,
     Fact,
@@ -47,6 +38,15 @@ from nsgen.explain.path import (
     RouteFact,
     RuleFact,
     SysctlFact,
+)
+from nsgen.explain.network import (
+    UPSTREAM,
+    IPAddress,
+    RuleEntry,
+    Uplink,
+    World,
+    lab_world,
+    this_machine,
 )
 from nsgen.fields import HOST
 from nsgen.model import Topology

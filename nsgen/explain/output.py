@@ -7,8 +7,8 @@ import json
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+from nsgen.explain.hops import Event, Explanation, Hop, NatFact, Path, Verdict
 from nsgen.explain.network import RouteEntry, RuleEntry, StepRef
-from nsgen.explain.path import Event, Explanation, Hop, NatFact, Path, Verdict
 
 SHOWN = (
     "route",
