@@ -72,9 +72,10 @@ def test_the_computed_verdict_of_every_check_is_what_the_sandbox_finds(name: str
 @st.composite
 def small_topologies(draw: Any) -> dict[str, Any]:
     """One or two host bridges (with or without the host's gateway address), two to four
-    namespaces on them, default routes, forwarding on or off, an isolation rule between the
-    bridges, a masquerade, a REJECT or DROP in a namespace's INPUT, a direct veth between two
-    namespaces."""
+    namespaces on them, maybe a router namespace between the bridges, default routes via the
+    host or the router, forwarding on or off, an isolation rule between the bridges, a
+    masquerade (in the host or the router), a REJECT or DROP in a namespace's INPUT, a direct
+    veth between two namespaces."""
     bridges = draw(st.integers(1, 2))
     gateway = [draw(st.booleans()) for _ in range(bridges)]
     host: dict[str, Any] = {"bridges": {}, "iptables": {"rules": []}}
@@ -89,13 +90,33 @@ def small_topologies(draw: Any) -> dict[str, Any]:
         host["masquerade"] = [{"source": "10.90.0.0/24", "out": "xb1"}]
     count = draw(st.integers(2, 4))
     namespaces: dict[str, Any] = {}
+    router = bridges == 2 and draw(st.booleans())
+    if router:
+        # a router namespace with a leg on each bridge (.253), forwarding or not, maybe
+        # masquerading what it forwards onto xb1
+        legs = [
+            {
+                "name": f"leg{b}",
+                "peer": {"bridge": f"xb{b}", "name": f"xr-leg{b}"},
+                "addresses": [f"10.90.{b}.253/24"],
+            }
+            for b in range(2)
+        ]
+        spec: dict[str, Any] = {"interfaces": legs}
+        if draw(st.booleans()):
+            spec["sysctls"] = {"net.ipv4.ip_forward": 1}
+        if draw(st.booleans()):
+            spec["masquerade"] = [{"source": "10.90.0.0/24", "out": "leg1"}]
+        namespaces["xr"] = spec
     for n in range(count):
         b = draw(st.integers(0, bridges - 1))
         spec: dict[str, Any] = {
             "interfaces": [{"peer": {"bridge": f"xb{b}"}, "addresses": [f"10.90.{b}.{n + 1}/24"]}]
         }
-        if gateway[b] and draw(st.booleans()):
-            spec["routes"] = [{"to": "default", "via": f"10.90.{b}.254"}]
+        gateways = [f"10.90.{b}.254"] if gateway[b] else []
+        gateways += [f"10.90.{b}.253"] if router else []
+        if gateways and draw(st.booleans()):
+            spec["routes"] = [{"to": "default", "via": draw(st.sampled_from(gateways))}]
         guard = draw(st.sampled_from([None, "DROP", "REJECT"]))
         if guard is not None:
             victim = draw(st.integers(0, count - 1))
