@@ -1255,12 +1255,15 @@ def describe(entry: RuleEntry) -> str:
         parts.append(f"from {rule.source}")
     if rule.destination:
         parts.append(f"to {rule.destination}")
-    if rule.protocol and rule.protocol != "all":
-        parts.append(f"{rule.protocol}" + (f" port {rule.dport}" if rule.dport else ""))
+    if rule.sport:
+        parts.append(f"from port {rule.sport}")
+    if rule.dport:
+        parts.append(f"to port {rule.dport}")
+    subject = f"{rule.protocol} packets" if rule.protocol not in (None, "all") else "packets"
     verb = {"DROP": "are dropped", "REJECT": "are rejected"}.get(rule.target, rule.target)
-    if not parts:
+    if not parts and subject == "packets":
         return f"every packet that reaches it: {entry.text}"
-    what = ", ".join(parts)
+    what = " ".join([subject, ", ".join(parts)]).strip()
     if (
         rule.in_interface
         and rule.out_interface
@@ -1268,7 +1271,7 @@ def describe(entry: RuleEntry) -> str:
         and rule.target in ("DROP", "REJECT")
     ):
         return (
-            f"isolation between {rule.in_interface} and {rule.out_interface}: packets {what} "
-            f"{verb} ({entry.text})"
+            f"isolation between {rule.in_interface} and {rule.out_interface}: {what} {verb} "
+            f"({entry.text})"
         )
-    return f"packets {what} {verb} ({entry.text})"
+    return f"{what} {verb} ({entry.text})"
