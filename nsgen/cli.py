@@ -714,7 +714,7 @@ def diagram(
     epilog="Examples:\n"
     "  nsgen explain examples/seed.yaml blue 192.0.2.10\n"
     "  nsgen explain examples/docker-bridge.yaml upstream host --port 8080 -f mermaid\n"
-    "  sudo nsgen lab examples/seed.yaml -- nsgen explain --live examples/seed.yaml red blue",
+    "  sudo nsgen explain --live examples/seed.yaml red blue   (seed is up)",
 )
 @reported
 def explain(
