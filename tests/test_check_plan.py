@@ -295,6 +295,7 @@ def test_json_has_a_field_for_each_part_of_a_check() -> None:
         "reason": "connected; web answered",
         "ms": 0.7,
         "endpoint": "web",
+        "why": "",
     }
     failed = CheckResult(_probe(1), "blocked", "network unreachable (no route)", 0.3, None)
     assert format_results([result, failed]).splitlines() == [
