@@ -5,7 +5,6 @@ address arithmetic never enumerates a subnet."""
 
 from __future__ import annotations
 
-import copy
 import time
 import tracemalloc
 from typing import Any
@@ -17,27 +16,14 @@ from nsgen.load import topology_from_data
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts
 from tests.harness import shown
+from tests.topologies import red_and_blue_bare
 
 SRC = "g.yaml"
 
-_BASE: dict[str, Any] = {
-    "name": "lab",
-    "description": "red and blue",
-    "host": {"bridges": {"br0": {"addresses": ["10.0.0.254/24"]}}},
-    "namespaces": {
-        "red": {
-            "interfaces": [{"peer": {"bridge": "br0"}, "addresses": ["10.0.0.1/24"]}],
-            "routes": [{"to": "default", "via": "10.0.0.254"}],
-            "dns": {"nameservers": ["192.0.2.53"], "search": ["example.test"]},
-        },
-        "blue": {"interfaces": [{"peer": {"bridge": "br0"}, "addresses": ["10.0.0.2/24"]}]},
-    },
-    "checks": [{"from": "red", "to": "blue"}],
-}
-
 
 def base() -> dict[str, Any]:
-    return copy.deepcopy(_BASE)
+    """The shared red-and-blue topology without a way out (tests/topologies.py)."""
+    return red_and_blue_bare()
 
 
 def problem(data: dict[str, Any]) -> str:

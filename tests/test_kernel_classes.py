@@ -7,7 +7,6 @@ silent mis-build, not a guess."""
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -20,35 +19,14 @@ from nsgen.cli import app
 from nsgen.errors import TopologyError
 from nsgen.load import topology_from_data
 from tests.harness import run, sandboxed
+from tests.topologies import red_and_blue_on_two_bridges
 
 SRC = "k.yaml"
 
-_BASE: dict[str, Any] = {
-    "name": "lab",
-    "host": {
-        "external": ["eth0"],
-        "bridges": {
-            "br0": {"addresses": ["10.0.0.254/24"]},
-            "br1": {"addresses": ["10.1.0.254/24"]},
-        },
-    },
-    "namespaces": {
-        "red": {
-            "interfaces": [
-                {"peer": {"bridge": "br0"}, "addresses": ["10.0.0.1/24"]},
-                {"name": "side", "peer": {"bridge": "br1"}, "addresses": ["10.1.0.1/24"]},
-            ],
-            "routes": [{"to": "default", "via": "10.0.0.254"}],
-        },
-        "blue": {
-            "interfaces": [{"peer": {"bridge": "br0"}, "addresses": ["10.0.0.2/24"]}],
-        },
-    },
-}
-
 
 def base() -> dict[str, Any]:
-    return copy.deepcopy(_BASE)
+    """The shared red-and-blue topology on two bridges (tests/topologies.py)."""
+    return red_and_blue_on_two_bridges()
 
 
 def red(data: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ them; only the seed tests read the example.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
@@ -29,6 +28,7 @@ from nsgen.model import Namespace, Topology
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts
 from tests.harness import shown
+from tests.topologies import red_and_blue
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "seed.yaml"
@@ -36,32 +36,10 @@ SRC = "x.yaml"
 NAME_CHARS = "use only letters, digits, '_', '-', '.'"
 NAMESPACE_KEYS = ", ".join(sorted(Namespace.model_fields))
 
-_BASE: dict[str, Any] = {
-    "name": "lab",
-    "description": "red and blue on br0, masqueraded out of eth0",
-    "host": {
-        "external": ["eth0"],
-        "bridges": {"br0": {"addresses": ["10.0.0.254/24"]}},
-        "masquerade": [{"source": "10.0.0.0/24", "out": "eth0"}],
-        "sysctls": {"net.ipv4.ip_forward": 1},
-    },
-    "namespaces": {
-        "red": {
-            "interfaces": [{"peer": {"bridge": "br0"}, "addresses": ["10.0.0.1/24"]}],
-            "routes": [{"to": "default", "via": "10.0.0.254"}],
-        },
-        "blue": {
-            "interfaces": [{"peer": {"bridge": "br0"}, "addresses": ["10.0.0.2/24"]}],
-            "routes": [{"to": "default", "via": "10.0.0.254"}],
-            "dns": {"nameservers": ["192.0.2.53"]},
-        },
-    },
-}
-
 
 def base() -> dict[str, Any]:
     """A fresh copy of a valid topology (red and blue on the host bridge br0)."""
-    return copy.deepcopy(_BASE)
+    return red_and_blue()
 
 
 def red(data: dict[str, Any]) -> dict[str, Any]:
