@@ -3,6 +3,7 @@ templates, and run by `nsgen check` / `nsgen lab --check` through that same chec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nsgen.errors import NsgenError
+from nsgen.fields import ip_address
 from nsgen.model import Topology
 
 
@@ -28,6 +30,7 @@ class Probe:
     expect: str  # reach or blocked
     timeout: float
     label: str  # "red -> 192.168.15.1 (blue) ping"
+    family: int | None = None  # 4 or 6: of the target; dns: of the records asked for
 
     @property
     def seconds(self) -> str:
@@ -40,18 +43,29 @@ class Probe:
         return max(1, -int(-self.timeout // 1))
 
 
+def host_port(address: str, port: int | None) -> str:
+    """'10.0.0.1:80', '[2001:db8::1]:80', or the address alone when there is no port."""
+    if port is None:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def plan_probes(topology: Topology) -> list[Probe]:
     probes = []
     for number, check in enumerate(topology.checks, start=1):
-        target, shown = "", ""
+        target, shown, family = "", "", check.family
         if check.to is not None:
-            address = topology.first_address(check.to)
+            address = topology.first_address(check.to, check.family)
             target = address if address is not None else check.to
-            shown = f"{target} ({check.to})" if address is not None else target
+            with contextlib.suppress(ValueError):  # not an address: refused by validation
+                family = ip_address(target).version
+            about = f" ({check.to})" if address is not None else ""
+            shown = f"{host_port(target, check.port)}{about}"
+        records = {4: " (A)", 6: " (AAAA)"}.get(check.family or 0, "")
         what = {
             "ping": f"{check.from_} -> {shown} ping",
-            "tcp": f"{check.from_} -> {shown}:{check.port} tcp",
-            "dns": f"{check.from_} resolves {check.name}",
+            "tcp": f"{check.from_} -> {shown} tcp",
+            "dns": f"{check.from_} resolves {check.name}{records}",
         }[check.kind]
         probes.append(
             Probe(
@@ -65,6 +79,7 @@ def plan_probes(topology: Topology) -> list[Probe]:
                 expect=check.expect,
                 timeout=check.timeout,
                 label=what,
+                family=family,
             )
         )
     return probes

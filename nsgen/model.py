@@ -142,6 +142,13 @@ class Namespace(Strict):
     loopback: bool | None = Field(
         None, description="Bring up 'lo' (default: true in named namespaces; not settable in host)."
     )
+    ipv6: bool | None = Field(
+        None,
+        description="IPv6 in this namespace. Default: on, and the links nsgen creates get a "
+        "link-local fe80:: address if the topology declares an IPv6 address anywhere. true: "
+        "they get one even if it does not. false (named namespaces only): IPv6 is disabled "
+        "(net.ipv6.conf.all.disable_ipv6 = 1, no address, not even ::1).",
+    )
     external: list[IfName] = Field(
         default_factory=list,
         description="Interfaces that exist already and are never created or removed (host only).",
@@ -179,6 +186,12 @@ class Check(Strict):
         None, description="Address, or a namespace's name (its first address). Not for dns."
     )
     kind: Literal["ping", "tcp", "dns"] = Field("ping", description="What to probe.")
+    family: Literal[4, 6] | None = Field(
+        None,
+        description="IPv4 or IPv6: `to: <namespace>` means its first address of this family; "
+        "a dns check asks for A (4) or AAAA (6) records. Default: the family of `to`'s "
+        "address; a dns check takes any.",
+    )
     port: int | None = Field(None, ge=1, le=65535, description="TCP port (tcp only).")
     listen: bool = Field(
         False, description="tcp: start a short-lived listener in the target namespace first."
@@ -219,19 +232,30 @@ class Topology(Strict):
         """Every namespace of the topology, root first, then named ones in declaration order."""
         return [(HOST, self.host), *self.namespaces.items()]
 
-    def first_address(self, netns: str) -> str | None:
+    def first_address(self, netns: str, family: int | None = None) -> str | None:
         """The address a check `to: <namespace>` means: the namespace's first declared address
-        (of a veth end in it, either side of the pair declaring it, then of its bridges)."""
+        (of a veth end in it, either side of the pair declaring it, then of its bridges), of
+        `family` if given."""
+
+        def first(addresses: list[str]) -> str | None:
+            for address in addresses:
+                ip = ip_interface(address).ip
+                if family is None or ip.version == family:
+                    return str(ip)
+            return None
+
         for space, spec in self.spaces():
             for iface in spec.interfaces:
-                if space == netns and iface.addresses:
-                    return str(ip_interface(iface.addresses[0]).ip)
-                if iface.peer.netns == netns and iface.peer.addresses:
-                    return str(ip_interface(iface.peer.addresses[0]).ip)
+                found = first(iface.addresses) if space == netns else None
+                if found is None and iface.peer.netns == netns:
+                    found = first(iface.peer.addresses)
+                if found is not None:
+                    return found
             if space == netns:
                 for bridge in spec.bridges.values():
-                    if bridge.addresses:
-                        return str(ip_interface(bridge.addresses[0]).ip)
+                    found = first(bridge.addresses)
+                    if found is not None:
+                        return found
         return None
 
 

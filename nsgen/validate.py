@@ -62,6 +62,10 @@ def check_topology(topology: Topology) -> list[Problem]:
                 )
             else:
                 addresses[ip] = where
+            if iface.version == 6 and netns in specs and specs[netns].ipv6 is False:
+                problems.append(
+                    Problem(where, f"{value} is IPv6, but namespace {netns} has ipv6: false")
+                )
             if netns in spaces:
                 spaces[netns].subnets.append(iface)
 
@@ -83,6 +87,14 @@ def check_topology(topology: Topology) -> list[Problem]:
                         f"{base}.loopback",
                         "the root namespace's loopback is the machine's own; "
                         "nsgen never changes it",
+                    )
+                )
+            if spec.ipv6 is False:
+                problems.append(
+                    Problem(
+                        f"{base}.ipv6",
+                        "the root namespace's IPv6 is the machine's own; nsgen never "
+                        "disables it (ipv6: false is for named namespaces)",
                     )
                 )
             if spec.dns is not None:
@@ -170,6 +182,14 @@ def check_topology(topology: Topology) -> list[Problem]:
                     )
                 )
             family = 6 if ":" in (route.via or route.to) else 4
+            if family == 6 and spec.ipv6 is False:
+                problems.append(
+                    Problem(
+                        f"{path}.{'via' if route.via else 'to'}",
+                        f"an IPv6 route, but namespace {netns} has ipv6: false",
+                    )
+                )
+                continue
             if (
                 route.to != "default"
                 and route.via is not None
@@ -309,9 +329,16 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
             continue
         is_address = True
         try:
-            fields.ip_address(check.to)
+            version = fields.ip_address(check.to).version
         except ValueError:
             is_address = False
+        if is_address and check.family not in (None, version):
+            problems.append(
+                Problem(
+                    f"{path}.family",
+                    f"is {check.family}, but {check.to} is an IPv{version} address",
+                )
+            )
         if not is_address:
             if check.to not in spaces:
                 problems.append(
@@ -319,9 +346,13 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
                         f"{path}.to", f"{check.to!r} is neither an address nor a declared namespace"
                     )
                 )
-            elif topology.first_address(check.to) is None:
+            elif topology.first_address(check.to, check.family) is None:
+                family = f"IPv{check.family} " if check.family else ""
                 problems.append(
-                    Problem(f"{path}.to", f"namespace {check.to} has no address to check against")
+                    Problem(
+                        f"{path}.to",
+                        f"namespace {check.to} has no {family}address to check against",
+                    )
                 )
         if check.kind == "tcp" and check.port is None:
             problems.append(Problem(f"{path}.port", "a tcp check needs a port"))

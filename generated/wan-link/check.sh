@@ -3,7 +3,7 @@
 #   an office on br-office and a branch behind an 8 Mbit/s link; the uplink at 20 Mbit/s
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# dcee81cca9b0c49e5bd53799d30f354a907d85b3a95559a5698c2a9ad2aee3e8.
+# d3132cced60f3760959aa1034eec585507db93e2a558383ead02ccab2a85d20a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -11,8 +11,9 @@
 # its own timeout, prints one line per check and a closing "N passed, N failed" line,
 # and exits 1 if any check failed. Needs root (it enters the namespaces), ping and
 # timeout; a tcp check that starts its own listener needs socat or python3, a dns check
-# getent. With NSGEN_CHECK_FORMAT=tsv it prints tab-separated fields instead
-# (number, PASS/FAIL, expect, ms, check, detail), as `nsgen check` reads them.
+# getent. An IPv6 target is probed over IPv6. With NSGEN_CHECK_FORMAT=tsv it prints
+# tab-separated fields instead (number, PASS/FAIL, expect, ms, check, detail), as
+# `nsgen check` reads them.
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=wan-link
@@ -62,15 +63,16 @@ nsgen_probe_tcp() { # netns address port timeout
   return 1
 }
 nsgen_probe_tcp_listening() { # listen-netns port netns address timeout
-  local tries status inside=()
+  local tries status inside=() listen=TCP4-LISTEN family=AF_INET
   # Started directly (not through a function), so that $! is the listener itself.
   [[ $1 == host ]] || inside=(ip netns exec "$1")
+  if [[ $4 == *:* ]]; then listen=TCP6-LISTEN family=AF_INET6; fi  # an IPv6 target
   if command -v socat >/dev/null; then
-    "${inside[@]}" socat "TCP-LISTEN:$2,reuseaddr,fork" SYSTEM:'echo nsgen' </dev/null >/dev/null 2>&1 &
+    "${inside[@]}" socat "$listen:$2,reuseaddr,fork" SYSTEM:'echo nsgen' </dev/null >/dev/null 2>&1 &
   elif command -v python3 >/dev/null; then
     "${inside[@]}" python3 -c 'import socket,sys
-s = socket.create_server(("", int(sys.argv[1])))
-while True: s.accept()[0].close()' "$2" </dev/null >/dev/null 2>&1 &
+s = socket.create_server(("", int(sys.argv[1])), family=getattr(socket, sys.argv[2]))
+while True: s.accept()[0].close()' "$2" "$family" </dev/null >/dev/null 2>&1 &
   else
     nsgen_detail="cannot start a listener: install socat or python3"
     return 2
@@ -87,12 +89,15 @@ while True: s.accept()[0].close()' "$2" </dev/null >/dev/null 2>&1 &
   nsgen_listener=""
   return "$status"
 }
-nsgen_probe_dns() { # netns name timeout
-  local start out
+nsgen_probe_dns() { # netns name timeout [family: 4 asks for A records, 6 for AAAA]
+  local start out database=hosts
+  case ${4:-} in 4) database=ahostsv4 ;; 6) database=ahostsv6 ;; esac
   start=$(nsgen_now_us)
-  if out=$(nsgen_in "$1" timeout "$3" getent hosts "$2"); then
+  if out=$(nsgen_in "$1" timeout "$3" getent "$database" "$2"); then
     nsgen_ms=$(nsgen_elapsed_ms "$start")
     nsgen_detail="resolves to ${out%% *}"
+    # without an AAAA record, getent ahostsv6 answers with the IPv4 address, mapped
+    if [[ $out == "::ffff:"* ]]; then nsgen_detail="has no AAAA record (${out%% *})"; return 1; fi
     return 0
   fi
   nsgen_detail="does not resolve within $3 s"

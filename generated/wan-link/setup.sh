@@ -3,7 +3,7 @@
 #   an office on br-office and a branch behind an 8 Mbit/s link; the uplink at 20 Mbit/s
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# dcee81cca9b0c49e5bd53799d30f354a907d85b3a95559a5698c2a9ad2aee3e8.
+# d3132cced60f3760959aa1034eec585507db93e2a558383ead02ccab2a85d20a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=wan-link
-readonly NSGEN_DIGEST=dcee81cca9b0c49e5bd53799d30f354a907d85b3a95559a5698c2a9ad2aee3e8
+readonly NSGEN_DIGEST=d3132cced60f3760959aa1034eec585507db93e2a558383ead02ccab2a85d20a
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/wan-link
 readonly NSGEN_STEPS=8
@@ -32,7 +32,13 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
 nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# A route to DESTINATION in the main table; IPv6 if it holds a ':' or FAMILY is 6
+# (`ip route show exact` looks at IPv4 only unless told).
+nsgen_has_route() { # DESTINATION [FAMILY]
+  local family=-4
+  if [[ $1 == *:* || ${2:-4} == 6 ]]; then family=-6; fi
+  [[ -n $(ip "$family" route show exact "$1" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -151,12 +157,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -177,7 +186,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- journal and rollback ----------------------------------------------------
@@ -185,13 +194,50 @@ nsgen_current=0      # the step being run
 nsgen_signal=""      # exit status to report if a signal arrived
 declare -a nsgen_titles=()
 
+# While a step runs, its error output is kept in $NSGEN_STATE/errors.N and shown when
+# the step ends: if it fails, the summary quotes the line that says what went wrong.
+exec {nsgen_stderr}>&2
+
 nsgen_begin() {
   nsgen_current=$1
   nsgen_titles[$1]=$2
   printf 'begin %s\n' "$1" >>"$NSGEN_STATE/journal"
   nsgen_log "$1/$NSGEN_STEPS $2"
+  exec 2>"$NSGEN_STATE/errors.$1"
 }
-nsgen_end() { printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"; }
+nsgen_end() {
+  nsgen_show_errors "$1"
+  printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"
+}
+# Back to the real stderr, showing what step N wrote there.
+nsgen_show_errors() {
+  exec 2>&"$nsgen_stderr"
+  if [[ -e $NSGEN_STATE/errors.$1 ]]; then
+    cat -- "$NSGEN_STATE/errors.$1" >&2
+    rm -f -- "$NSGEN_STATE/errors.$1"
+  fi
+}
+# The line of an error output (on stdin) that says what went wrong: the last that is not a
+# hint to read the help, with where in its input a batch program failed (nsgen up picks the
+# same line: nsgen/executor.py, failure_reason).
+nsgen_reason() {
+  local line reason="" at=""
+  while IFS= read -r line; do
+    case $line in
+      "Error occurred at line: "*) at=" (input line ${line##*: })" ;;
+      "Command failed "*:*) at=" (input line ${line##*:})" ;;
+      "Try \`"*"' for more information"*) ;;
+      *[![:space:]]*) reason=$line ;;
+    esac
+  done
+  printf '%s%s' "${reason:-(no error output)}" "$at"
+}
+nsgen_failed() { # step status: say which step failed, and why
+  local reason="(no error output)"
+  if [[ -e $NSGEN_STATE/errors.$1 ]]; then reason=$(nsgen_reason <"$NSGEN_STATE/errors.$1"); fi
+  nsgen_show_errors "$1"
+  nsgen_log "step $1/$NSGEN_STEPS (${nsgen_titles[$1]:-before the first step}) failed with exit status $2: $reason"
+}
 
 # Runs steps FIRST..LAST (nsgen_do_N) in NSGEN_LANES lanes at once (default: one per
 # CPU). Only steps confined to one namespace run this way; they need no undo, so on a
@@ -207,7 +253,7 @@ nsgen_lanes() {
       # set -e ends the lane at a failing command; the ERR trap (kept in functions by
       # set -E) says which step it was
       set -E
-      trap 'nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $?"' ERR
+      trap 'nsgen_failed "$i" "$?"' ERR
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
         "nsgen_do_$i"
@@ -237,11 +283,13 @@ nsgen_finish() {
   fi
   if [[ -n $nsgen_signal ]]; then
     code=$nsgen_signal
+    nsgen_show_errors "$nsgen_current"
     nsgen_log "interrupted during step $nsgen_current/$NSGEN_STEPS: rolling back"
   elif ((nsgen_lane_failed)); then
     nsgen_log "rolling back"  # the failed step said so itself
   else
-    nsgen_log "step $nsgen_current/$NSGEN_STEPS (${nsgen_titles[$nsgen_current]:-before the first step}) failed with exit status $status: rolling back"
+    nsgen_failed "$nsgen_current" "$status"
+    nsgen_log "rolling back"
   fi
   for ((i = nsgen_current; i >= 1; i--)); do
     declare -F "nsgen_undo_$i" >/dev/null || continue
@@ -403,7 +451,7 @@ nsgen_lanes 4 5
 # The root namespace's routes, neighbours and forwarding entries, in one `ip
 # -b`.
 nsgen_undo_6() {
-  if nsgen_has_route 10.30.0.0/30; then ip route del 10.30.0.0/30 via 10.20.0.1; fi
+  if nsgen_has_route 10.30.0.0/30 4; then ip route del 10.30.0.0/30 via 10.20.0.1; fi
 }
 nsgen_begin 6 'add routes (1 route) in the root namespace'
 ip -b - <<'EOF'

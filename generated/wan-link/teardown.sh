@@ -3,7 +3,7 @@
 #   an office on br-office and a branch behind an 8 Mbit/s link; the uplink at 20 Mbit/s
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# dcee81cca9b0c49e5bd53799d30f354a907d85b3a95559a5698c2a9ad2aee3e8.
+# d3132cced60f3760959aa1034eec585507db93e2a558383ead02ccab2a85d20a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=wan-link
-readonly NSGEN_DIGEST=dcee81cca9b0c49e5bd53799d30f354a907d85b3a95559a5698c2a9ad2aee3e8
+readonly NSGEN_DIGEST=d3132cced60f3760959aa1034eec585507db93e2a558383ead02ccab2a85d20a
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/wan-link
 readonly NSGEN_STEPS=8
@@ -31,7 +31,13 @@ nsgen_log() { printf '[nsgen] %s\n' "$*" >&2; }
 nsgen_has_netns() { [[ -e /run/netns/$1 ]]; }
 nsgen_has_link() { ip link show dev "$1" >/dev/null 2>&1; }
 nsgen_has_addr() { [[ -n $(ip -o addr show dev "$1" to "$2" 2>/dev/null) ]]; }
-nsgen_has_route() { [[ -n $(ip route show exact "$1" 2>/dev/null) ]]; }
+# A route to DESTINATION in the main table; IPv6 if it holds a ':' or FAMILY is 6
+# (`ip route show exact` looks at IPv4 only unless told).
+nsgen_has_route() { # DESTINATION [FAMILY]
+  local family=-4
+  if [[ $1 == *:* || ${2:-4} == 6 ]]; then family=-6; fi
+  [[ -n $(ip "$family" route show exact "$1" 2>/dev/null) ]]
+}
 
 # A sysctl of the root namespace may be changed by several topologies at once.
 # /run/nsgen/.sysctl/KEY/original keeps the value it had before the first of them,
@@ -150,12 +156,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -176,7 +185,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- undo step 8/8: set net.ipv4.ip_forward=1
@@ -191,7 +200,7 @@ nsgen_undo_7() {
 
 # ---- undo step 6/8: add routes (1 route) in the root namespace
 nsgen_undo_6() {
-  if nsgen_has_route 10.30.0.0/30; then ip route del 10.30.0.0/30 via 10.20.0.1; fi
+  if nsgen_has_route 10.30.0.0/30 4; then ip route del 10.30.0.0/30 via 10.20.0.1; fi
 }
 
 # ---- undo step 3/8: create veth pairs (2 veths) and traffic shaping

@@ -112,6 +112,13 @@ class PlanContext:
     ipv6: bool
     """The topology declares an IPv6 address somewhere: links keep IPv6 autoconfiguration."""
 
+    def link_local(self, netns: str) -> bool:
+        """Whether the links nsgen creates in `netns` keep IPv6 autoconfiguration (an fe80::
+        address): the namespace's `ipv6` setting, else whether the topology declares IPv6."""
+        spec = self.topology.host if netns == HOST else self.topology.namespaces.get(netns)
+        setting = spec.ipv6 if spec is not None else None
+        return self.ipv6 if setting is None else setting
+
 
 Planned = Step | Precondition
 
@@ -144,6 +151,11 @@ class Kind:
 
     def step_kinds(self) -> tuple[str, ...]:
         return self.steps or (self.name,)
+
+    def tools_for(self, step: Step) -> tuple[str, ...]:
+        """The programs setup.sh needs for `step` (kinds whose steps differ may say per step:
+        an IPv6 rule needs ip6tables)."""
+        return self.tools
 
     def enters_for(self, step: Step) -> bool:
         """Whether `step`, in a named namespace, runs inside it (see `enters`)."""

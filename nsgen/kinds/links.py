@@ -160,7 +160,7 @@ class BridgeKind(Kind):
                     f"create bridge {name}{in_(netns)}",
                     "A bridge is a virtual switch: every veth end attached to it can reach the "
                     "others, like ports of one Ethernet switch.",
-                    BridgeArgs(netns, name, ctx.ipv6),
+                    BridgeArgs(netns, name, ctx.link_local(netns)),
                     namespace_owner(netns),
                 )
                 if netns == HOST:
@@ -308,7 +308,7 @@ def _end(
         "veth_end",
         ", ".join(parts) + in_(netns),
         " ".join(reasons),
-        VethEndArgs(netns, dev, master, tuple(addresses), hairpin, ctx.ipv6),
+        VethEndArgs(netns, dev, master, tuple(addresses), hairpin, ctx.link_local(netns)),
         pair,
     )
 
@@ -348,7 +348,7 @@ class VxlanKind(Kind):
                         vxlan.mac,
                         vxlan.learning,
                         tuple(vxlan.addresses),
-                        ctx.ipv6,
+                        ctx.link_local(netns),
                     ),
                     namespace_owner(netns),
                 )
