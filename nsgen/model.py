@@ -130,9 +130,10 @@ class Dns(Strict):
 
     nameservers: list[IpAddr] = Field(default_factory=list, description="resolv.conf nameservers.")
     search: list[HostName] = Field(default_factory=list, description="resolv.conf search domains.")
-    hosts: dict[HostName, IpAddr] = Field(
+    hosts: dict[HostName, IpAddr | list[IpAddr]] = Field(
         default_factory=dict,
-        description="Entries for the namespace's own /etc/hosts: name: address.",
+        description="Entries for the namespace's own /etc/hosts: name: address, or name: "
+        "[addresses] (an IPv4 and an IPv6 one, say).",
     )
 
 

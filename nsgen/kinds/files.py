@@ -53,7 +53,9 @@ class DnsKind(Kind):
                 files.append(("resolv.conf", tuple(resolv)))
             if spec.dns.hosts:
                 hosts = ["127.0.0.1 localhost", "::1 localhost"]
-                hosts += [f"{address} {name}" for name, address in spec.dns.hosts.items()]
+                for name, addresses in spec.dns.hosts.items():
+                    for address in [addresses] if isinstance(addresses, str) else addresses:
+                        hosts.append(f"{address} {name}")
                 files.append(("hosts", tuple(hosts)))
             if not files:
                 continue
