@@ -145,9 +145,10 @@ class Namespace(Strict):
     )
     ipv6: bool | None = Field(
         None,
-        description="IPv6 in this namespace. Default: on, and the links nsgen creates get a "
-        "link-local fe80:: address if the topology declares an IPv6 address anywhere. true: "
-        "they get one even if it does not. false (named namespaces only): IPv6 is disabled "
+        description="IPv6 in this namespace. Default: on; a link nsgen creates that holds an "
+        "IPv6 address gets a fixed fe80:: address (no duplicate address detection), any other "
+        "none. true: links without an IPv6 address keep the kernel's autoconfigured fe80:: "
+        "address. false (named namespaces only): IPv6 is disabled "
         "(net.ipv6.conf.all.disable_ipv6 = 1, no address, not even ::1).",
     )
     external: list[IfName] = Field(

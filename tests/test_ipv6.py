@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -303,8 +304,12 @@ def test_ipv6_false_disables_ipv6_in_a_namespace_and_its_links_get_no_link_local
     blue = text[text.index("configure namespace blue") :]
     assert "link set veth-blue addrgenmode none\n" in blue
     assert "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6" in blue
+    assert "fe80::" not in blue
+    # red holds an IPv6 address: a fixed link-local address, usable at once, instead of the
+    # kernel's (which stays tentative for a while)
     red = text[text.index("configure namespace red") : text.index("configure namespace blue")]
-    assert "addrgenmode" not in red
+    assert "link set veth-red addrgenmode none\n" in red
+    assert re.search(r"^addr add fe80::[0-9a-f:]+/64 dev veth-red nodad$", red, re.M)
 
 
 def test_ipv6_true_keeps_link_local_addresses_in_an_ipv4_only_topology() -> None:
@@ -463,10 +468,11 @@ def test_setup_sh_and_up_quote_the_meaningful_error_of_a_failed_step(tmp_path: P
 
 
 def _tentative() -> list[str]:
-    """Global IPv6 addresses still under duplicate address detection, in every namespace."""
+    """IPv6 addresses (link-local ones included) still under duplicate address detection,
+    in every namespace."""
     found = []
     for netns in [None, "red", "blue"]:
-        out = run("ip", "-6", "-o", "addr", "show", "tentative", "scope", "global", netns=netns)
+        out = run("ip", "-6", "-o", "addr", "show", "tentative", netns=netns)
         found += [line.split()[3] for line in out.stdout.splitlines()]
     return found
 

@@ -385,8 +385,12 @@ nsgen_undo_1() {
 nsgen_begin 1 'create 2 bridges in the root namespace'
 ip -b - <<'EOF'
 link add br-frontend type bridge
+link set br-frontend addrgenmode none
+addr add fe80::6549:d6e9:2b53:6212/64 dev br-frontend nodad
 link set br-frontend up
 link add br-backend type bridge
+link set br-backend addrgenmode none
+addr add fe80::a2db:f817:8df7:1e6b/64 dev br-backend nodad
 link set br-backend up
 addr add 172.18.0.1/24 dev br-frontend
 addr add fd65:c96d:ce98::1/64 dev br-frontend nodad
@@ -421,12 +425,16 @@ link add eth0 netns web type veth peer name veth54df897
 link add eth1 netns web type veth peer name vethc489a94
 link add eth0 netns client type veth peer name veth1787973
 link add eth0 netns db type veth peer name veth67ab42d
+link set veth54df897 addrgenmode none
 link set veth54df897 master br-frontend
 link set veth54df897 up
+link set vethc489a94 addrgenmode none
 link set vethc489a94 master br-backend
 link set vethc489a94 up
+link set veth1787973 addrgenmode none
 link set veth1787973 master br-frontend
 link set veth1787973 up
+link set veth67ab42d addrgenmode none
 link set veth67ab42d master br-backend
 link set veth67ab42d up
 EOF
@@ -440,11 +448,15 @@ nsgen_titles[4]='configure namespace web'
 nsgen_do_4() {
 nsgen_enter web ip -b - <<'EOF'
 link set lo up
+link set eth0 addrgenmode none
 addr add 172.18.0.2/24 dev eth0
 addr add fd65:c96d:ce98::2/64 dev eth0 nodad
+addr add fe80::c314:4268:9273:504a/64 dev eth0 nodad
 link set eth0 up
+link set eth1 addrgenmode none
 addr add 172.19.0.2/24 dev eth1
 addr add fd00:19::2/64 dev eth1 nodad
+addr add fe80::64bb:104e:e365:9355/64 dev eth1 nodad
 link set eth1 up
 route add default via 172.18.0.1
 route add default via fd65:c96d:ce98::1
@@ -459,8 +471,10 @@ nsgen_titles[5]='configure namespace client'
 nsgen_do_5() {
 nsgen_enter client ip -b - <<'EOF'
 link set lo up
+link set eth0 addrgenmode none
 addr add 172.18.0.3/24 dev eth0
 addr add fd65:c96d:ce98::3/64 dev eth0 nodad
+addr add fe80::9bd1:f3d1:5515:1b63/64 dev eth0 nodad
 link set eth0 up
 route add default via 172.18.0.1
 route add default via fd65:c96d:ce98::1
@@ -474,8 +488,10 @@ nsgen_titles[6]='configure namespace db'
 nsgen_do_6() {
 nsgen_enter db ip -b - <<'EOF'
 link set lo up
+link set eth0 addrgenmode none
 addr add 172.19.0.10/24 dev eth0
 addr add fd00:19::10/64 dev eth0 nodad
+addr add fe80::9f18:f2b4:6cb7:907a/64 dev eth0 nodad
 link set eth0 up
 EOF
 }

@@ -363,6 +363,8 @@ nsgen_undo_1() {
 nsgen_begin 1 'create 1 bridge in the root namespace'
 ip -b - <<'EOF'
 link add br0 type bridge
+link set br0 addrgenmode none
+addr add fe80::4bf2:80ea:5933:9654/64 dev br0 nodad
 link set br0 up
 addr add 192.168.15.254/24 dev br0
 addr add fd00:15::fe/64 dev br0 nodad
@@ -392,8 +394,10 @@ nsgen_begin 3 'create veth pairs (2 veths)'
 ip -b - <<'EOF'
 link add veth-red netns red type veth peer name veth-red-br
 link add veth-blue netns blue type veth peer name veth-blue-br
+link set veth-red-br addrgenmode none
 link set veth-red-br master br0
 link set veth-red-br up
+link set veth-blue-br addrgenmode none
 link set veth-blue-br master br0
 link set veth-blue-br up
 EOF
@@ -407,8 +411,10 @@ nsgen_titles[4]='configure namespace red'
 nsgen_do_4() {
 nsgen_enter red ip -b - <<'EOF'
 link set lo up
+link set veth-red addrgenmode none
 addr add 192.168.15.2/24 dev veth-red
 addr add fd00:15::2/64 dev veth-red nodad
+addr add fe80::1776:b295:4f9b:91e5/64 dev veth-red nodad
 link set veth-red up
 route add 192.168.1.0/24 via 192.168.15.254
 route add default via 192.168.15.254
@@ -424,8 +430,10 @@ nsgen_titles[5]='configure namespace blue'
 nsgen_do_5() {
 nsgen_enter blue ip -b - <<'EOF'
 link set lo up
+link set veth-blue addrgenmode none
 addr add 192.168.15.1/24 dev veth-blue
 addr add fd00:15::1/64 dev veth-blue nodad
+addr add fe80::a2f1:e7f9:3278:f9a8/64 dev veth-blue nodad
 link set veth-blue up
 route add 192.168.1.0/24 via 192.168.15.254
 route add default via 192.168.15.254

@@ -110,14 +110,15 @@ class PlanContext:
     tag: str
     """The comment every firewall rule carries (nsgen:<topology>)."""
     ipv6: bool
-    """The topology declares an IPv6 address somewhere: links keep IPv6 autoconfiguration."""
+    """The topology declares an IPv6 address somewhere."""
 
-    def link_local(self, netns: str) -> bool:
-        """Whether the links nsgen creates in `netns` keep IPv6 autoconfiguration (an fe80::
-        address): the namespace's `ipv6` setting, else whether the topology declares IPv6."""
+    def autoconf(self, netns: str) -> bool:
+        """Whether the links nsgen creates in `netns` without an IPv6 address of their own
+        keep the kernel's IPv6 autoconfiguration (an fe80:: address, with duplicate address
+        detection): only where the namespace says `ipv6: true`. (A link with an IPv6 address
+        gets a fixed link-local address instead: nsgen.kinds.links.fixed_link_local.)"""
         spec = self.topology.host if netns == HOST else self.topology.namespaces.get(netns)
-        setting = spec.ipv6 if spec is not None else None
-        return self.ipv6 if setting is None else setting
+        return spec is not None and spec.ipv6 is True
 
 
 Planned = Step | Precondition
