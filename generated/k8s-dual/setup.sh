@@ -194,27 +194,28 @@ nsgen_current=0      # the step being run
 nsgen_signal=""      # exit status to report if a signal arrived
 declare -a nsgen_titles=()
 
-# While a step runs, its error output is kept in $NSGEN_STATE/errors.N and shown when
-# the step ends: if it fails, the summary quotes the line that says what went wrong.
+# While a step runs, its error output is kept in a file (one per lane) and shown when the
+# step ends: if it fails, the summary quotes the line that says what went wrong.
 exec {nsgen_stderr}>&2
+nsgen_errors=$NSGEN_STATE/errors
 
 nsgen_begin() {
   nsgen_current=$1
   nsgen_titles[$1]=$2
   printf 'begin %s\n' "$1" >>"$NSGEN_STATE/journal"
   nsgen_log "$1/$NSGEN_STEPS $2"
-  exec 2>"$NSGEN_STATE/errors.$1"
+  exec 2>"$nsgen_errors"
 }
 nsgen_end() {
-  nsgen_show_errors "$1"
+  nsgen_show_errors
   printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"
 }
-# Back to the real stderr, showing what step N wrote there.
+# Back to the real stderr, showing what the step wrote there.
 nsgen_show_errors() {
   exec 2>&"$nsgen_stderr"
-  if [[ -e $NSGEN_STATE/errors.$1 ]]; then
-    cat -- "$NSGEN_STATE/errors.$1" >&2
-    rm -f -- "$NSGEN_STATE/errors.$1"
+  if [[ -s $nsgen_errors ]]; then
+    cat -- "$nsgen_errors" >&2
+    : >"$nsgen_errors"
   fi
 }
 # The line of an error output (on stdin) that says what went wrong: the last that is not a
@@ -234,8 +235,8 @@ nsgen_reason() {
 }
 nsgen_failed() { # step status: say which step failed, and why
   local reason="(no error output)"
-  if [[ -e $NSGEN_STATE/errors.$1 ]]; then reason=$(nsgen_reason <"$NSGEN_STATE/errors.$1"); fi
-  nsgen_show_errors "$1"
+  if [[ -s $nsgen_errors ]]; then reason=$(nsgen_reason <"$nsgen_errors"); fi
+  nsgen_show_errors
   nsgen_log "step $1/$NSGEN_STEPS (${nsgen_titles[$1]:-before the first step}) failed with exit status $2: $reason"
 }
 
@@ -254,6 +255,7 @@ nsgen_lanes() {
       # set -E) says which step it was
       set -E
       trap 'nsgen_failed "$i" "$?"' ERR
+      nsgen_errors=$NSGEN_STATE/errors.$lane
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
         "nsgen_do_$i"
@@ -283,7 +285,7 @@ nsgen_finish() {
   fi
   if [[ -n $nsgen_signal ]]; then
     code=$nsgen_signal
-    nsgen_show_errors "$nsgen_current"
+    nsgen_show_errors
     nsgen_log "interrupted during step $nsgen_current/$NSGEN_STEPS: rolling back"
   elif ((nsgen_lane_failed)); then
     nsgen_log "rolling back"  # the failed step said so itself
@@ -830,5 +832,6 @@ nsgen_make_netns_dir client-b
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.1.3 client-b' 'fd00:10:244:1::3 client-b' '10.96.0.10 web' 'fd00:10:96::a web' '10.96.0.10 web.default.svc.cluster.local' 'fd00:10:96::a web.default.svc.cluster.local' '10.96.0.1 web-np' 'fd00:10:96::1 web-np' '10.96.0.1 web-np.default.svc.cluster.local' 'fd00:10:96::1 web-np.default.svc.cluster.local' > /etc/netns/client-b/hosts
 nsgen_end 16
 
+rm -f -- "$NSGEN_STATE"/errors*
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"
