@@ -8,9 +8,9 @@ expanders in `nsgen.expand`, which turn it into the core objects below.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from nsgen.fields import (
     HOST,
@@ -27,6 +27,7 @@ from nsgen.fields import (
     SysctlKey,
     SysctlValue,
     TopologyName,
+    _ipaddr,
     description_text,
     ip_interface,
 )
@@ -125,12 +126,28 @@ class FdbEntry(Strict):
     dst: IpAddr
 
 
+def _host_addresses(value: object) -> str | list[str]:
+    """An /etc/hosts entry's address, or its addresses (one of each family, say)."""
+    if isinstance(value, str):
+        return _ipaddr(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return [_ipaddr(v) for v in value]
+    raise ValueError(f"expected an address or a list of addresses, got {value!r}")
+
+
+HostAddresses = Annotated[
+    object,
+    AfterValidator(_host_addresses),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
 class Dns(Strict):
     """Files written under /etc/netns/<namespace>/, which `ip netns exec` shows as /etc/..."""
 
     nameservers: list[IpAddr] = Field(default_factory=list, description="resolv.conf nameservers.")
     search: list[HostName] = Field(default_factory=list, description="resolv.conf search domains.")
-    hosts: dict[HostName, IpAddr | list[IpAddr]] = Field(
+    hosts: dict[HostName, HostAddresses] = Field(
         default_factory=dict,
         description="Entries for the namespace's own /etc/hosts: name: address, or name: "
         "[addresses] (an IPv4 and an IPv6 one, say).",

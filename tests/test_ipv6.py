@@ -20,12 +20,14 @@ import pytest
 from nsgen.backends.iptables import rule_text
 from nsgen.errors import TopologyError
 from nsgen.executor import failure_reason
-from nsgen.kinds.firewall import RuleArgs
+from nsgen.kinds.firewall import MasqueradeArgs, RuleArgs
+from nsgen.live import LiveState
 from nsgen.load import load_topology, topology_from_data
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts
 from nsgen.sandbox import INTERNET_HOST6, UPSTREAM_NETNS, upstream
 from nsgen.snapshot import take_snapshot
+from nsgen.status import PRESENT, topology_status
 from tests.harness import (
     EXAMPLES,
     assert_same_state,
@@ -628,3 +630,48 @@ def test_the_dual_stack_seed_example_is_valid_and_names_both_families() -> None:
     assert topology.name == "seed-dual"
     families = {p.family for p in build_plan(topology).probes}
     assert families == {4, 6}
+
+
+# ---- nsgen status sees both families ---------------------------------------------------------
+
+
+def _first_ipv6_firewall_step(topology: Any) -> tuple[str, str, list[str], str]:
+    """(netns, table, words after `-A CHAIN`, chain) of the first IPv6 rule or masquerade."""
+    for step in build_plan(topology, "tutorial").steps:
+        args = step.args
+        if isinstance(args, RuleArgs) and args.family == 6:
+            return args.netns, args.table, args.words, args.chain
+        if isinstance(args, MasqueradeArgs) and args.family == 6:
+            words = ["-s", args.source, "-o", args.out, "-m", "comment", "--comment", args.tag]
+            return args.netns, "nat", [*words, "-j", "MASQUERADE"], "POSTROUTING"
+    raise AssertionError("no IPv6 firewall step")
+
+
+@pytest.mark.parametrize("example", ["seed-dual", "docker-dual", "k8s-dual"])
+@sandboxed
+def test_status_compares_both_families_and_sees_a_missing_ipv6_rule(example: str) -> None:
+    topology = load_topology(EXAMPLES / f"{example}.yaml")
+    with upstream(["eth0"]):
+        up = run(*NSGEN, "up", "--quiet", EXAMPLES / f"{example}.yaml", timeout=120)
+        assert up.returncode == 0, up.stderr
+        try:
+            rows = topology_status(topology, LiveState())
+            assert [(r.kind, r.netns, r.name, r.detail) for r in rows if r.state != PRESENT] == []
+            keys = [(r.kind, r.netns, r.name) for r in rows]
+            assert len(keys) == len(set(keys))
+            assert any("(IPv6)" in r.name or ":" in r.name for r in rows if r.kind != "state")
+
+            netns, table, words, chain = _first_ipv6_firewall_step(topology)
+            where = None if netns == "host" else netns
+            deleted = run("ip6tables", "-w", "-t", table, "-D", chain, *words, netns=where)
+            assert deleted.returncode == 0, deleted.stderr
+            missing = [
+                (r.kind, r.netns, r.state)
+                for r in topology_status(topology, LiveState())
+                if r.state != PRESENT
+            ]
+            assert len(missing) == 1 and missing[0][1] == netns, missing
+            assert missing[0][0] in ("rule", "masquerade") and missing[0][2] == "missing"
+        finally:
+            down = run(*NSGEN, "down", "--quiet", topology.name, timeout=120)
+        assert down.returncode == 0, down.stderr

@@ -787,7 +787,12 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
                 continue
             where = f"{a.path}.address"
             if ":" in a.explicit:
-                problems.append(Problem(where, f"{a.explicit} is not an IPv4 address"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"{a.explicit} is not an IPv4 address (an IPv6 one goes in ipv6_address)",
+                    )
+                )
                 continue
             address = ipaddress.IPv4Address(a.explicit)
             if address not in net.subnet:

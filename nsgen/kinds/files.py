@@ -54,8 +54,8 @@ class DnsKind(Kind):
             if spec.dns.hosts:
                 hosts = ["127.0.0.1 localhost", "::1 localhost"]
                 for name, addresses in spec.dns.hosts.items():
-                    for address in [addresses] if isinstance(addresses, str) else addresses:
-                        hosts.append(f"{address} {name}")
+                    listed = addresses if isinstance(addresses, list) else [addresses]
+                    hosts += [f"{address} {name}" for address in listed]
                 files.append(("hosts", tuple(hosts)))
             if not files:
                 continue
