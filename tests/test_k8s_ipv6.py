@@ -310,20 +310,23 @@ def http_servers(pods: tuple[str, ...], port: int) -> Iterator[None]:
                 process.wait(timeout=5)
 
 
-def fetch6(url: str, netns: str) -> tuple[str, str] | None:
-    """One bounded HTTP GET over IPv6: (pod that answered, client address it saw), or None."""
-    result = run("curl", "-6", "-g", "-s", "--max-time", "3", url, netns=netns, timeout=10)
+def fetch6(url: str, netns: str, family: str = "-6") -> tuple[str, str] | None:
+    """One bounded HTTP GET over IPv6 (or `family` -4): (pod that answered, client address
+    it saw), or None."""
+    result = run("curl", family, "-g", "-s", "--max-time", "3", url, netns=netns, timeout=10)
     if result.returncode != 0:
         return None
     name, seen = result.stdout.split()
     return name, seen
 
 
-def spread6(url: str, netns: str) -> tuple[Counter[str], dict[str, set[str]]]:
+def spread6(url: str, netns: str, family: str = "-6") -> tuple[Counter[str], dict[str, set[str]]]:
+    """MAX_REQUESTS requests, each a new connection: hits per endpoint, and the client
+    addresses each endpoint saw."""
     hits: Counter[str] = Counter()
     sources: dict[str, set[str]] = {}
     for _ in range(MAX_REQUESTS):
-        answer = fetch6(url, netns)
+        answer = fetch6(url, netns, family)
         assert answer is not None, f"no answer from {url} in {netns}"
         hits[answer[0]] += 1
         sources.setdefault(answer[0], set()).add(answer[1])
@@ -354,6 +357,11 @@ def exercise6(mode: str) -> None:
         assert set(hits) == set(ENDPOINTS), hits
         assert set().union(*sources.values()) == {PODS6["client-b"]}
         print(f"{mode}: ClusterIP [{CLUSTER_IP6}]:80 from client-b: {dict(hits)}")
+        # the IPv4 ClusterIP of the same Service spreads over the IPv4 endpoints beside it
+        hits, sources = spread6("http://10.96.0.10/", "client-b", "-4")
+        assert set(hits) == set(ENDPOINTS), hits
+        assert set().union(*sources.values()) == {"::ffff:10.244.1.3"}
+        print(f"{mode}: ClusterIP 10.96.0.10:80 from client-b: {dict(hits)}")
 
         hits, _ = spread6("http://web.default.svc.cluster.local/", "client-a")
         assert set(hits) == set(ENDPOINTS), hits
