@@ -8,9 +8,9 @@ expanders in `nsgen.expand`, which turn it into the core objects below.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from nsgen.fields import (
@@ -30,6 +30,7 @@ from nsgen.fields import (
     SysctlKey,
     SysctlValue,
     TopologyName,
+    _ipaddr,
     description_text,
     ip_interface,
 )
@@ -131,14 +132,31 @@ class FdbEntry(Strict):
     dst: IpAddr
 
 
+def _host_addresses(value: object) -> str | list[str]:
+    """An /etc/hosts entry's address, or its addresses (one of each family, say)."""
+    if isinstance(value, str):
+        return _ipaddr(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return [_ipaddr(v) for v in value]
+    raise ValueError(f"expected an address or a list of addresses, got {value!r}")
+
+
+HostAddresses = Annotated[
+    object,
+    AfterValidator(_host_addresses),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
 class Dns(Strict):
     """Files written under /etc/netns/<namespace>/, which `ip netns exec` shows as /etc/..."""
 
     nameservers: list[IpAddr] = Field(default_factory=list, description="resolv.conf nameservers.")
     search: list[HostName] = Field(default_factory=list, description="resolv.conf search domains.")
-    hosts: dict[HostName, IpAddr] = Field(
+    hosts: dict[HostName, HostAddresses] = Field(
         default_factory=dict,
-        description="Entries for the namespace's own /etc/hosts: name: address.",
+        description="Entries for the namespace's own /etc/hosts: name: address, or name: "
+        "[addresses] (an IPv4 and an IPv6 one, say).",
     )
 
 
@@ -147,6 +165,14 @@ class Namespace(Strict):
 
     loopback: bool | None = Field(
         None, description="Bring up 'lo' (default: true in named namespaces; not settable in host)."
+    )
+    ipv6: bool | None = Field(
+        None,
+        description="IPv6 in this namespace. Default: on; a link nsgen creates that holds an "
+        "IPv6 address gets a fixed fe80:: address (no duplicate address detection), any other "
+        "none. true: links without an IPv6 address keep the kernel's autoconfigured fe80:: "
+        "address. false (named namespaces only): IPv6 is disabled "
+        "(net.ipv6.conf.all.disable_ipv6 = 1, no address, not even ::1).",
     )
     external: list[IfName] = Field(
         default_factory=list,
@@ -183,6 +209,12 @@ class Check(Strict):
         None, description="Address, or a namespace's name (its first address). Not for dns."
     )
     kind: Literal["ping", "tcp", "dns"] = Field("ping", description="What to probe.")
+    family: Literal[4, 6] | None = Field(
+        None,
+        description="IPv4 or IPv6: `to: <namespace>` means its first address of this family; "
+        "a dns check asks for A (4) or AAAA (6) records. Default: the family of `to`'s "
+        "address; a dns check takes any.",
+    )
     port: int | None = Field(None, ge=1, le=65535, description="TCP port (tcp only).")
     listen: bool = Field(
         False, description="tcp: start a short-lived listener in the target namespace first."
@@ -268,19 +300,30 @@ class Topology(Strict):
         """Every namespace of the topology, root first, then named ones in declaration order."""
         return [(HOST, self.host), *self.namespaces.items()]
 
-    def first_address(self, netns: str) -> str | None:
+    def first_address(self, netns: str, family: int | None = None) -> str | None:
         """The address a check `to: <namespace>` means: the namespace's first declared address
-        (of a veth end in it, either side of the pair declaring it, then of its bridges)."""
+        (of a veth end in it, either side of the pair declaring it, then of its bridges), of
+        `family` if given."""
+
+        def first(addresses: list[str]) -> str | None:
+            for address in addresses:
+                ip = ip_interface(address).ip
+                if family is None or ip.version == family:
+                    return str(ip)
+            return None
+
         for space, spec in self.spaces():
             for iface in spec.interfaces:
-                if space == netns and iface.addresses:
-                    return str(ip_interface(iface.addresses[0]).ip)
-                if iface.peer.netns == netns and iface.peer.addresses:
-                    return str(ip_interface(iface.peer.addresses[0]).ip)
+                found = first(iface.addresses) if space == netns else None
+                if found is None and iface.peer.netns == netns:
+                    found = first(iface.peer.addresses)
+                if found is not None:
+                    return found
             if space == netns:
                 for bridge in spec.bridges.values():
-                    if bridge.addresses:
-                        return str(ip_interface(bridge.addresses[0]).ip)
+                    found = first(bridge.addresses)
+                    if found is not None:
+                        return found
         return None
 
 

@@ -78,7 +78,7 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
                 checks.append(item)
                 continue
             steps.append(item)
-            tools += [tool for tool in kind.tools if tool not in tools]
+            tools += [tool for tool in kind.tools_for(item) if tool not in tools]
     if style == "batch":
         steps = batched(steps, topology.name)
     return Plan(
@@ -227,19 +227,30 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
     if root["routes"]:
         out.append(_root_step("routes", root["routes"]))
     if root["firewall"]:
-        out.append(
-            Step(
-                "restore",
-                f"install {len(root['firewall'])} iptables change(s) in the root namespace",
-                "Own chains and rules, in one `iptables-restore --noflush` (nothing else is "
-                f"flushed). Every rule carries the comment nsgen:{topology}, and teardown removes "
-                "exactly the rules with that comment and the chains created here.",
-                RestoreArgs(HOST, f"nsgen:{topology}"),
-                None,
-                tuple(root["firewall"]),
-            )
-        )
+        out.append(_restore_step(root["firewall"], topology))
     return out + own
+
+
+def _restore_step(parts: list[Step], topology: str) -> Step:
+    """The root namespace's firewall: one `iptables-restore` per family (IPv6's is
+    `ip6tables-restore`)."""
+    counts: dict[str, int] = {}
+    for part in parts:
+        for program in kind_of(part.kind).tools_for(part):
+            counts[program] = counts.get(program, 0) + 1
+    programs = sorted(counts, key=lambda program: program == "ip6tables")  # IPv4 first
+    changes = " and ".join(f"{counts[p]} {p}" for p in programs)
+    restores = " and ".join(f"one `{p}-restore --noflush`" for p in programs)
+    return Step(
+        "restore",
+        f"install {changes} change(s) in the root namespace",
+        f"Own chains and rules, in {restores} (nothing else is flushed). Every rule carries "
+        f"the comment nsgen:{topology}, and teardown removes exactly the rules with that "
+        "comment and the chains created here.",
+        RestoreArgs(HOST, f"nsgen:{topology}"),
+        None,
+        tuple(parts),
+    )
 
 
 def _root_step(group: Group, parts: list[Step]) -> Step:

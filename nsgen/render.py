@@ -20,7 +20,7 @@ from nsgen import __version__
 from nsgen.errors import UsageError
 from nsgen.fields import HOST
 from nsgen.kinds.base import LANE_ORDER, Lane, Precondition, Step
-from nsgen.kinds.firewall import ChainArgs, RuleArgs
+from nsgen.kinds.firewall import ChainArgs, MasqueradeArgs, RuleArgs
 from nsgen.kinds.registry import kind_of
 from nsgen.plan import Plan
 
@@ -205,15 +205,14 @@ class Renderer:
                 if lane in _PROGRAMS:
                     _check_batch_lines(batch)
                 lines[lane] += batch
-        restore = self._restore(firewall)
-        commands = _commands(lines, restore)
-        b = {
-            "commands": commands,
-            "restore": restore,
-            "chains": [
-                f"{p.args.table}/{p.args.name}" for p in firewall if isinstance(p.args, ChainArgs)
-            ],
-        }
+        restores = self._restore(firewall)
+        commands = _commands(lines, restores)
+        chains: dict[int, list[str]] = {}
+        for part in firewall:
+            chains.setdefault(_family(part), [])
+            if isinstance(part.args, ChainArgs):
+                chains[part.args.family].append(f"{part.args.table}/{part.args.name}")
+        b = {"commands": commands, "chains": dict(sorted(chains.items()))}
         template = _BATCH_TEMPLATES.get(step.kind, "_batches.j2")
         entered = commands if step.kind == "ns_batch" else ()
         do = self._call(template, f"do_{step.kind}", step.args, b)
@@ -237,20 +236,24 @@ class Renderer:
             undo.append(self._call("_batches.j2", "undo_links", links))
         return do, "\n".join(undo), entered
 
-    def _restore(self, rules: list[Step]) -> str:
-        """iptables-restore input: per table, the new chains, then the rules, then COMMIT."""
-        tables: dict[str, tuple[list[str], list[str]]] = {}
+    def _restore(self, rules: list[Step]) -> dict[int, str]:
+        """iptables-restore input per family (6: ip6tables-restore's): per table, the new
+        chains, then the rules, then COMMIT."""
+        families: dict[int, dict[str, tuple[list[str], list[str]]]] = {}
         for part in rules:
             template = kind_of(part.kind).template
             table = part.args.table if isinstance(part.args, ChainArgs | RuleArgs) else "nat"
-            chains, lines = tables.setdefault(table, ([], []))
+            chains, lines = families.setdefault(_family(part), {}).setdefault(table, ([], []))
             (chains if part.kind == "chain" else lines).append(
                 self._call(template, f"restore_{part.kind}", part.args)
             )
-        return "\n".join(
-            "\n".join([f"*{table}", *chains, *lines, "COMMIT"])
-            for table, (chains, lines) in tables.items()
-        )
+        return {
+            family: "\n".join(
+                "\n".join([f"*{table}", *chains, *lines, "COMMIT"])
+                for table, (chains, lines) in tables.items()
+            )
+            for family, tables in sorted(families.items())
+        }
 
     def preflight(self, check: Precondition) -> str:
         """One precondition's lines of setup.sh's preflight."""
@@ -298,7 +301,17 @@ _BATCH_TEMPLATES = {"restore": kind_of("chain").template}
 """Batched steps spelled by a kind's own template (the root firewall by its backend's)."""
 
 
-def _commands(lines: dict[Lane, list[str]], restore: str) -> tuple[Entered, ...]:
+_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
+"""The firewall lane's program, by family."""
+
+
+def _family(part: Step) -> int:
+    """The family (4 or 6) of a firewall step."""
+    assert isinstance(part.args, ChainArgs | RuleArgs | MasqueradeArgs)
+    return part.args.family
+
+
+def _commands(lines: dict[Lane, list[str]], restores: dict[int, str]) -> tuple[Entered, ...]:
     """What a batched step runs, in LANE_ORDER, as argv and stdin: setup.sh spells each as a
     here-document (templates/_batches.j2), and `nsgen up` starts a namespace step's commands
     itself, from inside the namespace."""
@@ -306,8 +319,10 @@ def _commands(lines: dict[Lane, list[str]], restore: str) -> tuple[Entered, ...]
     for lane in LANE_ORDER:
         if lane in _PROGRAMS and lines[lane]:
             commands.append(Entered(_PROGRAMS[lane], "".join(f"{x}\n" for x in lines[lane])))
-        elif lane == "firewall" and restore:
-            commands.append(Entered(("iptables-restore", "--noflush", "-w"), restore + "\n"))
+        elif lane == "firewall":
+            for family, restore in restores.items():
+                argv = (_RESTORE[family], "--noflush", "-w")
+                commands.append(Entered(argv, restore + "\n"))
         elif lane == "sysctl" and lines[lane]:
             commands.append(Entered(("bash", "-c", "; ".join(lines[lane])), ""))
     return tuple(commands)

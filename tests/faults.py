@@ -1,8 +1,8 @@
-"""Fault injection without product hooks: stand-in `ip`, `bridge`, `tc`, `iptables` and
-`iptables-restore` placed early on PATH.
+"""Fault injection without product hooks: stand-in `ip`, `bridge`, `tc`, `iptables`,
+`iptables-restore`, `ip6tables` and `ip6tables-restore` placed early on PATH.
 
 Each stand-in counts the calls that would change state (ip/bridge/tc ... add/del/set/...,
-`ip -b` batches, iptables -A/-D/-I/-N/-X/-F/-P/-R, every iptables-restore) in a shared counter
+`ip -b` batches, ip(6)tables -A/-D/-I/-N/-X/-F/-P/-R, every ip(6)tables-restore) in a shared counter
 file and fails the one whose number is
 $NSGEN_FAIL_AT, with exit status 2 and a message, as a real failing command would; calls whose
 arguments match the regex $NSGEN_FAIL_MATCH fail every time. $NSGEN_SLOW (seconds) delays
@@ -65,6 +65,8 @@ def install_stand_ins(directory: Path) -> dict[str, str]:
         ("tc", _CLASSIFY_IP),
         ("iptables", _CLASSIFY_IPTABLES),
         ("iptables-restore", _CLASSIFY_RESTORE),
+        ("ip6tables", _CLASSIFY_IPTABLES),
+        ("ip6tables-restore", _CLASSIFY_RESTORE),
     ):
         real = shutil.which(name)
         assert real, f"{name} is not installed"

@@ -102,7 +102,7 @@ CORE_SINK: dict[str, Any] = {
             "dns": {
                 "nameservers": ["192.0.2.53"],
                 "search": ["example.test"],
-                "hosts": {"db": "10.0.0.2"},
+                "hosts": {"db": "10.0.0.2", "web": ["10.0.0.3", "fd00::3"]},
             },
             "sysctls": {"net.ipv4.ip_forward": 1},
         },
@@ -203,7 +203,15 @@ DOCKER_SINK: dict[str, Any] = {
     "name": "dsink",
     "host": {"external": ["eth0"]},
     "networks": {
-        "front": {"subnet": "172.18.0.0/24", "gateway": "172.18.0.1", "bridge": "br-f"},
+        "front": {
+            "subnet": "172.18.0.0/24",
+            "gateway": "172.18.0.1",
+            "bridge": "br-f",
+            "ipv6": True,
+            "ipv6_subnet": "fd00:18::/64",
+            "ipv6_gateway": "fd00:18::1",
+            "gateway_mode_ipv6": "routed",
+        },
         "back": {"subnet": "172.19.0.0/24", "internal": True},
     },
     "containers": {

@@ -69,7 +69,10 @@ def _fake_live(tmp_path: Path, plan: Plan) -> LiveState:
             (netns_dir / step.args.netns).touch()
 
     def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-        out = "0\n0\n0\n" if "sh" in argv or "grep" in argv else "[]"
+        if "sh" in argv or "grep" in argv:  # one value per sysctl read
+            out = "0\n" * max(3, argv[-1].count("cat /proc"))
+        else:
+            out = "[]"
         return subprocess.CompletedProcess(argv, 0, out, "")
 
     return LiveState(run, netns_dir=netns_dir, state_root=tmp_path / "run", root=tmp_path)

@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab.
+# 28fa544efcc6c550176bc81b8647a0cfed1816c938155f4b7b2d75a03266649f.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab
+readonly NSGEN_DIGEST=28fa544efcc6c550176bc81b8647a0cfed1816c938155f4b7b2d75a03266649f
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=12
@@ -178,12 +178,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -204,7 +207,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- undo step 12/12: write /etc/netns/db/resolv.conf, /etc/netns/db/hosts

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a.
+# 0685f8d11d4fb4a892731334ef7c9cd0e236783ddc2bbb56beccba341d277007.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a
+readonly NSGEN_DIGEST=0685f8d11d4fb4a892731334ef7c9cd0e236783ddc2bbb56beccba341d277007
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
@@ -248,13 +248,19 @@ nsgen_probe_tcp_listening() { # netns address port timeout [listen-netns listen-
   nsgen_stop_listeners
 }
 
-nsgen_probe_dns() { # netns name timeout
-  local out status start
+nsgen_probe_dns() { # netns name timeout [family: 4 asks for A records, 6 for AAAA]
+  local out status start database=hosts
+  case ${4:-} in 4) database=ahostsv4 ;; 6) database=ahostsv6 ;; esac
   nsgen_source "$1" || return
   start=$(nsgen_now_us)
-  out=$(nsgen_in "$1" timeout "$3" getent hosts "$2" 2>/dev/null)
+  out=$(nsgen_in "$1" timeout "$3" getent "$database" "$2" 2>/dev/null)
   status=$?
   nsgen_ms=$(nsgen_elapsed_ms "$start")
+  # without an AAAA record, getent ahostsv6 answers with the IPv4 address, mapped
+  if ((status == 0)) && [[ $out == "::ffff:"* ]]; then
+    nsgen_got=blocked nsgen_reason="has no AAAA record (${out%%[[:space:]]*})"
+    return
+  fi
   case $status in
     0) nsgen_got=reach nsgen_reason="resolves to ${out%%[[:space:]]*}" ;;
     2) nsgen_got=blocked nsgen_reason="name not found" ;;

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a.
+# 0685f8d11d4fb4a892731334ef7c9cd0e236783ddc2bbb56beccba341d277007.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a
+readonly NSGEN_DIGEST=0685f8d11d4fb4a892731334ef7c9cd0e236783ddc2bbb56beccba341d277007
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15
@@ -178,12 +178,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -204,7 +207,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- undo step 15/15: write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts

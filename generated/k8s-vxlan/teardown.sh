@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620.
+# 1d03b42f1aa285656f8d9657708e7cfc81f060b039c76fe909c46ab349936ddb.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620
+readonly NSGEN_DIGEST=1d03b42f1aa285656f8d9657708e7cfc81f060b039c76fe909c46ab349936ddb
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -178,12 +178,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -204,7 +207,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- undo step 15/15: write /etc/netns/client-b/resolv.conf, /etc/netns/client-b/hosts

@@ -3,7 +3,7 @@
 #   an office on br-office and a branch behind an 8 Mbit/s link; the uplink at 20 Mbit/s
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 924dba705935ec962abdaa853c74ba77a136e0e0ffb2200881f412625d764136.
+# cc40caea2290fc2924b65334fa70dee8e2e8971e55f225640ac4f911d2e8e2e8.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=wan-link
-readonly NSGEN_DIGEST=924dba705935ec962abdaa853c74ba77a136e0e0ffb2200881f412625d764136
+readonly NSGEN_DIGEST=cc40caea2290fc2924b65334fa70dee8e2e8971e55f225640ac4f911d2e8e2e8
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/wan-link
 readonly NSGEN_STEPS=8
@@ -178,12 +178,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -204,7 +207,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- undo step 8/8: set net.ipv4.ip_forward=1

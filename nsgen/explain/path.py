@@ -735,8 +735,12 @@ class Walker:
                 trace,
                 "dropped",
                 f"{packet.dst} is nowhere in the lab: its simulated upstream holds only "
-                f"{', '.join(str(a.ip) for _, a in space.addresses() if not a.ip.is_loopback)} "
-                "and routes nothing further",
+                + ", ".join(
+                    str(a.ip)
+                    for _, a in space.addresses()
+                    if not a.ip.is_loopback and a.version == family
+                )
+                + " and routes nothing further",
                 "the lab's upstream",
             )
         if not space.forwarding[family]:

@@ -110,7 +110,15 @@ class PlanContext:
     tag: str
     """The comment every firewall rule carries (nsgen:<topology>)."""
     ipv6: bool
-    """The topology declares an IPv6 address somewhere: links keep IPv6 autoconfiguration."""
+    """The topology declares an IPv6 address somewhere."""
+
+    def autoconf(self, netns: str) -> bool:
+        """Whether the links nsgen creates in `netns` without an IPv6 address of their own
+        keep the kernel's IPv6 autoconfiguration (an fe80:: address, with duplicate address
+        detection): only where the namespace says `ipv6: true`. (A link with an IPv6 address
+        gets a fixed link-local address instead: nsgen.kinds.links.fixed_link_local.)"""
+        spec = self.topology.host if netns == HOST else self.topology.namespaces.get(netns)
+        return spec is not None and spec.ipv6 is True
 
 
 Planned = Step | Precondition
@@ -144,6 +152,11 @@ class Kind:
 
     def step_kinds(self) -> tuple[str, ...]:
         return self.steps or (self.name,)
+
+    def tools_for(self, step: Step) -> tuple[str, ...]:
+        """The programs setup.sh needs for `step` (kinds whose steps differ may say per step:
+        an IPv6 rule needs ip6tables)."""
+        return self.tools
 
     def enters_for(self, step: Step) -> bool:
         """Whether `step`, in a named namespace, runs inside it (see `enters`)."""

@@ -2,10 +2,21 @@
 VXLAN devices.
 
 A link nsgen creates in a named namespace goes away with that namespace; in the root
-namespace it is deleted by name (all of a step's links in one `ip -b`)."""
+namespace it is deleted by name (all of a step's links in one `ip -b`).
+
+IPv6 link-local addresses: a link that holds an IPv6 address gets a fixed one
+(`fixed_link_local`), added without duplicate address detection, instead of the kernel's
+autoconfigured one, which stays "tentative" for a second or two after the link comes up. A
+router needs a usable link-local address on the link it forwards out of (neighbour
+solicitations for forwarded packets come from it), so with the kernel's the first packets a
+namespace forwards right after setup would be lost. A link without an IPv6 address gets none
+(`addrgenmode none`: it sends no IPv6 packets at all), unless its namespace says
+`ipv6: true`."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -45,7 +56,10 @@ class LinkName(Args):
 @dataclass(frozen=True)
 class BridgeArgs(Args):
     name: str
-    ipv6: bool
+    autoconf: bool
+    """Keep the kernel's IPv6 autoconfiguration (else `addrgenmode none`)."""
+    link_local: str | None
+    """A fixed IPv6 link-local address to add (a link with an IPv6 address)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,8 @@ class VethEndArgs(Args):
     bridge: str | None
     addresses: tuple[str, ...]
     hairpin: bool
-    ipv6: bool
+    autoconf: bool
+    link_local: str | None
 
 
 @dataclass(frozen=True)
@@ -85,7 +100,26 @@ class VxlanArgs(Args):
     mac: str | None
     learning: bool
     addresses: tuple[str, ...]
-    ipv6: bool
+    autoconf: bool
+    link_local: str | None
+
+
+def fixed_link_local(netns: str, dev: str) -> str:
+    """The link-local address nsgen gives a link that holds an IPv6 address: fe80::/64 and 64
+    bits of the sha256 of `namespace/link` (the same on every render; a clash on one segment
+    is as unlikely as one of the kernel's random MAC-derived addresses)."""
+    digest = hashlib.sha256(f"{netns}/{dev}".encode()).digest()
+    base = int(ipaddress.IPv6Address("fe80::"))
+    return str(ipaddress.IPv6Interface((base + int.from_bytes(digest[:8], "big"), 64)))
+
+
+def _ipv6_link(
+    ctx: PlanContext, netns: str, dev: str, addresses: list[str]
+) -> tuple[bool, str | None]:
+    """(autoconf, link_local) of a link nsgen creates: see the module docstring."""
+    if any(":" in address for address in addresses):
+        return False, fixed_link_local(netns, dev)
+    return ctx.autoconf(netns), None
 
 
 def link_names(topology: Topology) -> dict[str, set[str]]:
@@ -154,13 +188,13 @@ class BridgeKind(Kind):
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
-            for name in spec.bridges:
+            for name, bridge in spec.bridges.items():
                 yield Step(
                     "bridge",
                     f"create bridge {name}{in_(netns)}",
                     "A bridge is a virtual switch: every veth end attached to it can reach the "
                     "others, like ports of one Ethernet switch.",
-                    BridgeArgs(netns, name, ctx.ipv6),
+                    BridgeArgs(netns, name, *_ipv6_link(ctx, netns, name, bridge.addresses)),
                     namespace_owner(netns),
                 )
                 if netns == HOST:
@@ -308,7 +342,9 @@ def _end(
         "veth_end",
         ", ".join(parts) + in_(netns),
         " ".join(reasons),
-        VethEndArgs(netns, dev, master, tuple(addresses), hairpin, ctx.ipv6),
+        VethEndArgs(
+            netns, dev, master, tuple(addresses), hairpin, *_ipv6_link(ctx, netns, dev, addresses)
+        ),
         pair,
     )
 
@@ -348,7 +384,7 @@ class VxlanKind(Kind):
                         vxlan.mac,
                         vxlan.learning,
                         tuple(vxlan.addresses),
-                        ctx.ipv6,
+                        *_ipv6_link(ctx, netns, name, vxlan.addresses),
                     ),
                     namespace_owner(netns),
                 )

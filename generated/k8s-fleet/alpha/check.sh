@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0.
+# df36cb7d3eb0c81521c99b3f572656ac70972ecb23b48a0c58c2fe663c3c932a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0
+readonly NSGEN_DIGEST=df36cb7d3eb0c81521c99b3f572656ac70972ecb23b48a0c58c2fe663c3c932a
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
@@ -249,13 +249,19 @@ nsgen_probe_tcp_listening() { # netns address port timeout [listen-netns listen-
   nsgen_stop_listeners
 }
 
-nsgen_probe_dns() { # netns name timeout
-  local out status start
+nsgen_probe_dns() { # netns name timeout [family: 4 asks for A records, 6 for AAAA]
+  local out status start database=hosts
+  case ${4:-} in 4) database=ahostsv4 ;; 6) database=ahostsv6 ;; esac
   nsgen_source "$1" || return
   start=$(nsgen_now_us)
-  out=$(nsgen_in "$1" timeout "$3" getent hosts "$2" 2>/dev/null)
+  out=$(nsgen_in "$1" timeout "$3" getent "$database" "$2" 2>/dev/null)
   status=$?
   nsgen_ms=$(nsgen_elapsed_ms "$start")
+  # without an AAAA record, getent ahostsv6 answers with the IPv4 address, mapped
+  if ((status == 0)) && [[ $out == "::ffff:"* ]]; then
+    nsgen_got=blocked nsgen_reason="has no AAAA record (${out%%[[:space:]]*})"
+    return
+  fi
   case $status in
     0) nsgen_got=reach nsgen_reason="resolves to ${out%%[[:space:]]*}" ;;
     2) nsgen_got=blocked nsgen_reason="name not found" ;;

@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3c33e924b9ac2056b32b354985922ecbdf8e9af18d395abcc245bbfe3ff934ea.
+# 3575466951208ef55f561ac40cbbb3a16a6a8cfa58a72c7316bf03d64d40c865.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -16,7 +16,7 @@
 # shellcheck disable=SC2034
 set -euo pipefail
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=3c33e924b9ac2056b32b354985922ecbdf8e9af18d395abcc245bbfe3ff934ea
+readonly NSGEN_DIGEST=3575466951208ef55f561ac40cbbb3a16a6a8cfa58a72c7316bf03d64d40c865
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10
@@ -165,12 +165,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -191,7 +194,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------

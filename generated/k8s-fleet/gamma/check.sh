@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72.
+# 5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72
+readonly NSGEN_DIGEST=5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
@@ -249,13 +249,19 @@ nsgen_probe_tcp_listening() { # netns address port timeout [listen-netns listen-
   nsgen_stop_listeners
 }
 
-nsgen_probe_dns() { # netns name timeout
-  local out status start
+nsgen_probe_dns() { # netns name timeout [family: 4 asks for A records, 6 for AAAA]
+  local out status start database=hosts
+  case ${4:-} in 4) database=ahostsv4 ;; 6) database=ahostsv6 ;; esac
   nsgen_source "$1" || return
   start=$(nsgen_now_us)
-  out=$(nsgen_in "$1" timeout "$3" getent hosts "$2" 2>/dev/null)
+  out=$(nsgen_in "$1" timeout "$3" getent "$database" "$2" 2>/dev/null)
   status=$?
   nsgen_ms=$(nsgen_elapsed_ms "$start")
+  # without an AAAA record, getent ahostsv6 answers with the IPv4 address, mapped
+  if ((status == 0)) && [[ $out == "::ffff:"* ]]; then
+    nsgen_got=blocked nsgen_reason="has no AAAA record (${out%%[[:space:]]*})"
+    return
+  fi
   case $status in
     0) nsgen_got=reach nsgen_reason="resolves to ${out%%[[:space:]]*}" ;;
     2) nsgen_got=blocked nsgen_reason="name not found" ;;

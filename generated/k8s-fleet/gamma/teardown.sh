@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72.
+# 5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -30,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72
+readonly NSGEN_DIGEST=5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
@@ -179,12 +179,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -205,7 +208,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- undo step 10/10: write /etc/netns/client-c/resolv.conf, /etc/netns/client-c/hosts
