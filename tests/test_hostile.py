@@ -34,6 +34,7 @@ from nsgen.checks import parse_results
 from nsgen.errors import NsgenError, TopologyError
 from nsgen.fields import COMMENT_DIRECTIVES
 from nsgen.kinds.files import DnsArgs
+from nsgen.kinds.settings import SysctlArgs
 from nsgen.load import topology_from_data
 from nsgen.model import Topology
 from nsgen.names import chain_tag
@@ -670,7 +671,14 @@ def check_run(
     if run.codes["setup"] == 0:
         allowed = {state + "digest", state + "journal"}
         allowed |= {f"{state}netns-dir.{ns}" for ns in dirs}
-        for key in host_sysctls:
+        # the keys set, and those the kernel changes with them (saved and restored too)
+        companions = {
+            key
+            for step in _steps(plan)
+            if isinstance(step.args, SysctlArgs)
+            for key in step.args.companions
+        }
+        for key in [*host_sysctls, *companions]:
             allowed |= {
                 f"/run/nsgen/.sysctl/{key}/original",
                 f"/run/nsgen/.sysctl/{key}/{plan.topology}",
@@ -711,7 +719,8 @@ def declared_line_count(topology: Topology, path: str) -> int:
     dns = topology.namespaces[netns].dns
     assert dns is not None
     if name == "hosts":
-        return 2 + len(dns.hosts)
+        # localhost twice (IPv4 and IPv6), then one line per address of each name
+        return 2 + sum(1 if isinstance(a, str) else len(a) for a in dns.hosts.values())
     return len(dns.nameservers) + (1 if dns.search else 0)
 
 
