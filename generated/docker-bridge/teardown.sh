@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab.
+# 4f3a59b89d22c186b886039d27153c8541e6bc788cd7dc830fd20590cff5c99b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab
+readonly NSGEN_DIGEST=4f3a59b89d22c186b886039d27153c8541e6bc788cd7dc830fd20590cff5c99b
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=12

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a.
+# 8cbb9e2bdb179dc2673a81ef6db57feb4283b521f32eb193c1101042c01175af.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a
+readonly NSGEN_DIGEST=8cbb9e2bdb179dc2673a81ef6db57feb4283b521f32eb193c1101042c01175af
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

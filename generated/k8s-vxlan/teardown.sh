@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620.
+# f0c889f263b89dfa335b34bb5bc074809ec412d3cc4d4414908f3a06f421e506.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620
+readonly NSGEN_DIGEST=f0c889f263b89dfa335b34bb5bc074809ec412d3cc4d4414908f3a06f421e506
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15

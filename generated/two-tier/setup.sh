@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b.
+# d25b85be4cb3472d376fffc7fc3398bef604a5862700e359b70e61e9a5cc8327.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b
+readonly NSGEN_DIGEST=d25b85be4cb3472d376fffc7fc3398bef604a5862700e359b70e61e9a5cc8327
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=11

@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0.
+# 81afde57af07ca12f22569be21fd897db361e820271cc55a65942eab01b2ecc4.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -30,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0
+readonly NSGEN_DIGEST=81afde57af07ca12f22569be21fd897db361e820271cc55a65942eab01b2ecc4
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10

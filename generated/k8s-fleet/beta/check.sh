@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3c33e924b9ac2056b32b354985922ecbdf8e9af18d395abcc245bbfe3ff934ea.
+# a959977f229392422658d398eab4bc65bbee98dd6d5d92ca356703658766bc74.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=3c33e924b9ac2056b32b354985922ecbdf8e9af18d395abcc245bbfe3ff934ea
+readonly NSGEN_DIGEST=a959977f229392422658d398eab4bc65bbee98dd6d5d92ca356703658766bc74
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
