@@ -31,6 +31,7 @@ from nsgen.fields import (
     description_text,
     ip_interface,
 )
+from nsgen.kinds.commands import Command
 from nsgen.kinds.links import LinkMac, Mtu
 from nsgen.kinds.rules import Iptables
 from nsgen.kinds.shaping import Shaping
@@ -195,6 +196,12 @@ class Namespace(Strict):
         default_factory=dict,
         description="Traffic shaping of interfaces in this namespace, by name: rate, delay, "
         "loss ... of the packets leaving each (tc tbf, netem).",
+    )
+    exec: list[Command] = Field(
+        default_factory=list,
+        description="Named namespaces only: commands run inside this namespace after "
+        "everything else is set up, in order; a string is a shell command line (sh -c), a "
+        "list a program and its arguments. nsgen does not undo them.",
     )
 
 

@@ -223,7 +223,7 @@ def test_unknown_key_without_a_close_match_lists_the_known_keys() -> None:
     data = base()
     red(data)["zzzz"] = 1
     known = ", ".join(sorted(Namespace.model_fields))
-    assert "bridges, dns, external" in known
+    assert "bridges, dns, exec, external" in known
     assert problem(data) == (
         f"{SRC}: namespaces.red.zzzz: unknown key 'zzzz' (known keys: {known})"
     )

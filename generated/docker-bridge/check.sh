@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 4f3a59b89d22c186b886039d27153c8541e6bc788cd7dc830fd20590cff5c99b.
+# 399f49f5ec1d947cabcc438e9c9d2ff1a3b6479c5b4934737cc8bb25134c04b0.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=4f3a59b89d22c186b886039d27153c8541e6bc788cd7dc830fd20590cff5c99b
+readonly NSGEN_DIGEST=399f49f5ec1d947cabcc438e9c9d2ff1a3b6479c5b4934737cc8bb25134c04b0
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

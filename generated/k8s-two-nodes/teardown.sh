@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 8cbb9e2bdb179dc2673a81ef6db57feb4283b521f32eb193c1101042c01175af.
+# 72fa87db2bdad200f43c3df0bdbbff0edf8c0a7f11cc021fa4b560894e148088.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=8cbb9e2bdb179dc2673a81ef6db57feb4283b521f32eb193c1101042c01175af
+readonly NSGEN_DIGEST=72fa87db2bdad200f43c3df0bdbbff0edf8c0a7f11cc021fa4b560894e148088
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

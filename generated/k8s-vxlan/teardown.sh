@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# f0c889f263b89dfa335b34bb5bc074809ec412d3cc4d4414908f3a06f421e506.
+# 5607eae6af9d329d266eff3063cf4e00a317cdc9768f4972cae150057ea3624a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=f0c889f263b89dfa335b34bb5bc074809ec412d3cc4d4414908f3a06f421e506
+readonly NSGEN_DIGEST=5607eae6af9d329d266eff3063cf4e00a317cdc9768f4972cae150057ea3624a
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15

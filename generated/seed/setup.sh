@@ -3,7 +3,7 @@
 #   red and blue namespaces on bridge br0, masqueraded out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 422f48be8777c1f43ee81d584fda434d2d7d49052f3051dee76d2656ac985646.
+# f211392a41e1543ea3a9019e39be659d8001a523cca34a05f8ad033abb3fa790.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=seed
-readonly NSGEN_DIGEST=422f48be8777c1f43ee81d584fda434d2d7d49052f3051dee76d2656ac985646
+readonly NSGEN_DIGEST=f211392a41e1543ea3a9019e39be659d8001a523cca34a05f8ad033abb3fa790
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/seed
 readonly NSGEN_STEPS=8

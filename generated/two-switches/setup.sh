@@ -3,12 +3,12 @@
 #   a bridge of the host and a bridge in a namespace joined by a veth; a PC on each
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 7905c988fafaf9abd32ed177444cde987d725eb51e8854a4d7cccacc9639c66e.
+# ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2, and root.
 #
-# It builds the network in 6 numbered steps, logging each one to stderr as
-# "[nsgen] N/6 what". Before the first change it checks that nothing it would
+# It builds the network in 7 numbered steps, logging each one to stderr as
+# "[nsgen] N/7 what". Before the first change it checks that nothing it would
 # create exists already, and refuses (changing nothing) if anything does. If a step
 # fails or the script is interrupted, it undoes the steps begun so far, newest first.
 #
@@ -18,10 +18,10 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-switches
-readonly NSGEN_DIGEST=7905c988fafaf9abd32ed177444cde987d725eb51e8854a4d7cccacc9639c66e
+readonly NSGEN_DIGEST=ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-switches
-readonly NSGEN_STEPS=6
+readonly NSGEN_STEPS=7
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -309,7 +309,7 @@ trap 'nsgen_signal=130; exit 130' INT
 trap 'nsgen_signal=143; exit 143' TERM
 printf '%s\n' "$NSGEN_DIGEST" >"$NSGEN_STATE/digest"
 
-# ---- step 1/6: create 1 bridge in the root namespace ----------------------
+# ---- step 1/7: create 1 bridge in the root namespace ----------------------
 # A bridge is a virtual switch: every veth end attached to it can reach the
 # others, like ports of one Ethernet switch. Its address makes the root
 # namespace a member of that network, and its gateway.
@@ -324,7 +324,7 @@ link set sw1 up
 EOF
 nsgen_end 1
 
-# ---- step 2/6: create 3 namespace(s): sw2, pc1, pc2 -----------------------
+# ---- step 2/7: create 3 namespace(s): sw2, pc1, pc2 -----------------------
 # A network namespace is a separate copy of the network stack: its own links,
 # addresses, routes and firewall. This is what a container gets. One `ip -b`
 # creates them all.
@@ -339,7 +339,7 @@ netns add pc2
 EOF
 nsgen_end 2
 
-# ---- step 3/6: create veth pairs (3 veths) --------------------------------
+# ---- step 3/7: create veth pairs (3 veths) --------------------------------
 # veth pairs are virtual cables: each is created with both ends already in their
 # namespaces, and the ends that stay in the root namespace are attached to their
 # bridge and brought up, all in one `ip -b`.
@@ -359,7 +359,7 @@ link set pc1-port up
 EOF
 nsgen_end 3
 
-# ---- step 4/6: configure namespace sw2 ------------------------------------
+# ---- step 4/7: configure namespace sw2 ------------------------------------
 # Everything inside sw2, with one entry into the namespace: lo up; bridges; veth
 # ends.
 # Undo: nothing of its own; it goes away with the namespace sw2.
@@ -380,8 +380,9 @@ link set pc2-port up
 EOF
 }
 
-# ---- step 5/6: configure namespace pc1 ------------------------------------
-# Everything inside pc1, with one entry into the namespace: lo up; veth ends.
+# ---- step 5/7: configure namespace pc1 ------------------------------------
+# Everything inside pc1, with one entry into the namespace: lo up; veth ends;
+# routes.
 # Undo: nothing of its own; it goes away with the namespace pc1.
 nsgen_titles[5]='configure namespace pc1'
 nsgen_do_5() {
@@ -391,10 +392,11 @@ link set eth0 addrgenmode none
 link set eth0 address 02:00:00:00:01:01
 addr add 198.51.100.1/24 dev eth0
 link set eth0 up
+route add 203.0.113.10/32 via 198.51.100.2
 EOF
 }
 
-# ---- step 6/6: configure namespace pc2 ------------------------------------
+# ---- step 6/7: configure namespace pc2 ------------------------------------
 # Everything inside pc2, with one entry into the namespace: lo up; veth ends.
 # Undo: nothing of its own; it goes away with the namespace pc2.
 nsgen_titles[6]='configure namespace pc2'
@@ -411,6 +413,17 @@ EOF
 # ---- steps 4-6 run side by side ------------------------------------------
 # Each works inside its own namespace only, so they can share the machine's cores.
 nsgen_lanes 4 6
+
+# ---- step 7/7: run 2 commands of the topology in pc2 ----------------------
+# The topology's own commands (exec:), run inside pc2 in order, after everything
+# else is set up. nsgen does not undo them: what they change in pc2's network
+# goes away with the namespace; anything else they do (a file written, a process
+# left running) is the topology author's to undo.
+# Undo: nothing of its own; it goes away with the namespace pc2.
+nsgen_begin 7 'run 2 commands of the topology in pc2'
+ip netns exec pc2 ip addr add 203.0.113.10/32 dev lo </dev/null
+ip netns exec pc2 sh -c 'ip -br addr show dev lo | grep -q 203.0.113.10' </dev/null
+nsgen_end 7
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"

@@ -3,7 +3,7 @@
 #   a bridge of the host and a bridge in a namespace joined by a veth; a PC on each
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 7905c988fafaf9abd32ed177444cde987d725eb51e8854a4d7cccacc9639c66e.
+# ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2, and root.
 #
@@ -29,10 +29,10 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=two-switches
-readonly NSGEN_DIGEST=7905c988fafaf9abd32ed177444cde987d725eb51e8854a4d7cccacc9639c66e
+readonly NSGEN_DIGEST=ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-switches
-readonly NSGEN_STEPS=6
+readonly NSGEN_STEPS=7
 
 # ---- helpers (the same in every nsgen script) -------------------------------
 # Logging goes to stderr so that stdout stays free for the commands' own output.
@@ -203,12 +203,12 @@ nsgen_remove_iptables() {
   if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
 }
 
-# ---- undo step 2/6: create 3 namespace(s): sw2, pc1, pc2
+# ---- undo step 2/7: create 3 namespace(s): sw2, pc1, pc2
 nsgen_undo_2() {
   nsgen_delete_netns sw2 pc1 pc2 -- trunk pc1-port
 }
 
-# ---- undo step 1/6: create 1 bridge in the root namespace
+# ---- undo step 1/7: create 1 bridge in the root namespace
 nsgen_undo_1() {
   nsgen_delete_links sw1
 }

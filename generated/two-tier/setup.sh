@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# d25b85be4cb3472d376fffc7fc3398bef604a5862700e359b70e61e9a5cc8327.
+# 14d9be63631005e600f723afcb5e412ea26810377b5461e43f425edec6200b0d.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=d25b85be4cb3472d376fffc7fc3398bef604a5862700e359b70e61e9a5cc8327
+readonly NSGEN_DIGEST=14d9be63631005e600f723afcb5e412ea26810377b5461e43f425edec6200b0d
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=11

@@ -3,7 +3,7 @@
 #   an office on br-office and a branch behind an 8 Mbit/s link; the uplink at 20 Mbit/s
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 912e618962d29c55044e325504c972f52e0b3002e87e643c9036fb81a7b720af.
+# c7e75a93847b2117988d85669d74670447e6a907c6f81fb88419d04f4ea6c019.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=wan-link
-readonly NSGEN_DIGEST=912e618962d29c55044e325504c972f52e0b3002e87e643c9036fb81a7b720af
+readonly NSGEN_DIGEST=c7e75a93847b2117988d85669d74670447e6a907c6f81fb88419d04f4ea6c019
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/wan-link
 readonly NSGEN_STEPS=8

@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 81afde57af07ca12f22569be21fd897db361e820271cc55a65942eab01b2ecc4.
+# 9d4a22b2648c3ba046fcd547c9be8e874ac7afc781c28d6f93d46ba713049236.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=81afde57af07ca12f22569be21fd897db361e820271cc55a65942eab01b2ecc4
+readonly NSGEN_DIGEST=9d4a22b2648c3ba046fcd547c9be8e874ac7afc781c28d6f93d46ba713049236
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10

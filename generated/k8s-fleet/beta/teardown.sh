@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# a959977f229392422658d398eab4bc65bbee98dd6d5d92ca356703658766bc74.
+# 4e8b306d960176cdfa082b90c4196bf5d92819411f3ef7ca7bb2da37ed0392c2.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -30,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=a959977f229392422658d398eab4bc65bbee98dd6d5d92ca356703658766bc74
+readonly NSGEN_DIGEST=4e8b306d960176cdfa082b90c4196bf5d92819411f3ef7ca7bb2da37ed0392c2
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10

@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 43001b06b3f5aeb5b32d8039274f84fd8b9afb558b4cc92d70b3992c3ef3ee2d.
+# bae7d7c35d0b431a0a1621029279dd91d6660afdf35a47619d64f6eda5295767.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=43001b06b3f5aeb5b32d8039274f84fd8b9afb558b4cc92d70b3992c3ef3ee2d
+readonly NSGEN_DIGEST=bae7d7c35d0b431a0a1621029279dd91d6660afdf35a47619d64f6eda5295767
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
