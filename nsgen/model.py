@@ -134,8 +134,8 @@ class Vxlan(Strict):
     addresses: list[IfAddr] = Field(default_factory=list)
     mtu: Mtu | None = Field(
         None,
-        description="MTU of the device (default: the underlay's less the 50 bytes VXLAN adds, "
-        "70 over IPv6).",
+        description="MTU of the device (default: dev's less the 50 bytes VXLAN adds, 70 over "
+        "IPv6; 1500 without dev).",
     )
 
 

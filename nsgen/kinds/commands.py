@@ -97,6 +97,10 @@ class ExecArgs(Args):
 
 
 class ExecKind(Kind):
+    """One step per named namespace with commands, in the "own" group: steps of their own,
+    after every batched step, in the registry's order, so after the settings and the DNS
+    files (registered just before). A group of its own would order nothing differently."""
+
     name = "exec"
     template = TEMPLATE
     lane = "exec"

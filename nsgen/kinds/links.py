@@ -1,5 +1,7 @@
 """Links: external interfaces (used, never created), bridges, veth pairs and their ends, and
-VXLAN devices.
+VXLAN devices, each with the MTU and MAC address the topology may give it; and the checks
+that relate links to each other (a VXLAN device's MTU to its underlay's, the bridges a cable
+joins, MAC addresses on one Ethernet segment).
 
 A link nsgen creates in a named namespace goes away with that namespace; in the root
 namespace it is deleted by name (all of a step's links in one `ip -b`)."""
