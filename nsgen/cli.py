@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -25,9 +26,11 @@ from nsgen.clihelp import LabGroup, LabOneShot, NsgenGroup, NsgenTyper
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.fleet import Fleet, load
-from nsgen.load import load_topology
+from nsgen.load import STDIN, load_topology, source_name
+from nsgen.model import Topology
 from nsgen.plan import STYLES, Plan, build_plan
 from nsgen.render import Renderer, render_scripts, write_bundle
+from nsgen.report import validation
 from nsgen.sandbox import DNS_SERVER
 
 # The executor, lab, status, diagram and schema modules (and plumbum) load only for the
@@ -90,7 +93,7 @@ TopologyFile = Annotated[
     Path,
     typer.Argument(
         metavar="FILE",
-        help="Topology file (YAML).",
+        help="Topology file (YAML); - reads standard input.",
         show_default=False,
         autocompletion=completion.topology_files,
     ),
@@ -118,14 +121,24 @@ def _root(
     epilog="Example:\n  nsgen validate examples/seed.yaml",
 )
 @reported
-def validate(file: TopologyFile) -> None:
-    """Check a topology file and report every problem at once (exit 1 if any)."""
+def validate(
+    file: TopologyFile,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Problems, or the plan, as JSON on stdout (same exit status)."),
+    ] = False,
+) -> None:
+    """Check a topology file and report every problem at once, each at its line and column
+    (exit 1 if any)."""
+    if json_out:
+        _print_json(*validation(file))
     topology = load_topology(file)
     plan = build_plan(topology)
     bridges = sum(len(spec.bridges) for _, spec in topology.spaces())
     veths = sum(len(spec.interfaces) for _, spec in topology.spaces())
     typer.echo(
-        f"{file}: topology {topology.name!r} is valid: {len(topology.namespaces)} namespace(s), "
+        f"{source_name(file)}: topology {topology.name!r} is valid: "
+        f"{len(topology.namespaces)} namespace(s), "
         f"{bridges} bridge(s), {veths} veth pair(s), {len(plan.steps)} steps"
     )
 
@@ -213,24 +226,35 @@ def check(
     """Run the topology's declared checks (ping, tcp, dns; reach or blocked) against the live
     network, through the same check.sh that render writes. Exit 1 if any check fails, 3 if the
     topology is not up (nothing is probed unless --anyway)."""
-    plan = build_plan(load_topology(file))
+    topology = load_topology(file)
+    plan = build_plan(topology)
     if anyway and (reason := why_not_up(plan.topology, plan.digest)) is not None:
         typer.echo(f"{plan.topology} is not up ({reason}); probing anyway", err=True)
-    results = run_checks(plan, anyway=anyway)
+    results = run_checks(plan, anyway=anyway, topology=topology)
     typer.echo(results_json(results, plan.topology) if json_out else format_results(results))
     if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
-def run_checks(plan: Plan, anyway: bool = False) -> list[CheckResult]:
+def run_checks(
+    plan: Plan, anyway: bool = False, topology: Topology | None = None
+) -> list[CheckResult]:
     """The plan's checks, run through its rendered check.sh; unless `anyway`, only if the
-    topology is up (NotUpError otherwise, before any probe)."""
+    topology is up (NotUpError otherwise, before any probe). With the topology, each failed
+    check carries the verdict of its computed path (nsgen explain) as `why`."""
     if not plan.probes:
         raise UsageError(f"{plan.topology} declares no checks (add a checks: list)")
     if not anyway:
         require_up(plan.topology, plan.digest)
     script = Renderer().script("check.sh", plan, [])
-    return run_check_script(script, plan.probes, budget(plan.probes))
+    results = run_check_script(script, plan.probes, budget(plan.probes))
+    if topology is None:
+        return results
+    from nsgen.explain import check_reason
+
+    return [
+        r if r.passed else replace(r, why=check_reason(topology, r.probe.number)) for r in results
+    ]
 
 
 LogOption = Annotated[
@@ -267,8 +291,15 @@ def up(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; run nothing.")
     ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="With --dry-run: the plan (or the problems) as JSON.")
+    ] = False,
     replace: Annotated[
-        bool, typer.Option("--replace", help="If it is up with other YAML: down, then up.")
+        bool,
+        typer.Option(
+            "--replace",
+            help="If it is up with other YAML, or drifted from it: down, then up.",
+        ),
     ] = False,
     log: LogOption = None,
     quiet: QuietOption = False,
@@ -282,10 +313,14 @@ def up(
     from nsgen.console import Console
     from nsgen.executor import Executor, Options
 
+    if json_out:
+        if not dry_run:
+            raise UsageError("up: --json goes with --dry-run")
+        _print_json(*validation(file, _style(style)))
     topology, fleet = load(file)
     if fleet is not None:
         _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
-    executor = Executor(build_plan(topology, _style(style)))
+    executor = Executor(build_plan(topology, _style(style)), topology=topology)
     if dry_run:
         typer.echo(executor.describe())
         return
@@ -330,7 +365,7 @@ def down(
     from nsgen.executor import Executor, Options, down_from_record
 
     executor = None
-    if Path(target).is_file():
+    if target == STDIN or Path(target).is_file():
         topology, fleet = load(target)
         if fleet is not None:
             _fleet_playbook(fleet, "teardown.yml", "batch", False, replace=False, log=log)
@@ -449,7 +484,7 @@ def lab(
             command or None,
             console,
             dns=dns,
-            checks=run_checks if run_checks_too else None,
+            checks=(lambda plan: run_checks(plan, topology=topology)) if run_checks_too else None,
         )
     finally:
         console.close()
@@ -698,6 +733,80 @@ def diagram(
 
 
 @app.command(
+    short_help="Why a packet goes where it goes, hop by hop (and its reply).",
+    epilog="Examples:\n"
+    "  nsgen explain examples/seed.yaml blue 192.0.2.10\n"
+    "  nsgen explain examples/docker-bridge.yaml upstream host --port 8080 -f mermaid\n"
+    "  sudo nsgen explain --live examples/seed.yaml red blue   (seed is up)",
+)
+@reported
+def explain(
+    file: TopologyFile,
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FROM",
+            help="A namespace (container, pod, node), host, upstream (the lab's), or an "
+            "address one holds.",
+            show_default=False,
+        ),
+    ],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TO",
+            help="An address, a namespace (its first address), host, upstream, or a name in a "
+            "hosts file (a Service).",
+            show_default=False,
+        ),
+    ],
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, metavar="P", help="Destination port (tcp)."),
+    ] = None,
+    proto: Annotated[
+        str | None,
+        typer.Option(
+            "--proto", metavar="tcp|udp|icmp", help="Default: tcp with --port, else icmp."
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="text|json|mermaid", help="Output format.")
+    ] = "text",
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also check the path against the running kernel, hop by hop, with one "
+            "probe packet (root; the topology must be up). Exit 1 where they differ.",
+        ),
+    ] = False,
+) -> None:
+    """Why a packet goes where it goes: its path from FROM to TO and back, hop by hop, computed
+    from the topology alone (routes, bridges, firewall rules, NAT, conntrack), with the step
+    of setup.sh behind each decision and a verdict in plain words. No root needed."""
+    from nsgen.explain import explain as compute
+    from nsgen.explain.output import as_json, mermaid, text
+
+    if fmt not in ("text", "json", "mermaid"):
+        raise UsageError(f"--format {fmt}: expected text, json or mermaid")
+    fmt = "json" if json_out else fmt
+    topology = load_topology(file)
+    if live:
+        from nsgen.explain.live import explain_live
+
+        report = explain_live(topology, source, target, proto, port)
+        typer.echo(report.as_json() if fmt == "json" else report.text().rstrip("\n"))
+        if not report.same:
+            raise typer.Exit(1)
+        return
+    explanation = compute(topology, source, target, proto, port)
+    shown = {"text": text, "json": as_json, "mermaid": mermaid}[fmt](explanation)
+    typer.echo(shown, nl=not shown.endswith("\n"))
+
+
+@app.command(
     short_help="Print the JSON Schema of the topology format.",
     epilog="Example:\n  nsgen schema > topology.schema.json",
 )
@@ -706,6 +815,11 @@ def schema() -> None:
     from nsgen.schema import schema_text
 
     typer.echo(schema_text(), nl=False)
+
+
+def _print_json(text: str, exit_code: int) -> None:
+    typer.echo(text)
+    raise typer.Exit(exit_code)
 
 
 def _topology_name(text: str) -> str:

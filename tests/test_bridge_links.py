@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from nsgen.errors import TopologyError
+from nsgen.explain import explain_check
 from nsgen.load import load_topology, topology_from_data
+from nsgen.model import Check
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts, write_scripts
 from nsgen.snapshot import take_snapshot
@@ -211,6 +213,17 @@ def test_a_near_end_s_bridge_must_be_declared_in_its_namespace() -> None:
     ]
 
 
+def test_the_far_end_s_bridge_written_on_the_near_end_gets_a_hint() -> None:
+    data = example()
+    pc1 = data["namespaces"]["pc1"]["interfaces"][0]
+    pc1["bridge"] = pc1["peer"].pop("bridge")
+    assert problems(data) == [
+        f"{SRC}: namespaces.pc1.interfaces[0].bridge: bridge 'sw1' is not declared in "
+        "namespace pc1 (under namespaces.pc1.bridges); the root namespace has one: to attach "
+        "the far end, write peer: {bridge: sw1}"
+    ]
+
+
 def test_hairpin_on_the_near_end_needs_its_bridge() -> None:
     data = example()
     data["namespaces"]["pc1"]["interfaces"][0]["hairpin"] = True
@@ -246,12 +259,13 @@ def test_a_second_cable_between_two_bridges_is_a_loop() -> None:
     [
         (
             "01:00:5e:00:00:01",
-            "'01:00:5e:00:00:01' is a multicast address (the lowest bit of its first byte is "
-            "set): an interface needs a unicast one, e.g. 02:00:00:00:00:01",
+            "01:00:5e:00:00:01 is a multicast MAC address: the kernel gives a device only a "
+            "unicast one",
         ),
         (
             "00:00:00:00:00:00",
-            "'00:00:00:00:00:00' is not an interface's address: it must not be all zeros",
+            "00:00:00:00:00:00 is the all-zero MAC address: the kernel gives a device only a "
+            "unicast one",
         ),
         (
             "02:00:00:00:01",
@@ -286,3 +300,18 @@ def test_one_mac_twice_on_a_segment_is_refused_and_on_two_segments_is_not() -> N
     data["namespaces"]["pc2"]["interfaces"][0]["mac"] = PC1_MAC
     data["host"]["interfaces"][0]["peer"]["bridge"] = None  # cut the cable
     topology_from_data(data, SRC)  # two segments now: the same MAC on each is fine
+
+
+def test_explain_follows_a_frame_across_both_bridges_and_the_cable() -> None:
+    topology = load_topology(TWO_SWITCHES)
+    assert (
+        explain_check(topology, Check.model_validate({"from": "pc1", "to": "pc2"})).word == "reach"
+    )
+    assert (
+        explain_check(topology, Check.model_validate({"from": "pc2", "to": "pc1"})).word == "reach"
+    )
+    data = example()
+    data["host"]["interfaces"][0]["peer"]["bridge"] = None  # cut the cable from sw2's br0
+    assert explain_check(
+        topology_from_data(data, SRC), Check.model_validate({"from": "pc1", "to": "pc2"})
+    ).word == ("blocked")

@@ -264,8 +264,8 @@ def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ),
         (
             "namespaces/a/interfaces/0/addresses",
-            ["2001:db8::1/64"],
-            None,  # fine at 9000
+            ["192.0.2.1/30", "2001:db8::1/64"],
+            None,  # IPv6 is fine at 9000
         ),
     ],
 )
@@ -282,7 +282,7 @@ def test_an_mtu_out_of_range_or_too_big_for_its_underlay_is_refused_at_its_path(
 def test_an_mtu_below_ipv6_s_minimum_on_a_link_with_ipv6_addresses_is_refused() -> None:
     data = jumbo()
     data["namespaces"]["a"]["interfaces"][0]["peer"].update(
-        {"mtu": 1200, "addresses": ["2001:db8::2/64"]}
+        {"mtu": 1200, "addresses": ["192.0.2.2/30", "2001:db8::2/64"]}
     )
     data["namespaces"]["b"]["vxlans"]["vx0"]["mtu"] = 1150
     assert problems(data) == [

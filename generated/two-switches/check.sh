@@ -3,11 +3,11 @@
 #   a bridge of the host and a bridge in a namespace joined by a veth; a PC on each
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7.
+# be2dbb64fb9aab8615b56904376bc642fb659e8d6a37e9c9414b97487b4dc401.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2, and root.
 #
-# It runs the topology's 3 declared checks against the live network, each bounded by
+# It runs the topology's 2 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
 #
 # First it makes sure the topology is up: its record in /run/nsgen/two-switches/ must exist,
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=two-switches
-readonly NSGEN_DIGEST=ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7
+readonly NSGEN_DIGEST=be2dbb64fb9aab8615b56904376bc642fb659e8d6a37e9c9414b97487b4dc401
 readonly NSGEN_STATE=/run/nsgen/two-switches
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
@@ -290,16 +290,13 @@ nsgen_check() { # number label expect probe...
   fi
 }
 
-echo "[nsgen] checking $NSGEN_TOPOLOGY: 3 check(s)" >&2
+echo "[nsgen] checking $NSGEN_TOPOLOGY: 2 check(s)" >&2
 
-# ---- check 1/3: pc1 -> 198.51.100.2 (pc2) ping, expect reach
+# ---- check 1/2: pc1 -> 198.51.100.2 (pc2) ping, expect reach
 nsgen_check 1 'pc1 -> 198.51.100.2 (pc2) ping' reach nsgen_probe_ping pc1 198.51.100.2 2 2
 
-# ---- check 2/3: pc1 -> 203.0.113.10 ping, expect reach
-nsgen_check 2 'pc1 -> 203.0.113.10 ping' reach nsgen_probe_ping pc1 203.0.113.10 2 2
-
-# ---- check 3/3: sw2 -> 198.51.100.2 (pc2) ping, expect blocked
-nsgen_check 3 'sw2 -> 198.51.100.2 (pc2) ping' blocked nsgen_probe_ping sw2 198.51.100.2 2 2
+# ---- check 2/2: sw2 -> 198.51.100.2 (pc2) ping, expect blocked
+nsgen_check 2 'sw2 -> 198.51.100.2 (pc2) ping' blocked nsgen_probe_ping sw2 198.51.100.2 2 2
 
 [[ ${NSGEN_CHECK_FORMAT:-} == tsv ]] || echo "$nsgen_passed passed, $nsgen_failed failed"
 ((nsgen_failed == 0))

@@ -3,7 +3,7 @@
 #   a bridge of the host and a bridge in a namespace joined by a veth; a PC on each
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7.
+# be2dbb64fb9aab8615b56904376bc642fb659e8d6a37e9c9414b97487b4dc401.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=two-switches
-readonly NSGEN_DIGEST=ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7
+readonly NSGEN_DIGEST=be2dbb64fb9aab8615b56904376bc642fb659e8d6a37e9c9414b97487b4dc401
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-switches
 readonly NSGEN_STEPS=7
@@ -69,6 +69,10 @@ nsgen_save_sysctl() {
       { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
       : >"$record/$NSGEN_TOPOLOGY"
   } || status=$?
+  if ((status != 0)); then # (a sysctl the kernel lacks) leave no record of a value never read
+    [[ -s $record/original ]] || rm -f -- "$record/original"
+    rmdir -- "$record" /run/nsgen/.sysctl 2>/dev/null || true
+  fi
   nsgen_unlock_sysctls
   return "$status"
 }
@@ -381,8 +385,7 @@ EOF
 }
 
 # ---- step 5/7: configure namespace pc1 ------------------------------------
-# Everything inside pc1, with one entry into the namespace: lo up; veth ends;
-# routes.
+# Everything inside pc1, with one entry into the namespace: lo up; veth ends.
 # Undo: nothing of its own; it goes away with the namespace pc1.
 nsgen_titles[5]='configure namespace pc1'
 nsgen_do_5() {
@@ -392,7 +395,6 @@ link set eth0 addrgenmode none
 link set eth0 address 02:00:00:00:01:01
 addr add 198.51.100.1/24 dev eth0
 link set eth0 up
-route add 203.0.113.10/32 via 198.51.100.2
 EOF
 }
 
@@ -421,8 +423,8 @@ nsgen_lanes 4 6
 # left running) is the topology author's to undo.
 # Undo: nothing of its own; it goes away with the namespace pc2.
 nsgen_begin 7 'run 2 commands of the topology in pc2'
-ip netns exec pc2 ip addr add 203.0.113.10/32 dev lo </dev/null
-ip netns exec pc2 sh -c 'ip -br addr show dev lo | grep -q 203.0.113.10' </dev/null
+ip netns exec pc2 ip route add blackhole 203.0.113.0/24 </dev/null
+ip netns exec pc2 sh -c 'ip route show type blackhole | grep -q 203.0.113.0/24' </dev/null
 nsgen_end 7
 
 printf 'complete\n' >>"$NSGEN_STATE/journal"

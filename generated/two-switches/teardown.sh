@@ -3,7 +3,7 @@
 #   a bridge of the host and a bridge in a namespace joined by a veth; a PC on each
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7.
+# be2dbb64fb9aab8615b56904376bc642fb659e8d6a37e9c9414b97487b4dc401.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=two-switches
-readonly NSGEN_DIGEST=ee38d2392509db0c73eef7333e7fea1ff108e1331e0656da0710a68386bfaea7
+readonly NSGEN_DIGEST=be2dbb64fb9aab8615b56904376bc642fb659e8d6a37e9c9414b97487b4dc401
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-switches
 readonly NSGEN_STEPS=7
@@ -80,6 +80,10 @@ nsgen_save_sysctl() {
       { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
       : >"$record/$NSGEN_TOPOLOGY"
   } || status=$?
+  if ((status != 0)); then # (a sysctl the kernel lacks) leave no record of a value never read
+    [[ -s $record/original ]] || rm -f -- "$record/original"
+    rmdir -- "$record" /run/nsgen/.sysctl 2>/dev/null || true
+  fi
   nsgen_unlock_sysctls
   return "$status"
 }

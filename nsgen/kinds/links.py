@@ -59,13 +59,11 @@ def _mtu(value: int) -> int:
 
 def _unicast_mac(value: str) -> str:
     fields._mac(value)
-    if int(value[:2], 16) & 1:
+    if int(value[:2], 16) & 1 or value == "00:00:00:00:00:00":
+        kind = "a multicast" if int(value[:2], 16) & 1 else "the all-zero"
         raise ValueError(
-            f"{value!r} is a multicast address (the lowest bit of its first byte is set): "
-            "an interface needs a unicast one, e.g. 02:00:00:00:00:01"
+            f"{value} is {kind} MAC address: the kernel gives a device only a unicast one"
         )
-    if value == "00:00:00:00:00:00":
-        raise ValueError(f"{value!r} is not an interface's address: it must not be all zeros")
     return value
 
 
@@ -232,13 +230,22 @@ def _bridge_and_mac_problems(topology: Topology) -> list[Problem]:
         for i, iface in enumerate(spec.interfaces):
             path = f"{base}.interfaces[{i}]"
             if iface.bridge is not None and iface.bridge not in spec.bridges:
-                problems.append(
-                    Problem(
-                        f"{path}.bridge",
-                        f"bridge {iface.bridge!r} is not declared in namespace {netns} "
-                        f"(under {base}.bridges)",
-                    )
+                message = (
+                    f"bridge {iface.bridge!r} is not declared in namespace {netns} "
+                    f"(under {base}.bridges)"
                 )
+                far_spec = specs.get(iface.peer.netns)
+                if (
+                    iface.peer.netns != netns
+                    and iface.peer.bridge is None
+                    and far_spec is not None
+                    and iface.bridge in far_spec.bridges
+                ):  # the classic slip: the far end's bridge written on the near end
+                    message += (
+                        f"; {where(iface.peer.netns)} has one: to attach the far end, write "
+                        f"peer: {{bridge: {iface.bridge}}}"
+                    )
+                problems.append(Problem(f"{path}.bridge", message))
             if iface.hairpin and iface.bridge is None:
                 problems.append(
                     Problem(f"{path}.hairpin", "hairpin is a bridge port setting: it needs bridge")

@@ -113,6 +113,17 @@ def _destination(value: str) -> str:
     return value
 
 
+def _jump_target(value: str) -> str:
+    """-j's target: one nsgen knows, or a chain's name."""
+    if value in BUILTIN_TARGETS or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}", value):
+        return value
+    raise ValueError(
+        f"{_cut(value)} is neither a target nsgen knows ({', '.join(BUILTIN_TARGETS)}) nor a "
+        "chain name (1 to 28 letters, digits, '_', '-', '.')"
+    )
+
+
+JumpTarget = Annotated[str, AfterValidator(_jump_target)]
 AddressOrSubnet = Annotated[str, AfterValidator(_address_or_subnet)]
 Ports = Annotated[
     object,
@@ -178,7 +189,7 @@ class Rule(Matches):
         alias="not",
         description="Matches that must NOT hold (iptables' '!'), e.g. not: {out_interface: br0}.",
     )
-    jump: str | None = Field(
+    jump: JumpTarget | None = Field(
         None,
         description="Target: ACCEPT, DROP, RETURN, REJECT, MASQUERADE, DNAT, SNAT, MARK or an "
         "own chain (-j).",
@@ -237,15 +248,6 @@ class Rule(Matches):
         marks = [m for m in (self.set_mark, self.or_mark, self.xor_mark) if m is not None]
         if target == "MARK" and len(marks) != 1:
             raise ValueError("a MARK rule needs exactly one of set_mark, or_mark, xor_mark")
-        if (
-            target is not None
-            and target not in BUILTIN_TARGETS
-            and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}", target)
-        ):
-            raise ValueError(
-                f"{target!r} is neither a target nsgen knows "
-                f"({', '.join(BUILTIN_TARGETS)}) nor a chain name"
-            )
         if target in NAT_TARGETS and self.table != "nat":
             raise ValueError(f"{target} works only in the nat table (table: nat)")
         for matches in (self, self.not_):
