@@ -201,7 +201,7 @@ def test_setup_sh_rolls_back_when_a_command_fails(tmp_path: Path) -> None:
 def test_the_example_s_commands_take_effect_in_a_lab_and_its_checks_pass() -> None:
     lab = nsgen("lab", EXAMPLES / "two-switches.yaml", "--", "ip", "-n", "pc2", "route", "show")
     assert lab.returncode == 0, lab.stdout + lab.stderr
-    assert "blackhole 203.0.113.0/24" in lab.stdout.splitlines()
+    assert "blackhole 203.0.113.0/24" in [line.strip() for line in lab.stdout.splitlines()]
     checks = nsgen("lab", EXAMPLES / "two-switches.yaml", "--check")
     assert checks.returncode == 0, checks.stdout + checks.stderr
     assert checks.stdout.splitlines()[-1] == "2 passed, 0 failed"
