@@ -34,6 +34,8 @@ from nsgen.fields import (
     description_text,
     ip_interface,
 )
+from nsgen.kinds.commands import Command
+from nsgen.kinds.links import LinkMac, Mtu
 from nsgen.kinds.rules import Iptables
 from nsgen.kinds.shaping import Shaping
 
@@ -64,6 +66,10 @@ class Peer(Strict):
         "a namespace can reach itself through a NAT on the bridge's host (bridge CNI's "
         "hairpinMode).",
     )
+    mtu: Mtu | None = Field(None, description="MTU of the far end (default 1500).")
+    mac: LinkMac | None = Field(
+        None, description="MAC address of the far end (default: a random one)."
+    )
 
 
 class Interface(Strict):
@@ -76,12 +82,30 @@ class Interface(Strict):
     )
     peer: Peer = Field(description="Where the other end of the pair goes.")
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of this end.")
+    bridge: IfName | None = Field(
+        None,
+        description="Attach this end to this bridge, declared in the same namespace (with "
+        "peer.bridge, the cable joins two bridges).",
+    )
+    hairpin: bool = Field(
+        False, description="On a bridge: let frames leave through the port they came in on."
+    )
+    mtu: Mtu | None = Field(None, description="MTU of this end (default 1500).")
+    mac: LinkMac | None = Field(
+        None, description="MAC address of this end (default: a random one)."
+    )
 
 
 class Bridge(Strict):
     """A Linux bridge (a virtual switch) created in the namespace that declares it."""
 
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of the bridge.")
+    mtu: Mtu | None = Field(
+        None, description="MTU of the bridge, kept whatever its ports' (default: their smallest)."
+    )
+    mac: LinkMac | None = Field(
+        None, description="MAC address of the bridge (default: the lowest of its ports')."
+    )
 
 
 class Route(Strict):
@@ -111,9 +135,14 @@ class Vxlan(Strict):
     local: IpAddr | None = Field(None, description="Source address of the tunnel's packets.")
     dev: IfName | None = Field(None, description="Underlay interface.")
     port: int = Field(4789, ge=1, le=65535, description="UDP port (flannel uses 8472).")
-    mac: MacAddr | None = Field(None, description="Fixed MAC address of the device.")
+    mac: LinkMac | None = Field(None, description="Fixed MAC address of the device.")
     learning: bool = Field(True, description="Learn remote MACs from traffic (flannel: false).")
     addresses: list[IfAddr] = Field(default_factory=list)
+    mtu: Mtu | None = Field(
+        None,
+        description="MTU of the device (default: dev's less the 50 bytes VXLAN adds, 70 over "
+        "IPv6; 1500 without dev).",
+    )
 
 
 class Neighbor(Strict):
@@ -198,6 +227,12 @@ class Namespace(Strict):
         default_factory=dict,
         description="Traffic shaping of interfaces in this namespace, by name: rate, delay, "
         "loss ... of the packets leaving each (tc tbf, netem).",
+    )
+    exec: list[Command] = Field(
+        default_factory=list,
+        description="Named namespaces only: commands run inside this namespace after "
+        "everything else is set up, in order; a string is a shell command line (sh -c), a "
+        "list a program and its arguments. nsgen does not undo them.",
     )
 
 

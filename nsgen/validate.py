@@ -537,17 +537,6 @@ def _vxlan_problems(netns: str, spec: Namespace, space: _Space) -> list[Problem]
             )
         else:
             vnis[key] = name
-        if vxlan.mac is not None:
-            first = int(vxlan.mac[:2], 16)
-            if first & 1 or vxlan.mac == "00:00:00:00:00:00":
-                kind = "a multicast" if first & 1 else "the all-zero"
-                problems.append(
-                    Problem(
-                        f"{where}.mac",
-                        f"{vxlan.mac} is {kind} MAC address: the kernel gives a device "
-                        "only a unicast one",
-                    )
-                )
         if vxlan.local is not None and netns != HOST and vxlan.local not in space.by_ip:
             problems.append(
                 Problem(

@@ -67,7 +67,9 @@ CORE_SINK: dict[str, Any] = {
     "description": "every core field\nsecond line",
     "host": {
         "external": ["eth0"],
-        "bridges": {"br0": {"addresses": ["10.0.0.254/24", "fd00::fe/64"]}},
+        "bridges": {
+            "br0": {"addresses": ["10.0.0.254/24", "fd00::fe/64"], "mac": "02:00:00:00:00:fe"}
+        },
         "interfaces": [
             {
                 "name": "h0",
@@ -94,7 +96,10 @@ CORE_SINK: dict[str, Any] = {
     "namespaces": {
         "red": {
             "interfaces": [
-                {"peer": {"bridge": "br0"}, "addresses": ["10.0.0.1/24", "fd00::1/64"]},
+                {
+                    "peer": {"bridge": "br0", "mac": "02:00:00:00:00:11"},
+                    "addresses": ["10.0.0.1/24", "fd00::1/64"],
+                },
             ],
             "routes": [
                 {"to": "default", "via": "10.0.0.254"},

@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 28fa544efcc6c550176bc81b8647a0cfed1816c938155f4b7b2d75a03266649f.
+# 4500991cb447a132713b27da304ed9ef6b5b8e02830915c60671f14397e0bbc9.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=28fa544efcc6c550176bc81b8647a0cfed1816c938155f4b7b2d75a03266649f
+readonly NSGEN_DIGEST=4500991cb447a132713b27da304ed9ef6b5b8e02830915c60671f14397e0bbc9
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=12

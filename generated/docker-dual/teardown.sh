@@ -3,7 +3,7 @@
 #   docker-bridge in both families (NAT and NAT66, published port on both, internal backend)
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 382198214906b91512ade84257839c75a8eac0287198a6bac520b1b9d96e2489.
+# df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=docker-dual
-readonly NSGEN_DIGEST=382198214906b91512ade84257839c75a8eac0287198a6bac520b1b9d96e2489
+readonly NSGEN_DIGEST=df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-dual
 readonly NSGEN_STEPS=13

@@ -3,7 +3,7 @@
 #   two dual-stack k8s-style nodes (host-gw), four pods, dual-stack ClusterIP and NodePort services
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 891e4f4c74e5370f083632eb2b929436cc5cde1e78ae21d09446db20a09ccd49.
+# d7ca95d6565d806224168e1bebfe06df25c70bfed73c1fccb8bf8260f6489ae2.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-dual
-readonly NSGEN_DIGEST=891e4f4c74e5370f083632eb2b929436cc5cde1e78ae21d09446db20a09ccd49
+readonly NSGEN_DIGEST=d7ca95d6565d806224168e1bebfe06df25c70bfed73c1fccb8bf8260f6489ae2
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-dual
 readonly NSGEN_STEPS=16

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 0685f8d11d4fb4a892731334ef7c9cd0e236783ddc2bbb56beccba341d277007.
+# 773a413a07e4a601becd019a79ce3a76ee869fdcefc4dc68250e2bbca6096a12.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=0685f8d11d4fb4a892731334ef7c9cd0e236783ddc2bbb56beccba341d277007
+readonly NSGEN_DIGEST=773a413a07e4a601becd019a79ce3a76ee869fdcefc4dc68250e2bbca6096a12
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

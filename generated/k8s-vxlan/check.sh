@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 1d03b42f1aa285656f8d9657708e7cfc81f060b039c76fe909c46ab349936ddb.
+# 641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=1d03b42f1aa285656f8d9657708e7cfc81f060b039c76fe909c46ab349936ddb
+readonly NSGEN_DIGEST=641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 1d03b42f1aa285656f8d9657708e7cfc81f060b039c76fe909c46ab349936ddb.
+# 641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=1d03b42f1aa285656f8d9657708e7cfc81f060b039c76fe909c46ab349936ddb
+readonly NSGEN_DIGEST=641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -442,22 +442,26 @@ nsgen_enter node1 ip -b - <<'EOF'
 link set lo up
 link add cni0 type bridge
 link set cni0 addrgenmode none
+link set cni0 mtu 1450
 link set cni0 up
 addr add 10.244.0.1/24 dev cni0
 link set eth0 addrgenmode none
 addr add 10.10.0.1/24 dev eth0
 link set eth0 up
 link set veth641dd18 addrgenmode none
+link set veth641dd18 mtu 1450
 link set veth641dd18 master cni0
 link set veth641dd18 type bridge_slave hairpin on
 link set veth641dd18 up
 link set vethb4f2d9d addrgenmode none
+link set vethb4f2d9d mtu 1450
 link set vethb4f2d9d master cni0
 link set vethb4f2d9d type bridge_slave hairpin on
 link set vethb4f2d9d up
 link add flannel.1 type vxlan id 1 local 10.10.0.1 dev eth0 dstport 8472 nolearning
 link set flannel.1 addrgenmode none
 link set flannel.1 address 0a:58:0a:f4:00:00
+link set flannel.1 mtu 1450
 addr add 10.244.0.0/32 dev flannel.1
 link set flannel.1 up
 route add default via 10.10.0.254
@@ -520,6 +524,7 @@ nsgen_do_5() {
 nsgen_enter web-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.0.2/24 dev eth0
 link set eth0 up
 route add default via 10.244.0.1
@@ -535,6 +540,7 @@ nsgen_do_6() {
 nsgen_enter client-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.0.3/24 dev eth0
 link set eth0 up
 route add default via 10.244.0.1
@@ -552,22 +558,26 @@ nsgen_enter node2 ip -b - <<'EOF'
 link set lo up
 link add cni0 type bridge
 link set cni0 addrgenmode none
+link set cni0 mtu 1450
 link set cni0 up
 addr add 10.244.1.1/24 dev cni0
 link set eth0 addrgenmode none
 addr add 10.10.0.2/24 dev eth0
 link set eth0 up
 link set veth0df4397 addrgenmode none
+link set veth0df4397 mtu 1450
 link set veth0df4397 master cni0
 link set veth0df4397 type bridge_slave hairpin on
 link set veth0df4397 up
 link set veth07834ea addrgenmode none
+link set veth07834ea mtu 1450
 link set veth07834ea master cni0
 link set veth07834ea type bridge_slave hairpin on
 link set veth07834ea up
 link add flannel.1 type vxlan id 1 local 10.10.0.2 dev eth0 dstport 8472 nolearning
 link set flannel.1 addrgenmode none
 link set flannel.1 address 0a:58:0a:f4:01:00
+link set flannel.1 mtu 1450
 addr add 10.244.1.0/32 dev flannel.1
 link set flannel.1 up
 route add default via 10.10.0.254
@@ -630,6 +640,7 @@ nsgen_do_8() {
 nsgen_enter web-b ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.1.2/24 dev eth0
 link set eth0 up
 route add default via 10.244.1.1
@@ -645,6 +656,7 @@ nsgen_do_9() {
 nsgen_enter client-b ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.1.3/24 dev eth0
 link set eth0 up
 route add default via 10.244.1.1

@@ -3,7 +3,7 @@
 #   red and blue on bridge br0, IPv4 and IPv6, masqueraded (NAT and NAT66) out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 739028d9e53f995fc147853352f67919212d79f73a8524c2d8728962206eded4.
+# 3d335225ac1d88c4fb62afa22d23dab07fe65923f9735a42b5e791c7fb9d9aa7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=seed-dual
-readonly NSGEN_DIGEST=739028d9e53f995fc147853352f67919212d79f73a8524c2d8728962206eded4
+readonly NSGEN_DIGEST=3d335225ac1d88c4fb62afa22d23dab07fe65923f9735a42b5e791c7fb9d9aa7
 readonly NSGEN_STATE=/run/nsgen/seed-dual
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,7 +3,7 @@
 #   red and blue namespaces on bridge br0, masqueraded out of eth0
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# e70146fba3008d88689c9a2d08335015bf5820a31724f506ff32e2ea7e4ad77e.
+# ab2b8d42e36f8415c78ba0977b7412fc1355cd3328e5a14595a98bff530f9217.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=seed
-readonly NSGEN_DIGEST=e70146fba3008d88689c9a2d08335015bf5820a31724f506ff32e2ea7e4ad77e
+readonly NSGEN_DIGEST=ab2b8d42e36f8415c78ba0977b7412fc1355cd3328e5a14595a98bff530f9217
 readonly NSGEN_STATE=/run/nsgen/seed
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

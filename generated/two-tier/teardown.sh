@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ea3d1d7a3aaa5d92a5a1d51afc0e50eeaab4c2a945316ab053b722a7ed029d3b.
+# efa46cf6d747d14ffb36a9860562667b55a764c64d7ce21183b06f8c07709a44.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=ea3d1d7a3aaa5d92a5a1d51afc0e50eeaab4c2a945316ab053b722a7ed029d3b
+readonly NSGEN_DIGEST=efa46cf6d747d14ffb36a9860562667b55a764c64d7ce21183b06f8c07709a44
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_STEPS=11

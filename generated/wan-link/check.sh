@@ -3,7 +3,7 @@
 #   an office on br-office and a branch behind an 8 Mbit/s link; the uplink at 20 Mbit/s
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# cc40caea2290fc2924b65334fa70dee8e2e8971e55f225640ac4f911d2e8e2e8.
+# 64776f82c11a99d0c1b58f53b6e909355b828cf09eab5627369c3b5f0a808093.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -28,7 +28,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=wan-link
-readonly NSGEN_DIGEST=cc40caea2290fc2924b65334fa70dee8e2e8971e55f225640ac4f911d2e8e2e8
+readonly NSGEN_DIGEST=64776f82c11a99d0c1b58f53b6e909355b828cf09eab5627369c3b5f0a808093
 readonly NSGEN_STATE=/run/nsgen/wan-link
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

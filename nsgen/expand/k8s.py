@@ -54,6 +54,12 @@ VXLAN_DEVICE = "flannel.1"
 VXLAN_VNI = 1
 VXLAN_PORT = 8472
 """flannel's VXLAN defaults: VNI 1 (hence the device name flannel.1) and the Linux UDP port."""
+UNDERLAY_MTU = 1500
+"""The MTU of a node's eth0 (a veth end's default)."""
+VXLAN_MTU = UNDERLAY_MTU - 50
+"""The overlay's MTU in vxlan mode, as flannel sets it: the underlay's less the 50 bytes VXLAN
+adds to each frame (1450). flannel.1 gets it, and flannel's CNI plugin hands it (FLANNEL_MTU)
+to the bridge CNI plugin, which gives it to cni0 and to both ends of every pod's veth."""
 SERVICE_NAME_MAX = 15
 """So that KUBE-SEP-<NAME>-<n> fits in an iptables chain name (28 characters)."""
 FORWARD_SYSCTL = "net.ipv4.ip_forward"
@@ -1237,7 +1243,7 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
     others = [other for other in layout.nodes if other is not node]
     routes: list[dict[str, Any]] = [{"to": "default", "via": str(layout.gateway.ip)}]
     spec: dict[str, Any] = {
-        "bridges": {POD_BRIDGE: {"addresses": [str(node.bridge_address)]}},
+        "bridges": {POD_BRIDGE: {"addresses": [str(node.bridge_address)], **_mtu(cluster)}},
         "interfaces": [
             {
                 "name": NODE_UPLINK,
@@ -1279,6 +1285,7 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
                 "mac": node.vtep_mac,
                 "learning": False,
                 "addresses": [str(node.vtep_address)],
+                **_mtu(cluster),
             }
         }
         routes += [
@@ -1339,6 +1346,12 @@ def _add_vtep6(spec: dict[str, Any], node: NodeLayout6, others: list[NodeLayout6
     ]
 
 
+def _mtu(cluster: Cluster) -> dict[str, int]:
+    """The MTU key of the pod network's links: the overlay's in vxlan mode; in host-gw mode
+    none (pod packets travel unwrapped, so the default 1500 holds, as with flannel)."""
+    return {"mtu": VXLAN_MTU} if cluster.mode == "vxlan" else {}
+
+
 def _pod_namespace(
     cluster: Cluster, layout: Layout, node: NodeLayout, pod: PodLayout
 ) -> dict[str, Any]:
@@ -1352,8 +1365,10 @@ def _pod_namespace(
                     "bridge": POD_BRIDGE,
                     "name": pod.host_veth,
                     "hairpin": True,
+                    **_mtu(cluster),
                 },
                 "addresses": [str(pod.address)],
+                **_mtu(cluster),
             }
         ],
         "routes": [{"to": "default", "via": str(node.bridge_address.ip)}],

@@ -426,6 +426,8 @@ def build_network(topology: Topology, world: World, env: Environment) -> Net:
                 "veth",
                 [interface(a) for a in iface.addresses],
                 peer=(far_ns, far),
+                master=iface.bridge,
+                hairpin=iface.hairpin,
                 step=steps.of("link", netns, near),
             )
             spaces[far_ns].links[far] = Link(

@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     from nsgen.model import Topology
     from nsgen.status import Observer
 
-Lane = Literal["netns", "ip", "bridge", "tc", "firewall", "sysctl", "file"]
+Lane = Literal["netns", "ip", "bridge", "tc", "firewall", "sysctl", "file", "exec"]
 """The program a kind's changes go to inside a batched step. netns: `ip -b` in the root
-namespace, before anything else; file: bash writes files on the host (no batch)."""
+namespace, before anything else; file: bash writes files on the host (no batch); exec: the
+topology's own commands, each its own process (no batch)."""
 
 LANE_ORDER: tuple[Lane, ...] = ("ip", "bridge", "tc", "firewall", "sysctl")
 """Order of the programs a batched step runs: links and addresses before the forwarding
@@ -149,6 +150,9 @@ class Kind:
     preflight: ClassVar[tuple[str, ...]] = ()
     """The preconditions it may emit (`preflight_<name>` macros of its template); a kind
     whose objects always live inside objects nsgen creates has none."""
+    observable: ClassVar[bool] = True
+    """False for a kind whose effects nsgen cannot know (the topology's own commands): its
+    status rows are "unobserved", which is not drift, and its snapshot reads nothing."""
 
     def step_kinds(self) -> tuple[str, ...]:
         return self.steps or (self.name,)

@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# df36cb7d3eb0c81521c99b3f572656ac70972ecb23b48a0c58c2fe663c3c932a.
+# 1e5248a45b5fb55e452825008bc38c0cb2ec8d2a0a006eff2053d1030d9e38d7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -16,7 +16,7 @@
 # shellcheck disable=SC2034
 set -euo pipefail
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=df36cb7d3eb0c81521c99b3f572656ac70972ecb23b48a0c58c2fe663c3c932a
+readonly NSGEN_DIGEST=1e5248a45b5fb55e452825008bc38c0cb2ec8d2a0a006eff2053d1030d9e38d7
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10

@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# df36cb7d3eb0c81521c99b3f572656ac70972ecb23b48a0c58c2fe663c3c932a.
+# 1e5248a45b5fb55e452825008bc38c0cb2ec8d2a0a006eff2053d1030d9e38d7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=df36cb7d3eb0c81521c99b3f572656ac70972ecb23b48a0c58c2fe663c3c932a
+readonly NSGEN_DIGEST=1e5248a45b5fb55e452825008bc38c0cb2ec8d2a0a006eff2053d1030d9e38d7
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10
@@ -399,6 +399,7 @@ nsgen_begin 1 'create 1 bridge in the root namespace'
 ip -b - <<'EOF'
 link add cni0 type bridge
 link set cni0 addrgenmode none
+link set cni0 mtu 1450
 link set cni0 up
 addr add 10.244.0.1/24 dev cni0
 EOF
@@ -431,16 +432,19 @@ ip -b - <<'EOF'
 link add eth0 netns web-a type veth peer name vethe26375a
 link add eth0 netns client-a type veth peer name veth2377776
 link set vethe26375a addrgenmode none
+link set vethe26375a mtu 1450
 link set vethe26375a master cni0
 link set vethe26375a type bridge_slave hairpin on
 link set vethe26375a up
 link set veth2377776 addrgenmode none
+link set veth2377776 mtu 1450
 link set veth2377776 master cni0
 link set veth2377776 type bridge_slave hairpin on
 link set veth2377776 up
 link add flannel.1 type vxlan id 1 local 192.0.2.1 dev eth0 dstport 8472 nolearning
 link set flannel.1 addrgenmode none
 link set flannel.1 address 0a:58:0a:f4:00:00
+link set flannel.1 mtu 1450
 addr add 10.244.0.0/32 dev flannel.1
 link set flannel.1 up
 EOF
@@ -455,6 +459,7 @@ nsgen_do_4() {
 nsgen_enter web-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.0.2/24 dev eth0
 link set eth0 up
 route add default via 10.244.0.1
@@ -470,6 +475,7 @@ nsgen_do_5() {
 nsgen_enter client-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.0.3/24 dev eth0
 link set eth0 up
 route add default via 10.244.0.1

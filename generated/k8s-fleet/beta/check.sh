@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3575466951208ef55f561ac40cbbb3a16a6a8cfa58a72c7316bf03d64d40c865.
+# 3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=3575466951208ef55f561ac40cbbb3a16a6a8cfa58a72c7316bf03d64d40c865
+readonly NSGEN_DIGEST=3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

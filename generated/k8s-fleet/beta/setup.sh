@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3575466951208ef55f561ac40cbbb3a16a6a8cfa58a72c7316bf03d64d40c865.
+# 3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=3575466951208ef55f561ac40cbbb3a16a6a8cfa58a72c7316bf03d64d40c865
+readonly NSGEN_DIGEST=3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10
@@ -399,6 +399,7 @@ nsgen_begin 1 'create 1 bridge in the root namespace'
 ip -b - <<'EOF'
 link add cni0 type bridge
 link set cni0 addrgenmode none
+link set cni0 mtu 1450
 link set cni0 up
 addr add 10.244.1.1/24 dev cni0
 EOF
@@ -431,16 +432,19 @@ ip -b - <<'EOF'
 link add eth0 netns web-b type veth peer name veth6d8a352
 link add eth0 netns client-b type veth peer name veth75ac34d
 link set veth6d8a352 addrgenmode none
+link set veth6d8a352 mtu 1450
 link set veth6d8a352 master cni0
 link set veth6d8a352 type bridge_slave hairpin on
 link set veth6d8a352 up
 link set veth75ac34d addrgenmode none
+link set veth75ac34d mtu 1450
 link set veth75ac34d master cni0
 link set veth75ac34d type bridge_slave hairpin on
 link set veth75ac34d up
 link add flannel.1 type vxlan id 1 local 192.0.2.2 dev eth0 dstport 8472 nolearning
 link set flannel.1 addrgenmode none
 link set flannel.1 address 0a:58:0a:f4:01:00
+link set flannel.1 mtu 1450
 addr add 10.244.1.0/32 dev flannel.1
 link set flannel.1 up
 EOF
@@ -455,6 +459,7 @@ nsgen_do_4() {
 nsgen_enter web-b ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.1.2/24 dev eth0
 link set eth0 up
 route add default via 10.244.1.1
@@ -470,6 +475,7 @@ nsgen_do_5() {
 nsgen_enter client-b ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.1.3/24 dev eth0
 link set eth0 up
 route add default via 10.244.1.1

@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44.
+# e82caaf68475103c20220e6b3599e16cf2a11e1a838e2d47b2681139f29ce9f9.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44
+readonly NSGEN_DIGEST=e82caaf68475103c20220e6b3599e16cf2a11e1a838e2d47b2681139f29ce9f9
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
@@ -399,6 +399,7 @@ nsgen_begin 1 'create 1 bridge in the root namespace'
 ip -b - <<'EOF'
 link add cni0 type bridge
 link set cni0 addrgenmode none
+link set cni0 mtu 1450
 link set cni0 up
 addr add 10.244.2.1/24 dev cni0
 EOF
@@ -431,16 +432,19 @@ ip -b - <<'EOF'
 link add eth0 netns web-c type veth peer name vetha30a1cc
 link add eth0 netns client-c type veth peer name vetha41c55f
 link set vetha30a1cc addrgenmode none
+link set vetha30a1cc mtu 1450
 link set vetha30a1cc master cni0
 link set vetha30a1cc type bridge_slave hairpin on
 link set vetha30a1cc up
 link set vetha41c55f addrgenmode none
+link set vetha41c55f mtu 1450
 link set vetha41c55f master cni0
 link set vetha41c55f type bridge_slave hairpin on
 link set vetha41c55f up
 link add flannel.1 type vxlan id 1 local 192.0.2.3 dev eth0 dstport 8472 nolearning
 link set flannel.1 addrgenmode none
 link set flannel.1 address 0a:58:0a:f4:02:00
+link set flannel.1 mtu 1450
 addr add 10.244.2.0/32 dev flannel.1
 link set flannel.1 up
 EOF
@@ -455,6 +459,7 @@ nsgen_do_4() {
 nsgen_enter web-c ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.2.2/24 dev eth0
 link set eth0 up
 route add default via 10.244.2.1
@@ -470,6 +475,7 @@ nsgen_do_5() {
 nsgen_enter client-c ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.2.3/24 dev eth0
 link set eth0 up
 route add default via 10.244.2.1

@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44.
+# e82caaf68475103c20220e6b3599e16cf2a11e1a838e2d47b2681139f29ce9f9.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 #
@@ -30,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=5be97f2e87a58b8d42b67026fa20ce6958684d9199a935000371c0c9e4cf8d44
+readonly NSGEN_DIGEST=e82caaf68475103c20220e6b3599e16cf2a11e1a838e2d47b2681139f29ce9f9
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
