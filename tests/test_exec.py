@@ -192,8 +192,9 @@ def test_setup_sh_rolls_back_when_a_command_fails(tmp_path: Path) -> None:
     assert "boom" in result.stderr
     assert (
         f"[nsgen] step {len(plan.steps)}/{len(plan.steps)} (run 3 commands of the topology in "
-        "client) failed with exit status 7: rolling back"
+        "client) failed with exit status 7: boom"
     ) in result.stderr.splitlines()
+    assert "[nsgen] rolled back: everything this run created is gone" in result.stderr
     assert_same_state(before)
 
 
