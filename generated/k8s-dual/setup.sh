@@ -425,11 +425,11 @@ nsgen_end 2
 nsgen_begin 3 'create veth pairs (6 veths)'
 ip -b - <<'EOF'
 link add eth0 netns node1 type veth peer name veth40fef35
-link add eth0 netns web-a type veth peer name vethbefb7be netns node1
-link add eth0 netns client-a type veth peer name veth43663c6 netns node1
+link add eth0 netns web-a index 10001 type veth peer name vethbefb7be netns node1
+link add eth0 netns client-a index 10002 type veth peer name veth43663c6 netns node1
 link add eth0 netns node2 type veth peer name veth510a52f
-link add eth0 netns web-b type veth peer name vethc40a24d netns node2
-link add eth0 netns client-b type veth peer name vethf67f078 netns node2
+link add eth0 netns web-b index 10003 type veth peer name vethc40a24d netns node2
+link add eth0 netns client-b index 10004 type veth peer name vethf67f078 netns node2
 link set veth40fef35 addrgenmode none
 link set veth40fef35 master k8s-nodes
 link set veth40fef35 up

@@ -416,11 +416,11 @@ nsgen_end 2
 nsgen_begin 3 'create veth pairs (6 veths)'
 ip -b - <<'EOF'
 link add eth0 netns node1 type veth peer name veth2a89b98
-link add eth0 netns web-a type veth peer name veth8d91aa4 netns node1
-link add eth0 netns client-a type veth peer name vethc2f70f2 netns node1
+link add eth0 netns web-a index 10001 type veth peer name veth8d91aa4 netns node1
+link add eth0 netns client-a index 10002 type veth peer name vethc2f70f2 netns node1
 link add eth0 netns node2 type veth peer name veth94ef328
-link add eth0 netns web-b type veth peer name vethe88b11c netns node2
-link add eth0 netns client-b type veth peer name vetheda8e99 netns node2
+link add eth0 netns web-b index 10003 type veth peer name vethe88b11c netns node2
+link add eth0 netns client-b index 10004 type veth peer name vetheda8e99 netns node2
 link set veth2a89b98 addrgenmode none
 link set veth2a89b98 master k8s-nodes
 link set veth2a89b98 up

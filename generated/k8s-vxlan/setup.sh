@@ -417,11 +417,11 @@ nsgen_end 2
 nsgen_begin 3 'create veth pairs (6 veths)'
 ip -b - <<'EOF'
 link add eth0 netns node1 type veth peer name veth0e2b28f
-link add eth0 netns web-a type veth peer name veth641dd18 netns node1
-link add eth0 netns client-a type veth peer name vethb4f2d9d netns node1
+link add eth0 netns web-a index 10001 type veth peer name veth641dd18 netns node1
+link add eth0 netns client-a index 10002 type veth peer name vethb4f2d9d netns node1
 link add eth0 netns node2 type veth peer name vetha07da7a
-link add eth0 netns web-b type veth peer name veth0df4397 netns node2
-link add eth0 netns client-b type veth peer name veth07834ea netns node2
+link add eth0 netns web-b index 10003 type veth peer name veth0df4397 netns node2
+link add eth0 netns client-b index 10004 type veth peer name veth07834ea netns node2
 link set veth0e2b28f addrgenmode none
 link set veth0e2b28f master k8s-nodes
 link set veth0e2b28f up

@@ -396,7 +396,7 @@ nsgen_begin 3 'create veth pairs (3 veths)'
 ip -b - <<'EOF'
 link add trunk type veth peer name trunk netns sw2
 link add eth0 netns pc1 type veth peer name pc1-port
-link add eth0 netns pc2 type veth peer name pc2-port netns sw2
+link add eth0 netns pc2 index 10001 type veth peer name pc2-port netns sw2
 link set trunk addrgenmode none
 link set trunk mtu 9000
 link set trunk master sw1

@@ -417,7 +417,7 @@ link add veth-web2 netns web2 type veth peer name veth-web2-br
 link add front netns router type veth peer name router-front
 link add back netns router type veth peer name router-back
 link add veth-db netns db type veth peer name veth-db-br
-link add repl netns db type veth peer name repl netns backup
+link add repl netns db index 10001 type veth peer name repl netns backup
 link set veth-web1-br addrgenmode none
 link set veth-web1-br master br-front
 link set veth-web1-br up

@@ -406,7 +406,7 @@ nsgen_undo_3() {
 nsgen_begin 3 'create veth pairs (2 veths) and traffic shaping'
 ip -b - <<'EOF'
 link add veth-office netns office type veth peer name veth-office-br
-link add wan0 netns office type veth peer name wan0 netns branch
+link add wan0 netns office index 10001 type veth peer name wan0 netns branch
 link set veth-office-br addrgenmode none
 link set veth-office-br master br-office
 link set veth-office-br up

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -737,6 +737,30 @@ def _core_networks(topology: Topology) -> list[tuple[AnyNetwork, str]]:
     return found
 
 
+def _overlaps(
+    topology: Topology,
+    path: str,
+    what: str,
+    text: str,
+    net: AnyNetwork,
+    earlier: Mapping[str, AnyNetwork],
+    ranges: Mapping[str, tuple[str, str]],
+) -> list[Problem]:
+    """The problems of one cluster range `net` (at `path`, named `what`, written `text`): it
+    overlaps a range checked before it, or a subnet of its family attached in the core part."""
+    problems = [
+        Problem(path, f"{text} overlaps {ranges[other_path][0]} {other} ({other_path})")
+        for other_path, other in earlier.items()
+        if net.overlaps(other)
+    ]
+    problems += [
+        Problem(path, f"{what} {text} overlaps {core}, attached at {where}")
+        for core, where in _core_networks(topology)
+        if core.version == net.version and net.overlaps(core)
+    ]
+    return problems
+
+
 def _network_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
     problems: list[Problem] = []
     ranges = {
@@ -756,19 +780,7 @@ def _network_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
                 )
             )
             continue
-        for earlier_path, earlier in nets.items():
-            if net.overlaps(earlier):
-                problems.append(
-                    Problem(
-                        path,
-                        f"{text} overlaps {ranges[earlier_path][0]} {earlier} ({earlier_path})",
-                    )
-                )
-        for core, where in _core_networks(topology):
-            if core.version == 4 and net.overlaps(core):
-                problems.append(
-                    Problem(path, f"{what} {text} overlaps {core}, attached at {where}")
-                )
+        problems += _overlaps(topology, path, what, text, net, nets, ranges)
         nets[path] = net
     if "cluster.pod_cidr" in nets:
         pod_prefix = nets["cluster.pod_cidr"].prefixlen
@@ -816,19 +828,7 @@ def _network_problems6(topology: Topology, cluster: Cluster) -> list[Problem]:
                 Problem(path, f"{text} is IPv4: the IPv4 range goes in the key without _ipv6")
             )
             continue
-        for earlier_path, earlier in nets.items():
-            if net.overlaps(earlier):
-                problems.append(
-                    Problem(
-                        path,
-                        f"{text} overlaps {ranges[earlier_path][0]} {earlier} ({earlier_path})",
-                    )
-                )
-        for core, where in _core_networks(topology):
-            if core.version == 6 and net.overlaps(core):
-                problems.append(
-                    Problem(path, f"{what} {text} overlaps {core}, attached at {where}")
-                )
+        problems += _overlaps(topology, path, what, text, net, nets, ranges)
         nets[path] = net
     pods6 = nets.get("cluster.pod_cidr_ipv6")
     mask6 = cluster.node_cidr_mask_size_ipv6

@@ -519,18 +519,18 @@ class Walker:
         out = self._port_toward(space, bridge.name, receiver)
         return self._bridged(trace, space, bridge, port, out, packet, receiver)
 
-    def _bridged(
+    def _switch(
         self,
         trace: Trace,
         space: Space,
         bridge: Link,
         port: Link,
         out: Link,
-        packet: Packet,
         receiver: Link,
-    ) -> list[Ending]:
-        """The bridge forwards a frame from `port` to `out` (layer 2, no routing), on its way
-        to `receiver` (behind `out`, or behind another bridge `out` leads to)."""
+    ) -> Continue | list[Ending]:
+        """The bridge's own decision for a frame from `port` to `out`: the ending when it will
+        not send the frame (back out of its own port without hairpin mode), else how the frame
+        leaves through `out` toward `receiver`, once the firewall (if any) lets it."""
         fact = BridgeFact(space.live_name, bridge.name, port.name, out.name, port.hairpin)
         if out is port and not port.hairpin:
             trace.add(
@@ -568,6 +568,23 @@ class Walker:
             )
             return self.arrive(trace, far, receiver, packet)
 
+        return leave
+
+    def _bridged(
+        self,
+        trace: Trace,
+        space: Space,
+        bridge: Link,
+        port: Link,
+        out: Link,
+        packet: Packet,
+        receiver: Link,
+    ) -> list[Ending]:
+        """The bridge forwards a frame from `port` to `out` (layer 2, no routing), on its way
+        to `receiver` (behind `out`, or behind another bridge `out` leads to)."""
+        leave = self._switch(trace, space, bridge, port, out, receiver)
+        if isinstance(leave, list):
+            return leave
         if not space.br_netfilter:
             return leave(trace, packet)
         trace.add(
@@ -625,43 +642,9 @@ class Walker:
             )
             out = self._port_toward(space, bridge.name, receiver)
             name = bridge.name
-            fact = BridgeFact(space.live_name, bridge.name, port.name, out.name, port.hairpin)
-            if out is port and not port.hairpin:
-                trace.add(
-                    "bridge",
-                    f"bridge {bridge.name} would send the frame back out of "
-                    f"{port.name}, the port it came in on",
-                    port.step,
-                    fact,
-                )
-                return self._stop(
-                    trace,
-                    "dropped",
-                    f"bridge {bridge.name} never sends a frame back out of the port it came in "
-                    f"on ({port.name}) unless that port is in hairpin mode, and it is not",
-                    f"bridge {bridge.name} port {port.name}",
-                    port.step,
-                )
-            how = " (hairpin mode)" if out is port else ""
-            trace.add(
-                "bridge",
-                f"bridge {bridge.name} forwards the frame from port {port.name} "
-                f"to port {out.name}{how}",
-                out.step,
-                fact,
-            )
-            assert out.peer is not None
-            target = self.net.link(*out.peer)
-
-            def leave(trace: Trace, packet: Packet) -> list[Ending]:
-                trace.add(
-                    "out",
-                    f"out of port {out.name}",
-                    out.step,
-                    self._link_fact(space, out),
-                )
-                return self.arrive(trace, target, receiver, packet)
-
+            leave = self._switch(trace, space, bridge, port, out, receiver)
+            if isinstance(leave, list):
+                return leave
             return self.hook(
                 trace,
                 space,

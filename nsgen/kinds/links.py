@@ -106,6 +106,15 @@ class BridgeArgs(Args):
     mac: str | None = None
 
 
+NEAR_INDEX_BASE = 10000
+"""Where the near ends of cables between two named namespaces are numbered from. Each new
+namespace numbers its links from 2 up, so both ends of such a cable often get the same index;
+the kernel then takes the veth for a device of its own (its peer's index is its own), handles
+its carrier as not urgent (up to a second late), and until then the link drops every frame.
+A near end numbered from here never equals its peer's index (a namespace of this topology
+holds far fewer links), so the cable works as soon as it is up."""
+
+
 @dataclass(frozen=True)
 class VethArgs(Args):
     """A veth pair: `netns` holds the near end (the namespace that declares it)."""
@@ -113,6 +122,9 @@ class VethArgs(Args):
     near: str
     far_ns: str
     far: str
+    index: int | None = None
+    """The near end's interface index, given when both ends are in named namespaces (see
+    `NEAR_INDEX_BASE`); else the kernel numbers it."""
 
     @property
     def root_end(self) -> str | None:
@@ -495,19 +507,32 @@ class VethKind(Kind):
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         ends: list[Step] = []
+        between_namespaces = 0
         for netns, spec in ctx.topology.spaces():
             for iface in spec.interfaces:
                 near = near_name(netns, iface)
                 far = peer_name(netns, iface)
                 far_ns = iface.peer.netns
                 pair_owner = None if HOST in (netns, far_ns) else Owner("namespace", netns)
+                why = (
+                    f"A veth pair is a virtual cable: what enters {near} ({where(netns)}) comes "
+                    f"out of {far} ({where(far_ns)}). Creating both ends where they belong in "
+                    "one command leaves no half-made pair behind."
+                )
+                index = None
+                if HOST not in (netns, far_ns):
+                    between_namespaces += 1
+                    index = NEAR_INDEX_BASE + between_namespaces
+                    why += (
+                        f" {near} gets interface index {index}: each new namespace numbers its "
+                        "links from 2, and a cable whose two ends get one number starts "
+                        "carrying frames only up to a second late."
+                    )
                 yield Step(
                     "veth",
                     f"create veth pair {near} <-> {far}",
-                    f"A veth pair is a virtual cable: what enters {near} ({where(netns)}) comes "
-                    f"out of {far} ({where(far_ns)}). Creating both ends where they belong in "
-                    "one command leaves no half-made pair behind.",
-                    VethArgs(netns, near, far_ns, far),
+                    why,
+                    VethArgs(netns, near, far_ns, far, index),
                     pair_owner,
                 )
                 for end_ns, end in ((netns, near), (far_ns, far)):
