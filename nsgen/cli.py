@@ -24,8 +24,9 @@ from nsgen.checks import (
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.fleet import Fleet, load
+from nsgen.kinds.base import Firewall
 from nsgen.load import load_topology
-from nsgen.plan import STYLES, Plan, build_plan
+from nsgen.plan import FIREWALLS, STYLES, Plan, build_plan
 from nsgen.render import Renderer, write_bundle
 from nsgen.sandbox import DNS_SERVER
 
@@ -77,6 +78,26 @@ def _style(style: str) -> str:
     if style not in STYLES:
         raise UsageError(f"--style {style}: expected batch or tutorial")
     return style
+
+
+FirewallOption = Annotated[
+    str | None,
+    typer.Option(
+        "--firewall",
+        metavar="iptables|nftables",
+        help="The firewall backend (default: the topology's firewall:, else iptables). "
+        "nftables puts the rules in a table of the topology's own, inet nsgen_<name>.",
+        show_default=False,
+    ),
+]
+
+
+def _firewall(firewall: str | None) -> Firewall | None:
+    if firewall is None:
+        return None
+    if firewall not in FIREWALLS:
+        raise UsageError(f"--firewall {firewall}: expected iptables or nftables")
+    return firewall
 
 
 TopologyFile = Annotated[
@@ -141,25 +162,27 @@ def render(
         ),
     ] = None,
     style: StyleOption = "batch",
+    firewall: FirewallOption = None,
 ) -> None:
-    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755.
+    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, and iptables or
+    nftables), 0755.
     With hosts: DIR/<host>/ for each host (and preflight.sh) and DIR/ansible/ (inventory and
     playbooks)."""
     if out is None and install_to is None:
         raise UsageError("render: give -o DIR, --install-to PREFIX, or both")
     topology, fleet = load(file)
     if fleet is not None:
-        if out is None or systemd or install_to is not None:
+        if out is None or systemd or install_to is not None or firewall is not None:
             raise UsageError(
                 "render: a topology with hosts: renders a bundle per host and the Ansible "
-                "files: give -o DIR only"
+                "files: give -o DIR only (and its firewall: in the file)"
             )
         from nsgen.fleet.bundle import write_fleet
 
         for path in write_fleet(fleet, out, _style(style)):
             typer.echo(str(path))
         return
-    plan = build_plan(topology, _style(style))
+    plan = build_plan(topology, _style(style), _firewall(firewall))
     written = write_bundle(plan, out, systemd=systemd, install_to=install_to)
     for path in written:
         typer.echo(str(path))
@@ -241,6 +264,15 @@ def up(
     verbose: VerboseOption = False,
     lock_timeout: LockTimeout = 30.0,
     style: StyleOption = "batch",
+    firewall: FirewallOption = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse, instead of warning, when the host's firewall would drop what the "
+            "topology routes (a forward-hook chain with policy drop).",
+        ),
+    ] = False,
 ) -> None:
     """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
     Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal).
@@ -250,13 +282,15 @@ def up(
 
     topology, fleet = load(file)
     if fleet is not None:
+        if firewall is not None:
+            raise UsageError("up: a topology with hosts: takes its firewall: from the file")
         _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
-    executor = Executor(build_plan(topology, _style(style)))
+    executor = Executor(build_plan(topology, _style(style), _firewall(firewall)))
     if dry_run:
         typer.echo(executor.describe())
         return
     console = Console(quiet=quiet, verbose=verbose)
-    summary = executor.up(Options(console, log, lock_timeout), replace=replace)
+    summary = executor.up(Options(console, log, lock_timeout, strict=strict), replace=replace)
     typer.echo(summary, err=True)
 
 
@@ -348,6 +382,7 @@ def lab(
     ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    firewall: FirewallOption = None,
 ) -> None:
     """Build the topology in a throwaway sandbox (private network and /run/netns, /etc/netns,
     /run/nsgen), with a simulated upstream behind every external interface; run CMD or a
@@ -362,6 +397,7 @@ def lab(
         Console(quiet=quiet, verbose=verbose),
         dns=dns,
         checks=run_checks if run_checks_too else None,
+        firewall=_firewall(firewall),
     )
     if result.leftovers:
         raise typer.Exit(1)

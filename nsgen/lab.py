@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from nsgen.checks import CheckResult, format_results
 from nsgen.console import Console
 from nsgen.executor import Executor, Options, down_from_record
+from nsgen.kinds.base import Firewall
 from nsgen.model import Topology
 from nsgen.plan import Plan, build_plan
 from nsgen.sandbox import (
@@ -50,11 +51,12 @@ def run_lab(
     console: Console,
     dns: bool = False,
     checks: Callable[[Plan], list[CheckResult]] | None = None,
+    firewall: Firewall | None = None,
 ) -> LabResult:
     """Enter a new sandbox (this process stays in it), build the upstream and the topology,
     run the declared checks if `checks` is given, then `command` (default, without checks:
     an interactive shell), tear down, and compare with the state before `up`. The exit code
-    is the command's, or 1 if a check failed."""
+    is the command's, or 1 if a check failed. `firewall` overrides the topology's backend."""
     enter_sandbox()
     upstream = build_upstream(list(topology.host.external))
     try:
@@ -68,7 +70,7 @@ def run_lab(
                 + (f", DNS {DNS_SERVER} answering *.{TEST_ZONE}" if dns else "")
             )
         before = take_snapshot()
-        plan = build_plan(topology)
+        plan = build_plan(topology, firewall=firewall)
         executor = Executor(plan)
         options = Options(console)
         console.info(executor.up(options))

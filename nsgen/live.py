@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -288,6 +289,58 @@ class LiveState:
 
         return self._memo(("iptables", netns), read)
 
+    def nft_table(self, netns: str, family: str, name: str) -> NftTable | None:
+        """One nftables table (`nft -j list table`): its chains, each with the comment and
+        the verdict of every rule, in order; None if the table does not exist."""
+
+        def read() -> NftTable | None:
+            prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
+            argv = [*prefix, "nft", "-j", "list", "table", family, name]
+            self.commands.append(argv)
+            try:
+                result = self._run(argv)
+            except FileNotFoundError:
+                raise ProbeError("nft is not installed") from None
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise ProbeError(f"nft: {exc}") from None
+            if result.returncode != 0:
+                if "No such file or directory" in (result.stderr or ""):
+                    return None
+                lines = (result.stderr or "").strip().splitlines()
+                raise ProbeError(lines[-1] if lines else f"nft exited {result.returncode}")
+            try:
+                data = json.loads(result.stdout or "{}")
+            except json.JSONDecodeError as exc:
+                raise ProbeError(f"nft printed invalid JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise ProbeError("nft printed JSON that is not an object")
+            return _nft_table(data)
+
+        return self._memo(("nft-table", netns, family, name), read)
+
+    def nft_ruleset(self, netns: str) -> list[str]:
+        """`nft -s list ruleset` (no counter values), line by line. A table iptables-nft made
+        and left holding only its empty built-in chains is left out, as `iptables_rules`
+        leaves out such tables: an iptables command creates one on first use."""
+
+        def read() -> list[str]:
+            prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
+            try:
+                text = self._call([*prefix, "nft", "-s", "list", "ruleset"])
+            except ProbeError:
+                return ["<nft list ruleset unavailable>"]
+            kept: list[str] = []
+            table: list[str] = []
+            for line in text.splitlines():
+                table.append(line)
+                if line == "}":
+                    if not _empty_iptables_table(table):
+                        kept.extend(table)
+                    table = []
+            return kept + table
+
+        return self._memo(("nft", netns), read)
+
     def sysctl_values(self, netns: str, keys: Iterable[str]) -> dict[str, str]:
         """The values of sysctls given as paths under /proc/sys (net/ipv4/ip_forward), read
         inside the namespace; a missing one reads as '<missing>'."""
@@ -319,6 +372,67 @@ class LiveState:
                 except OSError as exc:
                     found[str(path.relative_to(base))] = f"<unreadable: {exc}>"
         return found
+
+
+@dataclass(frozen=True)
+class NftTable:
+    """What `nsgen status` reads of one nftables table."""
+
+    chains: dict[str, list[tuple[str, str]]]
+    """Chain name -> (comment, verdict) of each rule, in order: the verdict as
+    nsgen.backends.nftables.signature spells it ('drop', 'jump nat-X', 'vmap @m' ...)."""
+    maps: dict[str, int]
+    """Map name -> how many elements it holds."""
+
+
+_VERDICTS = ("accept", "drop", "return", "masquerade", "snat", "dnat", "reject", "mangle")
+
+
+def _signature(expr: list[Any]) -> str:
+    """The verdict of a rule from its JSON statements (the last one that decides)."""
+    for statement in reversed(expr):
+        if not isinstance(statement, dict):
+            continue
+        for key in ("jump", "goto"):
+            if key in statement:
+                return f"{key} {statement[key].get('target', '')}"
+        if "vmap" in statement:
+            data = statement["vmap"].get("data")
+            return f"vmap {data}" if isinstance(data, str) else "vmap"
+        for key in _VERDICTS:
+            if key in statement:
+                return key
+    return ""
+
+
+def _nft_table(data: dict[str, Any]) -> NftTable:
+    chains: dict[str, list[tuple[str, str]]] = {}
+    maps: dict[str, int] = {}
+    for item in data.get("nftables", []):
+        if "chain" in item:
+            chains.setdefault(str(item["chain"]["name"]), [])
+        elif "map" in item:
+            maps[str(item["map"]["name"])] = len(item["map"].get("elem", []))
+        elif "rule" in item:
+            rule = item["rule"]
+            comment = str(rule.get("comment", ""))
+            chains.setdefault(str(rule["chain"]), []).append(
+                (comment, _signature(rule.get("expr", [])))
+            )
+    return NftTable(chains, maps)
+
+
+_IPTABLES_TABLE = re.compile(r"table (ip|ip6|arp|bridge) (filter|nat|mangle|raw|security) \{")
+_EMPTY_BASE_CHAIN = re.compile(
+    r"\s*(chain \S+ \{|type \S+ hook \S+ priority \S+; policy accept;|\}|)"
+)
+
+
+def _empty_iptables_table(lines: list[str]) -> bool:
+    """A table of iptables-nft's with nothing but built-in chains that accept everything."""
+    if not lines or not _IPTABLES_TABLE.fullmatch(lines[0]):
+        return False
+    return all(_EMPTY_BASE_CHAIN.fullmatch(line) for line in lines[1:])
 
 
 _COUNTERS = re.compile(r"\[\d+:\d+\]")

@@ -3,9 +3,10 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab.
+# 209a416a4ed775ca4f766735fe619430a4353bfada0d0bc0cf9c46ad388d0764.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:docker-bridge).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/docker-bridge/journal, puts back
@@ -29,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=acbb8aec545c8c8ec96f51915ae2ebda50187aca91bade0b749fec56f96f3aab
+readonly NSGEN_DIGEST=209a416a4ed775ca4f766735fe619430a4353bfada0d0bc0cf9c46ad388d0764
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=12

@@ -3,9 +3,10 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a.
+# 0d22bfbc935ff93dd53ed56413d6c4a9e5dce6fe82cf31c8d82ab2e2c7f56365.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s).
 #
 # It runs the topology's 9 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -28,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a
+readonly NSGEN_DIGEST=0d22bfbc935ff93dd53ed56413d6c4a9e5dce6fe82cf31c8d82ab2e2c7f56365
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

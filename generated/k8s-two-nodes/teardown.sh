@@ -3,9 +3,10 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a.
+# 0d22bfbc935ff93dd53ed56413d6c4a9e5dce6fe82cf31c8d82ab2e2c7f56365.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s/journal, puts back
@@ -29,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=3486a1b16cdfd356dcbb26255aa2324560c12f4d4fb1d6c256662a8ceb6ddd3a
+readonly NSGEN_DIGEST=0d22bfbc935ff93dd53ed56413d6c4a9e5dce6fe82cf31c8d82ab2e2c7f56365
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

@@ -3,9 +3,10 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620.
+# bec60e4ad2d328a5f5ab8a503afede451aea944f79ee7177d4e9771689dbb1f7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-vxlan).
 #
 # It runs the topology's 9 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -28,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620
+readonly NSGEN_DIGEST=bec60e4ad2d328a5f5ab8a503afede451aea944f79ee7177d4e9771689dbb1f7
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,9 +3,10 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620.
+# bec60e4ad2d328a5f5ab8a503afede451aea944f79ee7177d4e9771689dbb1f7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-vxlan).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s-vxlan/journal, puts back
@@ -29,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=020bd7313bc6b994a9f875c09b4024240d94c4148845d43e02c16e4e173f1620
+readonly NSGEN_DIGEST=bec60e4ad2d328a5f5ab8a503afede451aea944f79ee7177d4e9771689dbb1f7
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15

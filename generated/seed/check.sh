@@ -6,6 +6,7 @@
 # 7de22ad22cfb0013f7c5900ca44dbac08ffc30247fd63109c1aa9898ec52ff41.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:seed).
 #
 # It runs the topology's 4 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.

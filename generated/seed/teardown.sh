@@ -6,6 +6,7 @@
 # 7de22ad22cfb0013f7c5900ca44dbac08ffc30247fd63109c1aa9898ec52ff41.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:seed).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/seed/journal, puts back

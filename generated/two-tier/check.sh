@@ -6,6 +6,7 @@
 # 062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:two-tier).
 #
 # It runs the topology's 8 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.

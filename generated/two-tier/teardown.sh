@@ -6,6 +6,7 @@
 # 062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:two-tier).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/two-tier/journal, puts back

@@ -6,6 +6,7 @@
 # 924dba705935ec962abdaa853c74ba77a136e0e0ffb2200881f412625d764136.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:wan-link).
 #
 # It runs the topology's 3 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.

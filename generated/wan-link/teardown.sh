@@ -6,6 +6,7 @@
 # 924dba705935ec962abdaa853c74ba77a136e0e0ffb2200881f412625d764136.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:wan-link).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/wan-link/journal, puts back

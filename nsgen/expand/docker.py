@@ -8,8 +8,11 @@ Each piece becomes plain core objects, the way Docker's bridge driver builds the
                      route via the gateway of its first non-internal network
   name resolution    /etc/netns/<container>/hosts: every container it shares a network with
                      (what Docker's embedded DNS server answers); resolv.conf: --dns servers
-  isolation, icc,    DROP rules in the filter chain NSGEN-<topology>-FWD, jumped to from
-  internal           FORWARD (Docker's DOCKER-ISOLATION-STAGE-* and icc rules)
+  isolation, icc,    DROP rules in per-network chains (forward-in__<bridge>, forward-out__
+  internal           <bridge>) that the filter chain NSGEN-<topology>-FWD, jumped to from
+                     FORWARD, dispatches to by bridge name (Docker 29's nftables layout;
+                     iptables writes them into NSGEN-<topology>-FWD: Docker's
+                     DOCKER-ISOLATION-STAGE-* and icc rules)
   masquerade         nat POSTROUTING -s SUBNET ! -o BRIDGE -j MASQUERADE
   publish            DNAT rules in the nat chain NSGEN-<topology>-DNAT, jumped to from
                      PREROUTING and OUTPUT for local destinations (Docker's DOCKER chain, with
@@ -738,46 +741,52 @@ def _rule(table: str, chain: str, **fields: Any) -> dict[str, Any]:
 def _firewall(
     topology: str, nets: dict[str, Net], boxes: list[Box]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Own chains and rules of the root namespace, in the order they must be created."""
+    """Own chains and rules of the root namespace, in the order they must be created.
+
+    The forward hook is laid out as Docker 29's nftables backend lays it out: FORWARD jumps
+    to the chain NSGEN-<topology>-FWD, which sends a packet on by the bridge it leaves
+    through (a dispatch keyed by out_interface, to forward-in__<bridge>: what enters that
+    network) and by the bridge it came in on (keyed by in_interface, to
+    forward-out__<bridge>: what leaves it). Those per-network chains are inline: nftables
+    makes them chains of their own behind verdict maps, iptables writes their DROP rules
+    into NSGEN-<topology>-FWD, each with the bridge it is keyed by."""
     fwd, dnat = chain_names(topology)
     chains: list[dict[str, Any]] = []
     rules: list[dict[str, Any]] = []
     if not nets:
         return chains, rules
-    chains.append({"table": "filter", "name": fwd})
-    rules.append(_rule("filter", "FORWARD", jump=fwd, insert=True))
     ordered = list(nets.values())
-    # DOCKER-ISOLATION: no network forwards into another.
-    for i, a in enumerate(ordered):
-        for b in ordered[i + 1 :]:
+    chains.append({"table": "filter", "name": fwd})
+    for way in ("in", "out"):
+        chains += [
+            {"table": "filter", "name": f"forward-{way}__{net.bridge}", "inline": True}
+            for net in ordered
+        ]
+    rules.append(_rule("filter", "FORWARD", jump=fwd, insert=True))
+    for way, key in (("in", "out_interface"), ("out", "in_interface")):
+        entries = [{key: net.bridge, "jump": f"forward-{way}__{net.bridge}"} for net in ordered]
+        dispatch = {"name": f"forward-{way}-jumps", "by": [key], "entries": entries}
+        rules.append(_rule("filter", fwd, dispatch=dispatch))
+    for net in ordered:
+        inbound = f"forward-in__{net.bridge}"
+        # DOCKER-ISOLATION: no other network forwards into this one.
+        for other in ordered:
+            if other is not net:
+                rules.append(_rule("filter", inbound, in_interface=other.bridge, jump="DROP"))
+        if not net.spec.icc:
+            rules.append(_rule("filter", inbound, in_interface=net.bridge, jump="DROP"))
+        if net.spec.internal:
             rules.append(
-                _rule("filter", fwd, in_interface=a.bridge, out_interface=b.bridge, jump="DROP")
-            )
-            rules.append(
-                _rule("filter", fwd, in_interface=b.bridge, out_interface=a.bridge, jump="DROP")
+                _rule("filter", inbound, jump="DROP", **{"not": {"in_interface": net.bridge}})
             )
     for net in ordered:
-        if not net.spec.icc:
-            rules.append(
-                _rule("filter", fwd, in_interface=net.bridge, out_interface=net.bridge, jump="DROP")
-            )
         if net.spec.internal:
             rules.append(
                 _rule(
                     "filter",
-                    fwd,
-                    in_interface=net.bridge,
+                    f"forward-out__{net.bridge}",
                     jump="DROP",
                     **{"not": {"out_interface": net.bridge}},
-                )
-            )
-            rules.append(
-                _rule(
-                    "filter",
-                    fwd,
-                    out_interface=net.bridge,
-                    jump="DROP",
-                    **{"not": {"in_interface": net.bridge}},
                 )
             )
     for net in ordered:

@@ -4,9 +4,10 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0.
+# 7d96b89e127fccc1811b1dd389b8072c44f19ab995e2e3ab41aefbbaa572a818.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-alpha).
 #
 # It runs the topology's 2 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -29,7 +30,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0
+readonly NSGEN_DIGEST=7d96b89e127fccc1811b1dd389b8072c44f19ab995e2e3ab41aefbbaa572a818
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -4,9 +4,10 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0.
+# 7d96b89e127fccc1811b1dd389b8072c44f19ab995e2e3ab41aefbbaa572a818.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-alpha).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s-fleet-alpha/journal, puts back
@@ -30,7 +31,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=b6aba5214b05c481a7751623c6e6724612fe0e2af6791e4fb35ba19700b263d0
+readonly NSGEN_DIGEST=7d96b89e127fccc1811b1dd389b8072c44f19ab995e2e3ab41aefbbaa572a818
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10

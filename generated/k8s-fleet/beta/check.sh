@@ -4,9 +4,10 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3c33e924b9ac2056b32b354985922ecbdf8e9af18d395abcc245bbfe3ff934ea.
+# 405e0d7ead00dee40f672eb190213256794add07e5b713c1e8afa243f63b3cfe.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-beta).
 #
 # It runs the topology's 2 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -29,7 +30,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=3c33e924b9ac2056b32b354985922ecbdf8e9af18d395abcc245bbfe3ff934ea
+readonly NSGEN_DIGEST=405e0d7ead00dee40f672eb190213256794add07e5b713c1e8afa243f63b3cfe
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -4,9 +4,10 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72.
+# 1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-gamma).
 #
 # It runs the topology's 2 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -29,7 +30,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72
+readonly NSGEN_DIGEST=1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -4,9 +4,10 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72.
+# 1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-gamma).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s-fleet-gamma/journal, puts back
@@ -30,7 +31,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=3a603804d0078a00c3241328c734e9caea7ab210b0305a8ca647e6886071ad72
+readonly NSGEN_DIGEST=1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
