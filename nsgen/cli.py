@@ -26,7 +26,7 @@ from nsgen.fields import _topology_name as check_topology_name
 from nsgen.fleet import Fleet, load
 from nsgen.kinds.base import Firewall
 from nsgen.load import load_topology
-from nsgen.plan import FIREWALLS, STYLES, Plan, build_plan
+from nsgen.plan import FIREWALLS, STYLES, Plan, build_plan, recorded_firewall
 from nsgen.render import Renderer, write_bundle
 from nsgen.sandbox import DNS_SERVER
 
@@ -318,13 +318,15 @@ def down(
     teardown.yml of its bundle."""
     from nsgen.console import Console
     from nsgen.executor import Executor, Options, down_from_record
+    from nsgen.state import StateDir
 
     executor = None
     if Path(target).is_file():
         topology, fleet = load(target)
         if fleet is not None:
             _fleet_playbook(fleet, "teardown.yml", "batch", False, replace=False, log=log)
-        executor = Executor(build_plan(topology))
+        recorded = StateDir(topology.name).digest()
+        executor = Executor(build_plan(topology, firewall=recorded_firewall(topology, recorded)))
         name = executor.plan.topology
     else:
         name = _topology_name(target)

@@ -379,8 +379,8 @@ class NftTable:
     """What `nsgen status` reads of one nftables table."""
 
     chains: dict[str, list[tuple[str, str]]]
-    """Chain name -> (comment, verdict) of each rule, in order: the verdict as
-    nsgen.backends.nftables.signature spells it ('drop', 'jump nat-X', 'vmap @m' ...)."""
+    """Chain name -> (comment, verdict) of each rule, in order: the verdict and interfaces as
+    nsgen.backends.nftables.signature spells them ('drop iifname=br0', 'jump nat-X' ...)."""
     maps: dict[str, int]
     """Map name -> how many elements it holds."""
 
@@ -389,7 +389,21 @@ _VERDICTS = ("accept", "drop", "return", "masquerade", "snat", "dnat", "reject",
 
 
 def _signature(expr: list[Any]) -> str:
-    """The verdict of a rule from its JSON statements (the last one that decides)."""
+    """The verdict of a rule from its JSON statements (the last one that decides), and the
+    interfaces it matches: `drop iifname=br-frontend`."""
+    names = []
+    for statement in expr:
+        match = statement.get("match") if isinstance(statement, dict) else None
+        if isinstance(match, dict) and isinstance(match.get("right"), str):
+            left = match.get("left")
+            key = left.get("meta", {}).get("key") if isinstance(left, dict) else None
+            if key in ("iifname", "oifname"):
+                names.append(f"{key}={match['right']}")
+    verdict = _verdict(expr)
+    return " ".join([verdict, *sorted(names)])
+
+
+def _verdict(expr: list[Any]) -> str:
     for statement in reversed(expr):
         if not isinstance(statement, dict):
             continue

@@ -69,6 +69,15 @@ STYLES = ("batch", "tutorial")
 FIREWALLS: tuple[Firewall, ...] = ("iptables", "nftables")
 
 
+def recorded_firewall(topology: Topology, digest: str | None) -> Firewall:
+    """The backend a topology was set up with, from the digest its record holds (`--firewall`
+    may have overridden the file's `firewall:`); the file's when no record matches."""
+    for firewall in FIREWALLS:
+        if digest and topology_digest(topology, firewall) == digest:
+            return firewall
+    return topology.firewall
+
+
 def build_plan(topology: Topology, style: str = "batch", firewall: Firewall | None = None) -> Plan:
     """Every kind's steps, kind after kind in the registry's order (namespaces, bridges,
     addresses, veth pairs and their ends, VXLAN, routes, neighbours, FDB, the firewall's

@@ -334,14 +334,29 @@ def element(entry: DispatchEntry, dispatch: Dispatch, table: str) -> str:
 
 
 def signature(rule: Rule) -> str:
-    """The verdict of a rule as `nsgen status` finds it in `nft -j list table`: 'drop',
-    'jump nat-KUBE-SVC-WEB', 'vmap @nat-service-ips', 'masquerade' ..."""
+    """What `nsgen status` compares of a rule with what `nft -j list table` shows: its
+    verdict and the interfaces it matches ('drop iifname=br-frontend', 'jump nat-KUBE-SVC-WEB',
+    'vmap @nat-service-ips', 'masquerade oifname=eth0' ...)."""
     dispatch = rule.dispatch
     if dispatch is not None:
-        return "vmap" if dispatch.by == "random" else f"vmap @{map_name(rule.table, dispatch)}"
-    statement = _statement(rule, rule.table).split()
-    if statement[0] in ("jump", "goto"):
-        return " ".join(statement[:2])
-    if statement[:3] == ["meta", "mark", "set"]:
-        return "mangle"
-    return statement[0]
+        verdict = "vmap" if dispatch.by == "random" else f"vmap @{map_name(rule.table, dispatch)}"
+    else:
+        statement = _statement(rule, rule.table).split()
+        if statement[0] in ("jump", "goto"):
+            verdict = " ".join(statement[:2])
+        elif statement[:3] == ["meta", "mark", "set"]:
+            verdict = "mangle"
+        else:
+            verdict = statement[0]
+    names = [
+        f"{key}={getattr(matches, field)}"
+        for field, key in (("in_interface", "iifname"), ("out_interface", "oifname"))
+        for matches in (rule, rule.not_)
+        if matches is not None and getattr(matches, field) is not None
+    ]
+    return " ".join([verdict, *sorted(names)])
+
+
+def masquerade_signature(out: str) -> str:
+    """signature() of the tutorial's masquerade."""
+    return f"masquerade oifname={out}"

@@ -565,13 +565,16 @@ class MasqueradeKind(_Backend, Kind):
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
-            # masquerade rules of the rules: before these in nat-POSTROUTING (status counts)
-            before = sum(
-                1
+            # what status counts: rules before this one in nat-POSTROUTING that look the same
+            seen = [
+                nft.signature(r)
                 for r in spec.iptables.rules
-                if (r.table, r.chain, r.jump) == ("nat", "POSTROUTING", "MASQUERADE")
-            )
-            for n, masq in enumerate(spec.masquerade):
+                if (r.table, r.chain) == ("nat", "POSTROUTING")
+            ]
+            for masq in spec.masquerade:
+                sig = nft.masquerade_signature(masq.out)
+                nth = seen.count(sig)
+                seen.append(sig)
                 why = (
                     f"Hosts outside do not know the way back to {masq.source}. Source NAT gives "
                     f"leaving packets the address of {masq.out}, so replies come back and are "
@@ -584,7 +587,7 @@ class MasqueradeKind(_Backend, Kind):
                         f"masquerade {masq.source} out of {masq.out}{in_(netns)}",
                         why,
                         NftMasqueradeArgs(
-                            netns, *_nft_place(ctx, netns), masq.source, masq.out, expr, before + n
+                            netns, *_nft_place(ctx, netns), masq.source, masq.out, expr, nth
                         ),
                         _nft_owner(ctx, netns),
                     )
@@ -609,7 +612,7 @@ class MasqueradeKind(_Backend, Kind):
                 "masquerade",
                 a,
                 "nat-POSTROUTING",
-                "masquerade",
+                nft.masquerade_signature(a.out),
                 a.nth,
                 f"-s {a.source} -o {a.out}",
             )
