@@ -277,6 +277,20 @@ def test_the_files_firewall_key_chooses_the_backend_and_the_flag_overrides_it(
     assert "--firewall pf: expected iptables or nftables" in result.output
 
 
+def test_up_and_lab_take_the_flag_too() -> None:
+    runner = CliRunner()
+    dry = runner.invoke(
+        app, ["up", str(EXAMPLES / "seed.yaml"), "--dry-run", "--firewall", "nftables"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "install nftables table inet nsgen_seed in the root namespace" in dry.output
+    assert "iptables-restore" not in dry.output
+    for command in ("up", "lab"):
+        help_text = runner.invoke(app, [command, "--help"]).output
+        assert "--firewall" in help_text, command
+    assert "--strict" in runner.invoke(app, ["up", "--help"]).output
+
+
 def test_a_firewall_key_other_than_the_two_backends_is_an_error_with_its_path() -> None:
     with pytest.raises(TopologyError) as caught:
         topology_from_data(seed_data(firewall="pf"), "s.yaml")
@@ -445,3 +459,21 @@ def test_a_dispatch_rule_has_no_target_of_its_own() -> None:
     found = problems(data)
     assert [p for p, _ in found] == ["host.iptables.rules[0]"]
     assert "a dispatch rule has no jump or goto of its own" in found[0][1]
+
+
+@pytest.mark.parametrize("doc", ["docs/docker.md", "docs/kubernetes.md", "README.md"])
+def test_the_docs_nftables_excerpts_are_lines_of_the_rendered_setup_sh(doc: str) -> None:
+    text = (EXAMPLES.parent / doc).read_text()
+    blocks = re.findall(
+        r"^```sh\n# setup\.sh of (examples/[\w-]+\.yaml) --firewall nftables\n(.*?)^```$",
+        text,
+        re.M | re.S,
+    )
+    assert blocks, f"{doc} quotes no nftables setup.sh"
+    for example, body in blocks:
+        setup = render_scripts(
+            build_plan(load_topology(EXAMPLES.parent / example), firewall="nftables")
+        )
+        lines = set(setup["setup.sh"].splitlines())
+        missing = [line for line in body.splitlines() if line not in lines]
+        assert missing == [], f"{doc} quotes lines {example} does not render: {missing}"

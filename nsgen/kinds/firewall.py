@@ -154,7 +154,8 @@ def _has_firewall(spec: Any) -> bool:
     return bool(spec.iptables.chains or spec.iptables.rules or spec.masquerade)
 
 
-def _nft_place(ctx: PlanContext, netns: str) -> tuple[str, str, str]:
+def _nft_place(ctx: PlanContext) -> tuple[str, str, str]:
+    """The family and name of the topology's table, and the comment of its rules."""
     return nft.FAMILY, nft.table_name(ctx.topology.name), ctx.tag
 
 
@@ -241,13 +242,8 @@ class TableKind(Kind):
     preflight = ("table_absent", "forward_open")
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
-        routes = [
-            value
-            for key, value in ctx.topology.host.sysctls.items()
-            if key == "net.ipv4.ip_forward"
-        ]
-        if routes and str(routes[0]) == "1":
-            host = ctx.topology.host
+        host = ctx.topology.host
+        if str(host.sysctls.get("net.ipv4.ip_forward", "")) == "1":  # the root namespace routes
             interfaces = (*host.bridges, *host.external)
             yield Precondition("forward_open", NFT_TEMPLATE, ForwardArgs(HOST, tuple(interfaces)))
         if ctx.firewall != "nftables":
@@ -259,7 +255,7 @@ class TableKind(Kind):
             bases = nft.base_chains(
                 {place for place in counts if place[1] in BUILTIN_CHAINS[place[0]]}
             )
-            family, table, tag = _nft_place(ctx, netns)
+            family, table, tag = _nft_place(ctx)
             args = NftTableArgs(
                 netns,
                 family,
@@ -348,7 +344,7 @@ class ChainKind(_Backend, Kind):
                     "",
                     NftChainArgs(
                         netns,
-                        *_nft_place(ctx, netns),
+                        *_nft_place(ctx),
                         name,
                         counts.get((chain.table, chain.name), 0),
                     ),
@@ -423,7 +419,7 @@ class RuleKind(_Backend, Kind):
                     )
                 args = NftRuleArgs(
                     netns,
-                    *_nft_place(ctx, netns),
+                    *_nft_place(ctx),
                     rule,
                     chain,
                     nft.rule_expr(rule, ctx.tag),
@@ -587,7 +583,7 @@ class MasqueradeKind(_Backend, Kind):
                         f"masquerade {masq.source} out of {masq.out}{in_(netns)}",
                         why,
                         NftMasqueradeArgs(
-                            netns, *_nft_place(ctx, netns), masq.source, masq.out, expr, nth
+                            netns, *_nft_place(ctx), masq.source, masq.out, expr, nth
                         ),
                         _nft_owner(ctx, netns),
                     )
