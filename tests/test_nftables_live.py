@@ -451,6 +451,28 @@ def test_preflight_warns_about_a_forward_hook_that_drops_and_refuses_when_strict
 
 
 @sandboxed
+def test_preflight_sees_iptables_legacys_forward_policy_too(tmp_path: Path) -> None:
+    """iptables-legacy's tables are not nf_tables: nft does not list them, so preflight asks
+    iptables-legacy where its module holds a table. Whatever the backend."""
+    _, plan = plan_of("seed", "iptables")
+    scripts = render(plan, tmp_path)
+    with upstream(["eth0"]):
+        assert run("iptables-legacy", "-w", "-P", "FORWARD", "DROP").returncode == 0
+        before = take_snapshot()
+        strict = run(scripts / "setup.sh", env={**os.environ, "NSGEN_STRICT": "1"})
+        assert strict.returncode == 1, strict.stderr
+        assert (
+            "iptables-legacy's FORWARD chain has policy DROP: what this topology routes"
+            in strict.stderr
+        )
+        assert_same_state(before)
+        assert run("iptables-legacy", "-w", "-P", "FORWARD", "ACCEPT").returncode == 0
+        quiet = run(scripts / "setup.sh")
+        assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+        assert run(scripts / "teardown.sh").returncode == 0
+
+
+@sandboxed
 def test_an_accept_elsewhere_does_not_lift_a_drop_in_nsgens_table(tmp_path: Path) -> None:
     """Both backends are nf_tables: the user's accept-everything in iptables' FORWARD ends
     only that chain, and the isolation nsgen's table drops stays."""

@@ -320,7 +320,8 @@ nsgen_preflight() {
         esac
       done < <(nft list chains 2>/dev/null)
     fi
-    if iptables -V 2>/dev/null | grep -q legacy && iptables -w -S FORWARD 2>/dev/null | grep -qx -- '-P FORWARD DROP'; then
+    # iptables-legacy's tables are listed here only where its module holds one (no process else)
+    if read -r _ 2>/dev/null </proc/net/ip_tables_names && { iptables-legacy -w -S FORWARD 2>/dev/null || { iptables -V | grep -q legacy && iptables -w -S FORWARD; }; } | grep -qx -- '-P FORWARD DROP'; then
       nsgen_warn "iptables-legacy's FORWARD chain has policy DROP: what this topology routes ($nsgen_routed) is dropped there unless it is accepted (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host)"
     fi
     if nft list table inet nsgen_wan-link >/dev/null 2>&1; then nsgen_problem 'nftables table inet nsgen_wan-link already exists in the root namespace'; fi
