@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from nsgen.checks import Probe, plan_probes
 from nsgen.fields import HOST
 from nsgen.kinds.base import Args, Firewall, Group, Owner, PlanContext, Precondition, Step
+from nsgen.kinds.firewall import NftTableArgs
 from nsgen.kinds.links import VethArgs
 from nsgen.kinds.namespaces import NamespaceArgs
 from nsgen.kinds.registry import KINDS, kind_of
@@ -255,10 +256,11 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
 def _firewall_step(parts: list[Step], topology: str) -> Step:
     """The root namespace's firewall in one call of its backend."""
     tag = chain_tag(topology)
-    if parts[0].kind == "table":  # nftables: the table, created and filled in one transaction
+    table = parts[0].args
+    if isinstance(table, NftTableArgs):  # the table, created and filled in one transaction
         return Step(
             "restore",
-            f"install nftables table inet nsgen_{topology} in the root namespace "
+            f"install nftables table {table.family} {table.table} in the root namespace "
             f"({len(parts)} change(s))",
             "The topology's own table with its chains and rules, in one `nft -f -`: one "
             "transaction, so the table is installed whole or not at all, and no other table "

@@ -1,13 +1,14 @@
 """The nftables backend: firewall rules as data, spelled in nft's language.
 
 Each topology keeps its rules in a table of its own, `inet nsgen_<topology>`, in every
-namespace that has rules; nothing outside that table is read, rewritten, flushed or deleted.
-Inside it, iptables' places become chains named as Docker 29 names its own: a built-in chain
-becomes a base chain `<table>-<CHAIN>` on the same hook (nat POSTROUTING is `nat-POSTROUTING`,
-`type nat hook postrouting priority srcnat`), and a chain of the topology's own is
-`<table>-<name>` (`nat-KUBE-SVC-WEB`), so the iptables tables' chains of one name stay apart.
-A dispatch is a verdict map `<table>-<name>`. Every rule carries a counter and the comment
-`nsgen:<topology>`.
+namespace that has rules; nothing outside that table is rewritten, flushed or deleted (only
+preflight reads other tables' base chains). Inside it, iptables' places become chains named
+as Docker 29 names its own: a built-in chain becomes a base chain `<table>-<CHAIN>` on the
+same hook (nat POSTROUTING is `nat-POSTROUTING`, `type nat hook postrouting priority
+srcnat`), and a chain of the topology's own is `<table>-<name>` (`nat-KUBE-SVC-WEB`), so that
+chains of one name in two iptables tables (kube-proxy's KUBE-SERVICES in nat and in filter)
+stay apart. A dispatch is a verdict map `<table>-<name>`. Every rule carries a counter and
+the comment `nsgen:<topology>`.
 
 The functions here return nft's words for one rule, chain or map; templates/kinds/
 firewall-nft.j2 puts them into commands (`nft add rule ...`, or lines of one `nft -f -`).
