@@ -319,9 +319,11 @@ class LiveState:
         return self._memo(("nft-table", netns, family, name), read)
 
     def nft_ruleset(self, netns: str) -> list[str]:
-        """`nft -s list ruleset` (no counter values), line by line. A table iptables-nft made
-        and left holding only its empty built-in chains is left out, as `iptables_rules`
-        leaves out such tables: an iptables command creates one on first use."""
+        """`nft -s list ruleset` (no counter values), line by line, each table's chains, maps
+        and sets in name order (the order they were made in means nothing). In a table of
+        iptables-nft's, a built-in chain left empty and accepting is left out, and so is the
+        table when nothing else is in it, as `iptables_rules` leaves out such tables:
+        iptables-nft makes them on first use and never removes them."""
 
         def read() -> list[str]:
             prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
@@ -329,15 +331,7 @@ class LiveState:
                 text = self._call([*prefix, "nft", "-s", "list", "ruleset"])
             except ProbeError:
                 return ["<nft list ruleset unavailable>"]
-            kept: list[str] = []
-            table: list[str] = []
-            for line in text.splitlines():
-                table.append(line)
-                if line == "}":
-                    if not _empty_iptables_table(table):
-                        kept.extend(table)
-                    table = []
-            return kept + table
+            return _nft_tables(text)
 
         return self._memo(("nft", netns), read)
 
@@ -437,16 +431,53 @@ def _nft_table(data: dict[str, Any]) -> NftTable:
 
 
 _IPTABLES_TABLE = re.compile(r"table (ip|ip6|arp|bridge) (filter|nat|mangle|raw|security) \{")
-_EMPTY_BASE_CHAIN = re.compile(
-    r"\s*(chain \S+ \{|type \S+ hook \S+ priority \S+; policy accept;|\}|)"
-)
+_EMPTY_BASE_CHAIN = re.compile(r"type \S+ hook \S+ priority \S+; policy accept;")
 
 
-def _empty_iptables_table(lines: list[str]) -> bool:
-    """A table of iptables-nft's with nothing but built-in chains that accept everything."""
-    if not lines or not _IPTABLES_TABLE.fullmatch(lines[0]):
-        return False
-    return all(_EMPTY_BASE_CHAIN.fullmatch(line) for line in lines[1:])
+def _nft_tables(text: str) -> list[str]:
+    """`nft list ruleset`'s text with every table's members (chains, maps, sets ...) in name
+    order, and iptables-nft's empty built-in chains and empty tables left out."""
+    out: list[str] = []
+    table: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("table "):
+            table = [line]
+        elif line == "}":
+            out += _table_lines(table)
+            table = []
+        elif table:
+            table.append(line)
+        elif line.strip():
+            out.append(line)
+    return out + table
+
+
+def _table_lines(table: list[str]) -> list[str]:
+    header, properties, members = table[0], [], []
+    member: list[str] = []
+    for line in table[1:]:
+        if member:
+            member.append(line)
+            if line == "\t}":
+                members.append(member)
+                member = []
+        elif line.endswith("{"):
+            member = [line]
+        elif line.strip():
+            properties.append(line)
+    if _IPTABLES_TABLE.fullmatch(header):
+        members = [
+            m
+            for m in members
+            if not (
+                len(m) == 3
+                and m[0].startswith("\tchain ")
+                and _EMPTY_BASE_CHAIN.fullmatch(m[1].strip())
+            )
+        ]
+        if not members and not properties:
+            return []
+    return [header, *properties, *(line for m in sorted(members) for line in m), "}"]
 
 
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
