@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/ruff format --check nsgen tests
 	$(BIN)/mypy
 
-generate: install  ## re-render generated/ from examples/ (review the diff, then commit)
+generate: install  ## re-render generated/ from examples/, and tests/errors/*.txt (review the diff, then commit)
 	$(BIN)/python -m nsgen.generate
 
 demo: system-deps install  ## the seed topology, built, checked and removed inside a sandbox

@@ -298,6 +298,9 @@ class CheckResult:
     reason: str  # what the probe saw: "reply", "network unreachable (no route)", ...
     ms: float | None
     endpoint: str | None  # the listener that answered (a namespace's name), when known
+    why: str = ""
+    """For a failed check: the verdict of the path computed from the topology
+    (nsgen.explain.check_reason)."""
 
     @property
     def passed(self) -> bool:
@@ -320,6 +323,7 @@ class CheckResult:
             "reason": self.reason,
             "ms": self.ms,
             "endpoint": self.endpoint,
+            "why": self.why,
         }
 
 
@@ -412,6 +416,8 @@ def format_results(results: list[CheckResult]) -> str:
         else:
             tail = "  (" + ", ".join(x for x in (r.reason, _ms(r.ms)) if x) + ")"
         lines.append(f"{verdict}  {r.probe.label}  expect {r.probe.expect}{tail}")
+        if r.why and not r.passed:
+            lines.append(f"      why: {r.why}")
     passed = sum(r.passed for r in results)
     lines.append(f"{passed} passed, {len(results) - passed} failed")
     return "\n".join(lines)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
-from nsgen import __version__
+from nsgen import __version__, completion
 from nsgen.checks import (
     CheckResult,
     budget,
@@ -21,13 +22,16 @@ from nsgen.checks import (
     run_check_script,
     why_not_up,
 )
+from nsgen.clihelp import LabGroup, LabOneShot, NsgenGroup, NsgenTyper
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.fleet import Fleet, load
 from nsgen.kinds.base import Firewall
-from nsgen.load import load_topology
+from nsgen.load import STDIN, load_topology, source_name
+from nsgen.model import Topology
 from nsgen.plan import FIREWALLS, STYLES, Plan, build_plan, recorded_firewall
-from nsgen.render import Renderer, write_bundle
+from nsgen.render import Renderer, render_scripts, write_bundle
+from nsgen.report import validation
 from nsgen.sandbox import DNS_SERVER
 
 # The executor, lab, status, diagram and schema modules (and plumbum) load only for the
@@ -36,15 +40,21 @@ from nsgen.sandbox import DNS_SERVER
 P = ParamSpec("P")
 R = TypeVar("R")
 
-app = typer.Typer(
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+app = NsgenTyper(
     name="nsgen",
+    cls=NsgenGroup,
     help="Build Linux network namespaces, veth pairs, bridges, routes and NAT from a YAML "
     "topology: render reviewable bash scripts, or run them with per-step logging and rollback.",
+    epilog="Examples:\n"
+    "  nsgen validate examples/seed.yaml\n"
+    "  sudo nsgen lab examples/seed.yaml --check\n"
+    "  nsgen COMMAND --help",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=CONTEXT,
 )
 
 
@@ -101,7 +111,13 @@ def _firewall(firewall: str | None) -> Firewall | None:
 
 
 TopologyFile = Annotated[
-    Path, typer.Argument(metavar="FILE", help="Topology file (YAML).", show_default=False)
+    Path,
+    typer.Argument(
+        metavar="FILE",
+        help="Topology file (YAML); - reads standard input.",
+        show_default=False,
+        autocompletion=completion.topology_files,
+    ),
 ]
 
 
@@ -121,35 +137,57 @@ def _root(
     pass
 
 
-@app.command(epilog="Example: nsgen validate examples/seed.yaml")
+@app.command(
+    short_help="Check a topology file; report every problem at once.",
+    epilog="Example:\n  nsgen validate examples/seed.yaml",
+)
 @reported
-def validate(file: TopologyFile) -> None:
-    """Check a topology file and report every problem at once (exit 1 if any)."""
+def validate(
+    file: TopologyFile,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Problems, or the plan, as JSON on stdout (same exit status)."),
+    ] = False,
+) -> None:
+    """Check a topology file and report every problem at once, each at its line and column
+    (exit 1 if any)."""
+    if json_out:
+        _print_json(*validation(file))
     topology = load_topology(file)
     plan = build_plan(topology)
     bridges = sum(len(spec.bridges) for _, spec in topology.spaces())
     veths = sum(len(spec.interfaces) for _, spec in topology.spaces())
     typer.echo(
-        f"{file}: topology {topology.name!r} is valid: {len(topology.namespaces)} namespace(s), "
+        f"{source_name(file)}: topology {topology.name!r} is valid: "
+        f"{len(topology.namespaces)} namespace(s), "
         f"{bridges} bridge(s), {veths} veth pair(s), {len(plan.steps)} steps"
     )
 
 
 @app.command(
-    epilog="Examples: nsgen render examples/seed.yaml -o out/   (then: sudo out/setup.sh)\n"
-    "nsgen render examples/seed.yaml --install-to image/   (for a provisioning image)"
+    short_help="Write setup.sh, teardown.sh and check.sh (or print setup.sh).",
+    epilog="Examples:\n"
+    "  nsgen render examples/seed.yaml -o out/              then: sudo out/setup.sh\n"
+    "  nsgen render examples/seed.yaml | less               setup.sh to read\n"
+    "  nsgen render examples/seed.yaml --install-to image/  for a provisioning image",
 )
 @reported
 def render(
     file: TopologyFile,
     out: Annotated[
         Path | None,
-        typer.Option("-o", "--out", metavar="DIR", help="Directory to write the scripts into."),
+        typer.Option(
+            "-o",
+            "--out",
+            metavar="DIR",
+            help="Directory to write the scripts into (without it or --install-to: setup.sh "
+            "on stdout).",
+        ),
     ] = None,
     systemd: Annotated[
         bool,
         typer.Option(
-            "--systemd", help="Also write nsgen-<topology>.service running DIR's scripts."
+            "--systemd", help="Also write DIR/nsgen-<topology>.service running DIR's scripts."
         ),
     ] = False,
     install_to: Annotated[
@@ -165,11 +203,10 @@ def render(
     firewall: FirewallOption = None,
 ) -> None:
     """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, and iptables or
-    nftables), 0755.
-    With hosts: DIR/<host>/ for each host (and preflight.sh) and DIR/ansible/ (inventory and
-    playbooks)."""
-    if out is None and install_to is None:
-        raise UsageError("render: give -o DIR, --install-to PREFIX, or both")
+    nftables), 0755. Without -o or --install-to, print setup.sh. With hosts: DIR/<host>/ for
+    each host (and preflight.sh) and DIR/ansible/ (inventory and playbooks)."""
+    if systemd and out is None:
+        raise UsageError("--systemd writes DIR/nsgen-<topology>.service: give -o DIR")
     topology, fleet = load(file)
     if fleet is not None:
         if out is None or systemd or install_to is not None or firewall is not None:
@@ -183,12 +220,18 @@ def render(
             typer.echo(str(path))
         return
     plan = build_plan(topology, _style(style), _firewall(firewall))
+    if out is None and install_to is None:
+        typer.echo(render_scripts(plan)["setup.sh"], nl=False)
+        return
     written = write_bundle(plan, out, systemd=systemd, install_to=install_to)
     for path in written:
         typer.echo(str(path))
 
 
-@app.command(epilog="Example: sudo nsgen check examples/seed.yaml --json")
+@app.command(
+    short_help="Run the declared checks against the live network.",
+    epilog="Example:\n  sudo nsgen check examples/seed.yaml --json",
+)
 @reported
 def check(
     file: TopologyFile,
@@ -205,24 +248,35 @@ def check(
     """Run the topology's declared checks (ping, tcp, dns; reach or blocked) against the live
     network, through the same check.sh that render writes. Exit 1 if any check fails, 3 if the
     topology is not up (nothing is probed unless --anyway)."""
-    plan = build_plan(load_topology(file))
+    topology = load_topology(file)
+    plan = build_plan(topology)
     if anyway and (reason := why_not_up(plan.topology, plan.digest)) is not None:
         typer.echo(f"{plan.topology} is not up ({reason}); probing anyway", err=True)
-    results = run_checks(plan, anyway=anyway)
+    results = run_checks(plan, anyway=anyway, topology=topology)
     typer.echo(results_json(results, plan.topology) if json_out else format_results(results))
     if not all(r.passed for r in results):
         raise typer.Exit(1)
 
 
-def run_checks(plan: Plan, anyway: bool = False) -> list[CheckResult]:
+def run_checks(
+    plan: Plan, anyway: bool = False, topology: Topology | None = None
+) -> list[CheckResult]:
     """The plan's checks, run through its rendered check.sh; unless `anyway`, only if the
-    topology is up (NotUpError otherwise, before any probe)."""
+    topology is up (NotUpError otherwise, before any probe). With the topology, each failed
+    check carries the verdict of its computed path (nsgen explain) as `why`."""
     if not plan.probes:
         raise UsageError(f"{plan.topology} declares no checks (add a checks: list)")
     if not anyway:
         require_up(plan.topology, plan.digest)
     script = Renderer().script("check.sh", plan, [])
-    return run_check_script(script, plan.probes, budget(plan.probes))
+    results = run_check_script(script, plan.probes, budget(plan.probes))
+    if topology is None:
+        return results
+    from nsgen.explain import check_reason
+
+    return [
+        r if r.passed else replace(r, why=check_reason(topology, r.probe.number)) for r in results
+    ]
 
 
 LogOption = Annotated[
@@ -248,7 +302,10 @@ LockTimeout = Annotated[
 
 
 @app.command(
-    epilog="Example: sudo nsgen up examples/seed.yaml   (preview: nsgen up --dry-run FILE)"
+    short_help="Build the topology now, step by step, rolling back on failure.",
+    epilog="Examples:\n"
+    "  sudo nsgen up examples/seed.yaml\n"
+    "  nsgen up --dry-run examples/seed.yaml   the plan, nothing run",
 )
 @reported
 def up(
@@ -256,8 +313,15 @@ def up(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; run nothing.")
     ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="With --dry-run: the plan (or the problems) as JSON.")
+    ] = False,
     replace: Annotated[
-        bool, typer.Option("--replace", help="If it is up with other YAML: down, then up.")
+        bool,
+        typer.Option(
+            "--replace",
+            help="If it is up with other YAML, or drifted from it: down, then up.",
+        ),
     ] = False,
     log: LogOption = None,
     quiet: QuietOption = False,
@@ -280,25 +344,41 @@ def up(
     from nsgen.console import Console
     from nsgen.executor import Executor, Options
 
+    if json_out:
+        if not dry_run:
+            raise UsageError("up: --json goes with --dry-run")
+        _print_json(*validation(file, _style(style)))
     topology, fleet = load(file)
     if fleet is not None:
         if firewall is not None:
             raise UsageError("up: a topology with hosts: takes its firewall: from the file")
         _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
-    executor = Executor(build_plan(topology, _style(style), _firewall(firewall)))
+    executor = Executor(build_plan(topology, _style(style), _firewall(firewall)), topology=topology)
     if dry_run:
         typer.echo(executor.describe())
         return
     console = Console(quiet=quiet, verbose=verbose)
-    summary = executor.up(Options(console, log, lock_timeout, strict=strict), replace=replace)
-    typer.echo(summary, err=True)
+    try:
+        console.info(
+            executor.up(Options(console, log, lock_timeout, strict=strict), replace=replace)
+        )
+    finally:
+        console.close()
 
 
-@app.command(epilog="Examples: sudo nsgen down examples/seed.yaml   sudo nsgen down seed")
+@app.command(
+    short_help="Remove what up or setup.sh built, from its record.",
+    epilog="Examples:\n  sudo nsgen down examples/seed.yaml\n  sudo nsgen down seed",
+)
 @reported
 def down(
     target: Annotated[
-        str, typer.Argument(metavar="FILE|NAME", help="Topology file, or the topology's name.")
+        str,
+        typer.Argument(
+            metavar="FILE|NAME",
+            help="Topology file, or the topology's name.",
+            autocompletion=completion.file_or_topology,
+        ),
     ],
     log: LogOption = None,
     quiet: QuietOption = False,
@@ -321,7 +401,7 @@ def down(
     from nsgen.state import StateDir
 
     executor = None
-    if Path(target).is_file():
+    if target == STDIN or Path(target).is_file():
         topology, fleet = load(target)
         if fleet is not None:
             _fleet_playbook(fleet, "teardown.yml", "batch", False, replace=False, log=log)
@@ -332,7 +412,10 @@ def down(
         name = _topology_name(target)
     console = Console(quiet=quiet, verbose=verbose)
     options = Options(console, log, lock_timeout)
-    typer.echo(down_from_record(name, executor, options, forget=forget), err=True)
+    try:
+        console.info(down_from_record(name, executor, options, forget=forget))
+    finally:
+        console.close()
 
 
 def _fleet_playbook(
@@ -356,9 +439,51 @@ def _fleet_playbook(
     raise typer.Exit(status)
 
 
-@app.command(
-    epilog="Examples: sudo nsgen lab examples/seed.yaml   (a shell inside)\n"
-    "sudo nsgen lab examples/seed.yaml -- ip netns exec blue ping -c 2 192.0.2.10"
+lab_app = NsgenTyper(
+    cls=LabGroup,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
+    help="Build the topology in a sandbox (private network and /run/netns, /etc/netns, "
+    "/run/nsgen), with a simulated upstream behind every external interface. "
+    "`nsgen lab FILE` runs CMD or a shell in it, tears down and leaves nothing behind (exit: "
+    "CMD's status); `nsgen lab up FILE` leaves it up, to enter with `lab exec`/`lab shell` "
+    "from any terminal and remove with `lab down`.",
+    short_help="Build it in a throwaway sandbox, once or kept up (lab up, exec).",
+    epilog="Examples:\n"
+    "  sudo nsgen lab examples/seed.yaml             a shell inside; exit tears down\n"
+    "  sudo nsgen lab examples/seed.yaml --check\n"
+    "  sudo nsgen lab examples/seed.yaml -- ip netns exec blue ping -c 2 192.0.2.10\n"
+    "  sudo nsgen lab up examples/seed.yaml          prints the lab's name: seed\n"
+    "  sudo nsgen lab exec seed red -- ping -c 1 192.168.15.1\n"
+    "  sudo nsgen lab shell seed blue\n"
+    "  sudo nsgen lab down seed",
+)
+app.add_typer(lab_app, name="lab")
+
+DnsOption = Annotated[
+    bool, typer.Option("--dns", help=f"Run a DNS server (dnsmasq) at {DNS_SERVER} upstream.")
+]
+LabName = Annotated[
+    str,
+    typer.Argument(
+        metavar="NAME",
+        help="The lab's name (nsgen lab list).",
+        show_default=False,
+        autocompletion=completion.lab_names,
+    ),
+]
+
+
+@lab_app.command(
+    LabGroup.ONE_SHOT,
+    cls=LabOneShot,
+    hidden=True,
+    help="Build the topology in a throwaway sandbox, run CMD or a shell, tear down, leave "
+    "nothing behind. Exits with CMD's status.",
+    epilog="Examples:\n"
+    "  sudo nsgen lab examples/seed.yaml --check\n"
+    "  sudo nsgen lab examples/seed.yaml -- ip netns exec blue ping -c 2 192.0.2.10",
 )
 @reported
 def lab(
@@ -371,9 +496,7 @@ def lab(
             show_default=False,
         ),
     ] = None,
-    dns: Annotated[
-        bool, typer.Option("--dns", help=f"Run a DNS server (dnsmasq) at {DNS_SERVER} upstream.")
-    ] = False,
+    dns: DnsOption = False,
     run_checks_too: Annotated[
         bool,
         typer.Option(
@@ -386,30 +509,182 @@ def lab(
     verbose: VerboseOption = False,
     firewall: FirewallOption = None,
 ) -> None:
-    """Build the topology in a throwaway sandbox (private network and /run/netns, /etc/netns,
-    /run/nsgen), with a simulated upstream behind every external interface; run CMD or a
-    shell; tear down; leave nothing behind. Exits with CMD's status."""
     from nsgen.console import Console
     from nsgen.lab import run_lab
 
     topology = load_topology(file)
-    result = run_lab(
-        topology,
-        command or None,
-        Console(quiet=quiet, verbose=verbose),
-        dns=dns,
-        checks=run_checks if run_checks_too else None,
-        firewall=_firewall(firewall),
-    )
+    if run_checks_too and not topology.checks:
+        raise UsageError(f"{file}: --check: the topology declares no checks (add a checks: list)")
+    console = Console(quiet=quiet, verbose=verbose)
+    try:
+        result = run_lab(
+            topology,
+            command or None,
+            console,
+            dns=dns,
+            checks=(lambda plan: run_checks(plan, topology=topology)) if run_checks_too else None,
+            firewall=_firewall(firewall),
+        )
+    finally:
+        console.close()
     if result.leftovers:
         raise typer.Exit(1)
     raise typer.Exit(result.exit_code)
 
 
+@lab_app.command(
+    "up",
+    short_help="Build the topology in a sandbox that stays up; print its name.",
+    epilog="Examples:\n"
+    "  sudo nsgen lab up examples/seed.yaml\n"
+    "  sudo nsgen lab up examples/seed.yaml --name seed2 --dns",
+)
+@reported
+def lab_up(
+    file: TopologyFile,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", metavar="NAME", help="The lab's name (default: the topology's name)."
+        ),
+    ] = None,
+    dns: DnsOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build the topology in a sandbox that stays up, held by a small keeper process; print
+    the lab's name on stdout. Enter it with lab exec or lab shell; remove it with lab down."""
+    from nsgen.console import Console
+    from nsgen.lab import lab_up as build_lab
+
+    topology = load_topology(file)
+    console = Console(quiet=quiet, verbose=verbose)
+    try:
+        record = build_lab(topology, file, console, name=name, dns=dns)
+    finally:
+        console.close()
+    typer.echo(record.name)
+
+
+@lab_app.command(
+    "list",
+    short_help="List the labs: name, topology file, since, state.",
+    epilog="Example:\n  sudo nsgen lab list",
+)
+@reported
+def lab_list() -> None:
+    """List the labs that lab up left running: name, topology file, since, state (up,
+    starting, or gone: its keeper ended; a gone lab is listed once, then forgotten)."""
+    from nsgen.lab import lab_list as rows_of_labs
+
+    rows = rows_of_labs()
+    if not rows:
+        typer.echo("no labs", err=True)
+        return
+    table = [("NAME", "FILE", "SINCE", "STATE")]
+    table += [(r.name, r.file, r.since, r.state) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[3]]))
+
+
+LabNode = Annotated[
+    str,
+    typer.Argument(
+        metavar="NODE",
+        help="A namespace, container, pod or node of the lab, host (its root namespace) "
+        "or upstream.",
+        show_default=False,
+        autocompletion=completion.lab_nodes,
+    ),
+]
+
+
+@lab_app.command(
+    "exec",
+    short_help="Run a command in a node of a lab that is up.",
+    context_settings={**CONTEXT, "allow_interspersed_args": False},
+    epilog="Examples:\n"
+    "  sudo nsgen lab exec seed red -- ping -c 1 192.168.15.1\n"
+    "  sudo nsgen lab exec seed upstream -- ip -br addr",
+)
+@reported
+def lab_exec(
+    name: LabName,
+    node: LabNode,
+    command: Annotated[
+        list[str],
+        typer.Argument(metavar="-- CMD...", help="The command to run.", show_default=False),
+    ],
+) -> None:
+    """Run a command in a node of a lab that is up, from any terminal; exit with its
+    status."""
+    from nsgen.lab import lab_exec as exec_in_lab
+
+    if command[:1] == ["--"]:  # the parser keeps it once the arguments stopped being options
+        command = command[1:]
+    if not command:
+        raise UsageError("lab exec: give the command to run after --")
+    raise typer.Exit(exec_in_lab(name, node, command))
+
+
+@lab_app.command(
+    "shell",
+    short_help="Open a shell in a node of a lab that is up.",
+    epilog="Examples:\n"
+    "  sudo nsgen lab shell seed red\n"
+    "  echo 'ip -br addr' | sudo nsgen lab shell seed blue",
+)
+@reported
+def lab_shell(
+    name: LabName,
+    node: Annotated[
+        str,
+        typer.Argument(
+            metavar="NODE",
+            help="A namespace, container, pod or node of the lab, host (its root namespace, "
+            "the default) or upstream.",
+            autocompletion=completion.lab_nodes,
+        ),
+    ] = "host",
+) -> None:
+    """Open a shell in a node of a lab that is up (commands from stdin when it is not a
+    terminal), with nsgen on PATH; exit with the shell's status."""
+    from nsgen.lab import lab_exec as exec_in_lab
+
+    raise typer.Exit(exec_in_lab(name, node, None))
+
+
+@lab_app.command(
+    "down",
+    short_help="Tear a lab down, checked against the state before up.",
+    epilog="Example:\n  sudo nsgen lab down seed",
+)
+@reported
+def lab_down(name: LabName, quiet: QuietOption = False, verbose: VerboseOption = False) -> None:
+    """Tear a lab down: end what runs in it, undo the topology, compare the state with the
+    snapshot taken before up (exit 1, listing the differences, if any differ), then end its
+    keeper and with it the sandbox."""
+    from nsgen.console import Console
+    from nsgen.lab import lab_down as tear_down_lab
+
+    console = Console(quiet=quiet, verbose=verbose)
+    try:
+        leftovers = tear_down_lab(name, console)
+    finally:
+        console.close()
+    if leftovers:
+        raise typer.Exit(1)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead.")]
 
 
-@app.command(epilog="Example: sudo nsgen status examples/seed.yaml --json")
+@app.command(
+    short_help="Compare every declared object with the live state.",
+    epilog="Example:\n  sudo nsgen status examples/seed.yaml --json",
+)
 @reported
 def status(file: TopologyFile, json_out: JsonOption = False) -> None:
     """Compare every declared object (namespace, link, address, route, rule, sysctl, DNS file)
@@ -423,16 +698,53 @@ def status(file: TopologyFile, json_out: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
+DIAGRAM_FORMATS = ("mermaid", "dot", "svg", "png")
+DIAGRAM_SUFFIXES = {
+    ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+    ".dot": "dot",
+    ".gv": "dot",
+    ".svg": "svg",
+    ".png": "png",
+}
+
+
+def diagram_format(fmt: str | None, out: Path | None) -> str:
+    """--format if given, else the format -o's extension names, else mermaid (on stdout)."""
+    if fmt is not None:
+        if fmt not in DIAGRAM_FORMATS:
+            raise UsageError(f"--format {fmt}: expected mermaid, dot, svg or png")
+        return fmt
+    if out is None:
+        return "mermaid"
+    if out.suffix.lower() in DIAGRAM_SUFFIXES:
+        return DIAGRAM_SUFFIXES[out.suffix.lower()]
+    raise UsageError(
+        f"-o {out}: cannot tell the format from the extension (.mmd, .dot, .svg or .png); "
+        "give --format"
+    )
+
+
 @app.command(
-    epilog="Examples: nsgen diagram examples/seed.yaml > seed.mmd   "
-    "nsgen diagram examples/seed.yaml --format svg -o seed.svg"
+    short_help="Draw the topology: Mermaid, dot, svg or png.",
+    epilog="Examples:\n"
+    "  nsgen diagram examples/seed.yaml                 Mermaid on stdout\n"
+    "  nsgen diagram examples/seed.yaml -o seed.svg     the format from the extension\n"
+    "  nsgen diagram examples/seed.yaml -f dot -o seed.txt",
 )
 @reported
 def diagram(
     file: TopologyFile,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="mermaid (default), dot, svg or png.")
-    ] = "mermaid",
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="mermaid, dot, svg or png (default: from -o's extension .mmd, .dot, .svg, "
+            ".png; mermaid without -o).",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("-o", "--out", metavar="FILE", help="Write here (svg/png: required)."),
@@ -441,30 +753,111 @@ def diagram(
     """Draw the topology: namespaces, bridges, veth pairs with both ends' names and addresses,
     uplinks and NAT, published ports, Services and VXLAN tunnels. Mermaid renders on GitHub;
     svg and png need Graphviz's dot."""
-    from nsgen.diagram import IMAGE_FORMATS, dot, mermaid, render_image
+    from nsgen.diagram import dot, mermaid, render_image
 
+    chosen = diagram_format(fmt, out)
     topology = load_topology(file)
-    if fmt in ("mermaid", "dot"):
-        text = mermaid(topology) if fmt == "mermaid" else dot(topology)
+    if chosen in ("mermaid", "dot"):
+        text = mermaid(topology) if chosen == "mermaid" else dot(topology)
         if out is None:
             typer.echo(text, nl=not text.endswith("\n"))
         else:
             out.write_text(text)
         return
-    if fmt not in IMAGE_FORMATS:
-        raise UsageError(f"--format {fmt}: expected mermaid, dot, svg or png")
     if out is None:
-        raise UsageError(f"--format {fmt} writes a file: give -o FILE")
-    render_image(dot(topology), fmt, out)
+        raise UsageError(f"--format {chosen} writes a file: give -o FILE")
+    render_image(dot(topology), chosen, out)
     typer.echo(str(out))
 
 
-@app.command(epilog="Example: nsgen schema > topology.schema.json")
+@app.command(
+    short_help="Why a packet goes where it goes, hop by hop (and its reply).",
+    epilog="Examples:\n"
+    "  nsgen explain examples/seed.yaml blue 192.0.2.10\n"
+    "  nsgen explain examples/docker-bridge.yaml upstream host --port 8080 -f mermaid\n"
+    "  sudo nsgen explain --live examples/seed.yaml red blue   (seed is up)",
+)
+@reported
+def explain(
+    file: TopologyFile,
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FROM",
+            help="A namespace (container, pod, node), host, upstream (the lab's), or an "
+            "address one holds.",
+            show_default=False,
+        ),
+    ],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TO",
+            help="An address, a namespace (its first address), host, upstream, or a name in a "
+            "hosts file (a Service).",
+            show_default=False,
+        ),
+    ],
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, metavar="P", help="Destination port (tcp)."),
+    ] = None,
+    proto: Annotated[
+        str | None,
+        typer.Option(
+            "--proto", metavar="tcp|udp|icmp", help="Default: tcp with --port, else icmp."
+        ),
+    ] = None,
+    json_out: JsonOption = False,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="text|json|mermaid", help="Output format.")
+    ] = "text",
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also check the path against the running kernel, hop by hop, with one "
+            "probe packet (root; the topology must be up). Exit 1 where they differ.",
+        ),
+    ] = False,
+) -> None:
+    """Why a packet goes where it goes: its path from FROM to TO and back, hop by hop, computed
+    from the topology alone (routes, bridges, firewall rules, NAT, conntrack), with the step
+    of setup.sh behind each decision and a verdict in plain words. No root needed."""
+    from nsgen.explain import explain as compute
+    from nsgen.explain.output import as_json, mermaid, text
+
+    if fmt not in ("text", "json", "mermaid"):
+        raise UsageError(f"--format {fmt}: expected text, json or mermaid")
+    fmt = "json" if json_out else fmt
+    topology = load_topology(file)
+    if live:
+        from nsgen.explain.live import explain_live
+
+        report = explain_live(topology, source, target, proto, port)
+        typer.echo(report.as_json() if fmt == "json" else report.text().rstrip("\n"))
+        if not report.same:
+            raise typer.Exit(1)
+        return
+    explanation = compute(topology, source, target, proto, port)
+    shown = {"text": text, "json": as_json, "mermaid": mermaid}[fmt](explanation)
+    typer.echo(shown, nl=not shown.endswith("\n"))
+
+
+@app.command(
+    short_help="Print the JSON Schema of the topology format.",
+    epilog="Example:\n  nsgen schema > topology.schema.json",
+)
 def schema() -> None:
     """Print the JSON Schema of the topology format (for editors: yaml-language-server)."""
     from nsgen.schema import schema_text
 
     typer.echo(schema_text(), nl=False)
+
+
+def _print_json(text: str, exit_code: int) -> None:
+    typer.echo(text)
+    raise typer.Exit(exit_code)
 
 
 def _topology_name(text: str) -> str:
@@ -475,5 +868,6 @@ def _topology_name(text: str) -> str:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point (also `python -m nsgen`: the same name in usage lines and
+    the same completion variable, _NSGEN_COMPLETE)."""
+    sys.exit(app(prog_name="nsgen"))

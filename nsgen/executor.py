@@ -18,6 +18,7 @@ from plumbum import local
 
 from nsgen.console import Console, Log
 from nsgen.errors import NsgenError, PreflightError
+from nsgen.model import Topology
 from nsgen.plan import Plan
 from nsgen.render import RenderedStep, Renderer
 from nsgen.state import StateDir, topology_lock
@@ -36,6 +37,25 @@ class Interrupted(NsgenError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class DriftError(NsgenError):
+    """The topology is up, but the live state no longer matches it."""
+
+    exit_code = 1
+
+    def __init__(self, topology: str, drift: list[str]) -> None:
+        super().__init__(f"{topology} is up, but {len(drift)} object(s) drifted")
+        self.topology = topology
+        self.drift = drift
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.topology} is up, but the live state no longer matches it:",
+            *(f"  {line}" for line in self.drift),
+            "nothing was changed; 'nsgen up --replace' rebuilds it (down, then up), "
+            "'nsgen status' shows every object",
+        ]
 
 
 class NotRootError(NsgenError):
@@ -145,8 +165,13 @@ class Options:
 class Executor:
     """`up` and `down` of one topology's plan."""
 
-    def __init__(self, plan: Plan, renderer: Renderer | None = None) -> None:
+    def __init__(
+        self, plan: Plan, renderer: Renderer | None = None, topology: Topology | None = None
+    ) -> None:
+        """`topology`, when given, lets `up` compare a topology that is already up with the
+        live state (drift is refused, or rebuilt with replace)."""
         self.plan = plan
+        self.topology = topology
         self.renderer = renderer or Renderer()
         self.steps = self.renderer.steps(plan)
         self.prelude = self.renderer.prelude(plan, self.steps)
@@ -193,7 +218,11 @@ class Executor:
         digest = self.state.digest()
         journal = self.state.journal()
         if digest == self.plan.digest and journal.complete:
-            return f"{name} is already up and unchanged; nothing to do"
+            drift = self._drift()
+            if not drift:
+                return f"{name} is already up and unchanged; nothing to do"
+            if not replace:
+                raise DriftError(name, drift)
         if replace:
             return None
         if digest == self.plan.digest:
@@ -205,6 +234,22 @@ class Executor:
             f"{name} is up with a different topology (its record is in "
             f"{self.state.path}); run 'nsgen down {name}' first, or use --replace"
         )
+
+    def _drift(self) -> list[str]:
+        """What of the topology the live state no longer has as declared (empty without a
+        topology to compare with)."""
+        if self.topology is None:
+            return []
+        from nsgen.status import PRESENT, topology_status
+
+        return [
+            f"{row.kind} {row.name}"
+            + ("" if row.netns == "host" else f" (in {row.netns})")
+            + f": {row.state}"
+            + (f", {row.detail}" if row.detail else "")
+            for row in topology_status(self.topology)
+            if row.state != PRESENT and row.kind != "state"
+        ]
 
     def _preflight(self, options: Options) -> None:
         """setup.sh's preflight, run alone: raises its refusal; says its warnings."""

@@ -15,10 +15,12 @@ from pydantic.json_schema import SkipJsonSchema
 
 from nsgen.fields import (
     HOST,
+    CheckTarget,
     HostName,
     IfAddr,
     IfName,
     IpAddr,
+    Label,
     MacAddr,
     NsName,
     NsRef,
@@ -51,7 +53,8 @@ class Peer(Strict):
         description="Interface name of the far end. Default, when the near end's name is "
         "derived: 'veth-<namespace>-br' on a bridge, 'veth-<namespace>-host' in the root "
         "namespace; when it is given: '<namespace>-<near name>'; in another named namespace "
-        "off any bridge: 'veth-<namespace>'.",
+        "off any bridge: 'veth-<namespace>'. A default over 15 bytes becomes 'veth' and 7 "
+        "hex digits of its sha256.",
     )
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of the far end.")
     hairpin: bool = Field(
@@ -66,7 +69,9 @@ class Interface(Strict):
     """One end of a veth pair, living in the namespace that declares it."""
 
     name: IfName | None = Field(
-        None, description="Interface name. Default: 'veth-<namespace>' (required in 'host')."
+        None,
+        description="Interface name. Default: 'veth-<namespace>', or 'veth' and 7 hex digits "
+        "of its sha256 when that is over 15 bytes (required in 'host').",
     )
     peer: Peer = Field(description="Where the other end of the pair goes.")
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of this end.")
@@ -173,10 +178,8 @@ class Namespace(Strict):
 class Check(Strict):
     """A connectivity check: `from` a namespace, `to` an address or a namespace's name."""
 
-    model_config = Strict.model_config | {"populate_by_name": True}
-
     from_: NsRef = Field(HOST, alias="from", description="Namespace the probe runs in.")
-    to: str | None = Field(
+    to: CheckTarget | None = Field(
         None, description="Address, or a namespace's name (its first address). Not for dns."
     )
     kind: Literal["ping", "tcp", "dns"] = Field("ping", description="What to probe.")
@@ -194,8 +197,8 @@ class Check(Strict):
 class Group(Strict):
     """Namespaces that belong together in a picture (a Docker network, a Kubernetes node)."""
 
-    name: str = Field(description="Label of the group.")
-    kind: str = Field("group", description="What the group stands for, e.g. 'k8s node'.")
+    name: Label = Field(description="Label of the group.")
+    kind: Label = Field("group", description="What the group stands for, e.g. 'k8s node'.")
     members: list[NsRef] = Field(default_factory=list)
 
 

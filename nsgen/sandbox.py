@@ -25,6 +25,11 @@ MARKER = "nsgen-sandbox"
 
 PRIVATE_DIRS = ("/run/netns", "/etc/netns", "/run/nsgen")
 
+LABS_DIR = "/run/nsgen-labs"
+"""Where the records of detached labs live (nsgen.labs), outside their sandboxes. A sandbox
+made with `private_labs` (the tests') gets a tmpfs of its own here, so the labs its tests
+start never reach the machine's list."""
+
 
 def _check(result: int, what: str) -> None:
     try:
@@ -83,18 +88,21 @@ def require_sandbox() -> None:
         )
 
 
-def enter_sandbox() -> None:
-    """Move the calling process (which must be single-threaded) into a new sandbox."""
+def enter_sandbox(private_labs: bool = False) -> None:
+    """Move the calling process (which must be single-threaded) into a new sandbox; with
+    `private_labs`, with a private LABS_DIR too."""
     if os.geteuid() != 0:
         raise NsgenError("sandbox: needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
-    for path in PRIVATE_DIRS:
+    private = PRIVATE_DIRS + ((LABS_DIR,) if private_labs else ())
+    for path in private:
         os.makedirs(path, exist_ok=True)  # the mount points; empty directories on the host
     outside = _netns_inode()
     libc = kernel.libc()
     _check(libc.unshare(kernel.CLONE_NEWNET | kernel.CLONE_NEWNS), "unshare(network, mount)")
-    private = kernel.MS_REC | kernel.MS_PRIVATE
-    _check(libc.mount(None, b"/", None, private, None), "making / private")
-    for path in PRIVATE_DIRS:
+    _check(
+        libc.mount(None, b"/", None, kernel.MS_REC | kernel.MS_PRIVATE, None), "making / private"
+    )
+    for path in private:
         _check(
             libc.mount(MARKER.encode(), path.encode(), b"tmpfs", 0, b"mode=0755"),
             f"mounting a tmpfs on {path}",
@@ -109,16 +117,16 @@ def enter_sandbox() -> None:
 
 
 def run_in_sandbox(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    """Run function(*args, **kwargs) in a forked child inside a fresh sandbox; the sandbox and
-    everything in it vanish when the child exits. An exception in the child is re-raised here
-    as an AssertionError carrying the child's traceback."""
+    """Run function(*args, **kwargs) in a forked child inside a fresh sandbox (with a private
+    LABS_DIR); the sandbox and everything in it vanish when the child exits. An exception in
+    the child is re-raised here as an AssertionError carrying the child's traceback."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         os.close(read_fd)
         status = 0
         try:
-            enter_sandbox()
+            enter_sandbox(private_labs=True)
             function(*args, **kwargs)
         except BaseException:
             os.write(write_fd, traceback.format_exc().encode())
@@ -143,6 +151,36 @@ INTERNET_HOST = "192.0.2.10"
 DNS_SERVER = "198.51.100.53"
 """Where the simulated upstream answers DNS when asked to (dnsmasq)."""
 TEST_ZONE = "example.test"
+
+LAB_RESOLV_CONF = f"""\
+# nsgen lab: every namespace without a resolv.conf of its own asks the simulated upstream.
+# With --dns, dnsmasq answers there; without it nothing listens, and a lookup fails at once.
+nameserver {DNS_SERVER}
+options timeout:1 attempts:1
+"""
+LAB_RESOLV_SOURCE = "/run/nsgen/.lab-resolv.conf"
+
+
+def use_lab_resolver() -> None:
+    """Give the sandbox's mount namespace LAB_RESOLV_CONF as /etc/resolv.conf, so no name
+    lookup in the lab waits on the machine's own resolver (which the lab cannot reach).
+    Namespaces with DNS of their own keep it: `ip netns exec` mounts /etc/netns/NS/resolv.conf
+    over this one. The file is bind-mounted from LAB_RESOLV_SOURCE, in the sandbox's own
+    /run/nsgen (it must stay linked: the kernel mounts nothing over an unlinked file), and
+    vanishes with the sandbox. A missing /etc/resolv.conf (or a symlink to nowhere) is left as
+    it is: glibc then asks 127.0.0.1, which answers at once."""
+    require_sandbox()
+    target = os.path.realpath("/etc/resolv.conf")
+    if not os.path.isfile(target):
+        return
+    with open(LAB_RESOLV_SOURCE, "w", encoding="ascii") as conf:
+        conf.write(LAB_RESOLV_CONF)
+    _check(
+        kernel.libc().mount(
+            LAB_RESOLV_SOURCE.encode(), target.encode(), None, kernel.MS_BIND, None
+        ),
+        f"bind-mounting the lab's resolv.conf over {target}",
+    )
 
 
 @dataclass
@@ -211,14 +249,19 @@ def build_upstream(external: list[str], routes_back: list[str] | None = None) ->
     return up
 
 
-def start_dns(up: Upstream, records: dict[str, str] | None = None) -> None:
-    """Start dnsmasq in the upstream namespace, answering only the test zone (never forwarding)."""
+def start_dns(up: Upstream, records: dict[str, str] | None = None, orphan: bool = False) -> None:
+    """Start dnsmasq in the upstream namespace, answering only the test zone (never forwarding).
+
+    With `orphan`, dnsmasq is started through `setsid --fork`, so it is no child of this
+    process: started in a detached lab's PID namespace, its parent is then the lab's keeper
+    (PID 1 there), which reaps it, and it ends with the lab. stop_dns does not stop it."""
     records = records or {f"www.{TEST_ZONE}": INTERNET_HOST}
     args = [
         "ip",
         "netns",
         "exec",
         up.netns,
+        *(["setsid", "--fork"] if orphan else []),
         "dnsmasq",
         "--keep-in-foreground",
         "--no-resolv",
@@ -231,7 +274,13 @@ def start_dns(up: Upstream, records: dict[str, str] | None = None) -> None:
         f"--local=/{TEST_ZONE}/",
     ]
     args += [f"--host-record={name},{address}" for name, address in sorted(records.items())]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if orphan:
+        subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=10)
+        return
+    # a session of its own: a lab shell's ^C or a closed terminal must not reach it
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     up.dns_pid = process.pid
     _dns_processes[process.pid] = process
 

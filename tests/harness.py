@@ -118,3 +118,9 @@ def wait_until_up(dev: str, netns: str | None = None, seconds: float = 5) -> Non
             return
         time.sleep(0.02)
     raise AssertionError(f"{dev} did not come up within {seconds} s")
+
+
+def shown(value: str) -> str:
+    """How a message shows a plain value: quoted, at most 60 characters and '…'
+    (nsgen.errors cuts every quoted value of a problem so)."""
+    return repr(value) if len(value) <= 60 else repr(value[:60])[:-1] + "…'"

@@ -225,12 +225,14 @@ def test_check_sh_names_the_labs_upstream_namespace() -> None:
 
 
 def test_a_hostile_to_stays_one_quoted_line_of_check_sh(tmp_path: Path) -> None:
-    # the model takes any text in `to` (the cross-object checks refuse this one): the label
-    # and the argument must not leave their places even so
+    # the model refuses such a `to` (tests/test_validation.py); built past validation, the
+    # label and the argument must not leave their places even so (a second line of defence)
     hostile = "10.0.0.1\nnsgen-check\t1\tPASS\treach\t1\tforged\t\n$(touch /tmp/x)"
-    topology = Topology.model_validate(
-        {"name": "h", "namespaces": {"a": {}}, "checks": [{"from": "a", "to": hostile}]}
+    valid = Topology.model_validate(
+        {"name": "h", "namespaces": {"a": {}}, "checks": [{"from": "a", "to": "10.0.0.1"}]}
     )
+    check = valid.checks[0].model_copy(update={"to": hostile})
+    topology = valid.model_copy(update={"checks": [check]})
     (probe,) = plan_probes(topology)
     assert "\n" not in probe.label and "\t" not in probe.label
     script = render_scripts(build_plan(topology))["check.sh"]
@@ -293,6 +295,7 @@ def test_json_has_a_field_for_each_part_of_a_check() -> None:
         "reason": "connected; web answered",
         "ms": 0.7,
         "endpoint": "web",
+        "why": "",
     }
     failed = CheckResult(_probe(1), "blocked", "network unreachable (no route)", 0.3, None)
     assert format_results([result, failed]).splitlines() == [

@@ -330,7 +330,7 @@ def test_network_problems_have_paths() -> None:
         "front": {"subnet": "10.10.0.0/24", "gateway": "10.11.0.1"},
         "over": {"subnet": "10.10.0.0/16"},
         "six": {"subnet": "fd00::/64"},
-        "averyverylongname": {"subnet": "10.60.0.0/24"},
+        "averyverylongname": {"subnet": "10.60.0.0/24", "bridge": "br-front"},
         "shut": {"subnet": "10.70.0.0/24", "internal": True, "masquerade": True},
         "typo": {"subnett": "10.80.0.0/24"},
     }
@@ -342,7 +342,7 @@ def test_network_problems_have_paths() -> None:
         "networks.front.gateway",
         "networks.over.subnet",
         "networks.six.subnet",
-        "networks.averyverylongname",
+        "networks.averyverylongname.bridge",
         "networks.shut.masquerade",
     ]
     assert found[1][1] == ("unknown key 'subnett' (did you mean 'subnet'?)")
@@ -352,8 +352,7 @@ def test_network_problems_have_paths() -> None:
         found[1][1] == "10.10.0.0/16 overlaps 10.10.0.0/24 of network front (networks.front.subnet)"
     )
     assert "IPv6" in found[2][1]
-    assert found[3][1].startswith("the derived bridge name 'br-averyverylongname' is 20 bytes")
-    assert "set 'bridge:' explicitly" in found[3][1]
+    assert found[3][1] == "bridge br-front is already the bridge of network front"
 
 
 def test_bridge_name_clashes_are_errors() -> None:
@@ -478,7 +477,8 @@ def test_more_publish_and_name_problems() -> None:
     assert problems(data) == [
         (
             "containers.web.publish[0].host_ip",
-            "fd00::1 is not an IPv4 address (published ports are iptables rules)",
+            "fd00::1 is IPv6: Docker-style networks are IPv4 here (their isolation, NAT and "
+            "published ports are iptables rules, and nsgen writes IPv4 firewall rules only)",
         ),
         (
             "containers.alone.publish[0]",

@@ -221,6 +221,36 @@ def test_up_twice_and_down_twice_change_nothing_the_second_time(tmp_path: Path) 
 
 
 @sandboxed
+def test_up_of_a_drifted_topology_refuses_naming_the_drift_and_replace_rebuilds_it(
+    tmp_path: Path,
+) -> None:
+    """Reproduced: a route deleted by hand, and `nsgen up` said 'already up and unchanged'."""
+    with upstream(["eth0"]):
+        before = take_snapshot()
+        assert nsgen("up", SEED).returncode == 0
+        wait_until_up("br0")
+        assert run("ip", "route", "del", "default", netns="red").returncode == 0
+        assert run("ip", "link", "set", "veth-blue-br", "down").returncode == 0
+        drifted = take_snapshot()
+        again = nsgen("up", SEED)
+        assert again.returncode == 1
+        assert again.stderr.splitlines() == [
+            "seed is up, but the live state no longer matches it:",
+            "  veth veth-blue-br: different, down",
+            "  route default via 192.168.15.254 (in red): missing",
+            "nothing was changed; 'nsgen up --replace' rebuilds it (down, then up), "
+            "'nsgen status' shows every object",
+        ]
+        assert_same_state(drifted)
+        rebuilt = nsgen("up", SEED, "--replace", "-q")
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        wait_until_up("br0")
+        assert "already up and unchanged" in nsgen("up", SEED).stderr
+        assert nsgen("down", SEED).returncode == 0
+        assert_same_state(before)
+
+
+@sandboxed
 def test_up_with_changed_yaml_refuses_unless_replace(tmp_path: Path) -> None:
     changed = tmp_path / "seed.yaml"
     changed.write_text(SEED.read_text().replace("192.168.15.1/24", "192.168.15.3/24"))

@@ -128,8 +128,7 @@ def test_host_fields_are_checked_with_a_did_you_mean() -> None:
     assert problems(data) == [
         "f.yaml: hosts.alpha.address: required key is missing",
         "f.yaml: hosts.alpha.adress: unknown key 'adress' (did you mean 'address'?)",
-        "f.yaml: hosts.beta.ansible.ansible_port: Input should be greater than or equal to 1 "
-        "(got 0)",
+        "f.yaml: hosts.beta.ansible.ansible_port: must be greater than or equal to 1, got 0",
         "f.yaml: hosts.beta.ansible.ansible_usr: unknown key 'ansible_usr' (did you mean "
         "'ansible_user'?)",
         "f.yaml: hosts.gamma.ansible.ansible_host: \"{{ lookup('pipe', 'id') }}\" holds '{{', "

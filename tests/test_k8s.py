@@ -480,7 +480,7 @@ WEB = "cluster/services/web"
 WEB_NP = "cluster/services/web-np"
 
 VALIDATION_CASES = [
-    (_set(C, None), ["cluster: expected a mapping (key: value), got None"]),
+    (_set(C, None), ["cluster: expected a mapping (key: value), got null"]),
     (
         _set("cluster/nodes/node1/pod", []),
         ["cluster.nodes.node1.pod: unknown key 'pod' (did you mean 'pods'?)"],
@@ -494,7 +494,7 @@ VALIDATION_CASES = [
     ),
     (
         _set("cluster/mode", "overlay"),
-        ["cluster.mode: Input should be 'host-gw' or 'vxlan' (got 'overlay')"],
+        ["cluster.mode: must be 'host-gw' or 'vxlan', got 'overlay'"],
     ),
     (
         _set(NODES, {}),
@@ -616,10 +616,7 @@ VALIDATION_CASES = [
     ),
     (
         _set("cluster/services/web/type", "LoadBalancer"),
-        [
-            "cluster.services.web.type: Input should be 'ClusterIP' or 'NodePort' (got "
-            "'LoadBalancer')"
-        ],
+        ["cluster.services.web.type: must be 'ClusterIP' or 'NodePort', got 'LoadBalancer'"],
     ),
     (
         _set("cluster/services/Web", {"port": 80}),
@@ -638,7 +635,7 @@ VALIDATION_CASES = [
     ),
     (
         _set("cluster/services/web/port", None),
-        ["cluster.services.web.port: expected an integer, got None"],
+        ["cluster.services.web.port: expected an integer, got null"],
     ),
     (
         _many_pods,
@@ -697,7 +694,11 @@ VALIDATION_CASES = [
     ),
     (
         _set("cluster/pod_cidr", "fd00:244::/56"),
-        ["cluster.pod_cidr: fd00:244::/56 is IPv6: nsgen's cluster is IPv4 only"],
+        [
+            "cluster.pod_cidr: fd00:244::/56 is IPv6: nsgen's cluster is IPv4 only (kube-proxy's "
+            "Services and the pod masquerade are iptables rules, and nsgen writes IPv4 firewall "
+            "rules only)"
+        ],
     ),
     (
         _set("cluster/pod_cidr", "10.244.0.1/16"),

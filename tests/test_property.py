@@ -27,8 +27,10 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
 from nsgen.errors import TopologyError
+from nsgen.fields import NAME_MAX, _description
 from nsgen.load import parse_yaml, topology_from_data
 from nsgen.model import HOST
+from nsgen.names import fitted
 from nsgen.plan import build_plan
 from nsgen.render import render_scripts
 
@@ -51,13 +53,25 @@ def names(draw: Any, first: str = NAME_FIRST, rest: str = NAME_REST, max_size: i
 
 
 IFNAMES = names()
-NSNAMES = names().filter(lambda n: n != HOST)
-TOPOLOGY_NAMES = names(rest=TOPOLOGY_REST)
+NSNAMES = names(max_size=NAME_MAX).filter(lambda n: n != HOST)
+TOPOLOGY_NAMES = names(rest=TOPOLOGY_REST, max_size=NAME_MAX)
+
+
+def _description_accepted(text: str) -> bool:
+    try:
+        _description(text)
+    except ValueError:
+        return False
+    return True
+
+
 # Free text, with what the scripts' header must survive: quotes, $(...), backticks, line breaks.
 DESCRIPTIONS = st.text(
     alphabet=st.characters(codec="utf-8").filter(lambda c: c.isprintable() or c == "\n"),
     max_size=80,
-) | st.sampled_from(["$(touch /tmp/x)\n`id`; echo 'x' \"y\" \\", "\n\n#!/bin/sh\nrm -rf /"])
+).filter(_description_accepted) | st.sampled_from(
+    ["$(touch /tmp/x)\n`id`; echo 'x' \"y\" \\ z", "\n\n#!/bin/sh\nrm -rf /"]
+)
 HOSTNAMES = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9](\.[a-z]{2,6}){0,2}", fullmatch=True)
 
 
@@ -108,15 +122,15 @@ def topologies(draw: Any) -> dict[str, Any]:
         if v6:
             addresses.append(f"{net6.network_address + i + 2}/64")
         iface: dict[str, Any] = {"peer": {"bridge": bridge}, "addresses": addresses}
-        # Derived names are veth-<ns> and veth-<ns>-br: they fit in 15 bytes up to 7 characters.
-        if len(ns) > 7 or draw(st.booleans()):
+        # Derived names are veth-<ns> and veth-<ns>-br, or their short forms when over 15 bytes.
+        if draw(st.booleans()):
             near = draw(IFNAMES)
             iface["name"] = near
             peer = draw(IFNAMES.filter(lambda n: n not in host_names))
             iface["peer"]["name"] = peer
         else:
-            near = f"veth-{ns}"
-            peer = f"{near}-br"
+            near = fitted(f"veth-{ns}")
+            peer = fitted(f"veth-{ns}-br")
             if peer in host_names:
                 peer = draw(IFNAMES.filter(lambda n: n not in host_names))
                 iface["peer"]["name"] = peer

@@ -87,7 +87,15 @@ def test_rendered_scripts_carry_no_dependency_on_nsgen_or_python(
         assert "elif command -v python3 >/dev/null; then" in check.read_text()
 
 
-def test_render_needs_a_destination() -> None:
+def test_render_without_a_destination_prints_setup_sh(tmp_path: Path) -> None:
     result = nsgen("render", SEED)
+    assert result.returncode == 0, result.stderr
+    assert nsgen("render", SEED, "-o", tmp_path).returncode == 0
+    assert result.stdout == (tmp_path / "setup.sh").read_text()
+    assert result.stderr == ""
+
+
+def test_render_systemd_needs_a_directory() -> None:
+    result = nsgen("render", SEED, "--systemd")
     assert result.returncode == 2
-    assert result.stderr.strip() == "render: give -o DIR, --install-to PREFIX, or both"
+    assert result.stderr.strip() == "--systemd writes DIR/nsgen-<topology>.service: give -o DIR"

@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 209a416a4ed775ca4f766735fe619430a4353bfada0d0bc0cf9c46ad388d0764.
+# d4f1889baeee70abecbaaea0abf830421464be844ba1594a5e05e94f5a28998f.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:docker-bridge).
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=209a416a4ed775ca4f766735fe619430a4353bfada0d0bc0cf9c46ad388d0764
+readonly NSGEN_DIGEST=d4f1889baeee70abecbaaea0abf830421464be844ba1594a5e05e94f5a28998f
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 0d22bfbc935ff93dd53ed56413d6c4a9e5dce6fe82cf31c8d82ab2e2c7f56365.
+# de7b39b570de4cdc92c95750b6091ec79389620b0a7ff8d2a6fd17f3f9c58bf0.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:k8s).
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=0d22bfbc935ff93dd53ed56413d6c4a9e5dce6fe82cf31c8d82ab2e2c7f56365
+readonly NSGEN_DIGEST=de7b39b570de4cdc92c95750b6091ec79389620b0a7ff8d2a6fd17f3f9c58bf0
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

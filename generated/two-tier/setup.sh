@@ -70,6 +70,10 @@ nsgen_save_sysctl() {
       { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
       : >"$record/$NSGEN_TOPOLOGY"
   } || status=$?
+  if ((status != 0)); then # (a sysctl the kernel lacks) leave no record of a value never read
+    [[ -s $record/original ]] || rm -f -- "$record/original"
+    rmdir -- "$record" /run/nsgen/.sysctl 2>/dev/null || true
+  fi
   nsgen_unlock_sysctls
   return "$status"
 }

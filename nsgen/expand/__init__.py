@@ -8,7 +8,12 @@ An expander is a module with:
         KEYS that the file has. Returns the topology with the generated core objects added
         (and `groups` for diagrams), and every problem found in the sugar, with field paths
         as they appear in the file (e.g. "containers.web.publish[0]").
-  SCHEMA_MODEL: a pydantic model whose fields are KEYS (optional; for `nsgen schema`)
+  check(sugar) -> list[Problem]
+        the problems of the vocabulary's own fields alone, without the core part of the
+        file: run when the core part is invalid (so `expand` cannot), so that one pass
+        reports both.
+  SCHEMA_MODEL: a pydantic model whose fields are KEYS (for `nsgen schema`, and for the
+        messages: the keys are known top-level keys, their models places a key may belong)
 """
 
 from __future__ import annotations
@@ -19,11 +24,24 @@ from typing import Any
 from nsgen import fleet
 from nsgen.errors import Problem
 from nsgen.expand import docker, k8s
+from nsgen.messages import declare_file_keys
 from nsgen.model import Topology
 
 EXPANDERS: tuple[ModuleType, ...] = (docker, k8s, fleet)
 """Every expander, in the order they are applied. `nsgen.fleet` (hosts:) comes last: it
 places the expanded topology on machines and changes nothing in it."""
+
+
+def _file_keys() -> dict[str, Any]:
+    """Every expander's top-level keys with the types of their values."""
+    return {
+        key: module.SCHEMA_MODEL.model_fields[key].annotation
+        for module in EXPANDERS
+        for key in module.KEYS
+    }
+
+
+declare_file_keys(_file_keys)
 
 
 def expanders() -> list[ModuleType]:
@@ -56,3 +74,13 @@ def expand(
             topology, found = module.expand(topology, sugar[module])
             problems.extend(found)
     return topology, problems
+
+
+def check_sugar(sugar: dict[ModuleType, dict[str, Any]]) -> list[Problem]:
+    """The problems every expander finds in its own keys without the core model."""
+    return [
+        problem
+        for module in expanders()
+        if module in sugar
+        for problem in module.check(sugar[module])
+    ]

@@ -23,7 +23,6 @@ See docs/docker.md for every key. `expand` follows the contract in `nsgen.expand
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -34,16 +33,16 @@ from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 from nsgen.errors import Problem
 from nsgen.fields import (
     HOST,
-    IFNAMSIZ,
     IfName,
     IpAddr,
     NsName,
     Strict,
     Subnet,
+    shown,
 )
 from nsgen.messages import format_path, pydantic_problems
 from nsgen.model import EXPANDED, Group, Topology
-from nsgen.names import near_name, peer_name
+from nsgen.names import fitted, near_name, peer_name, short_name
 
 KEYS = ("networks", "containers")
 
@@ -59,7 +58,8 @@ CHAIN_LIMIT = 28
 _NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
 _PUBLISH_RE = re.compile(
-    r"(?:(?P<ip>[0-9.]+):)?(?P<published>[0-9]+):(?P<target>[0-9]+)(?:/(?P<protocol>[a-z]+))?"
+    r"(?:(?P<ip>[0-9.]{1,15}):)?(?P<published>[0-9]{1,5}):(?P<target>[0-9]{1,5})"
+    r"(?:/(?P<protocol>[a-z]{1,8}))?"
 )
 _PUBLISH_FORM = "HOST_PORT:CONTAINER_PORT[/tcp|udp] or HOST_IP:HOST_PORT:CONTAINER_PORT[/...]"
 
@@ -67,10 +67,18 @@ _PUBLISH_FORM = "HOST_PORT:CONTAINER_PORT[/tcp|udp] or HOST_IP:HOST_PORT:CONTAIN
 # ---- the vocabulary ----------------------------------------------------------------------
 
 
+def _ipv6_refused(value: str) -> str:
+    """Why an IPv6 value is refused where a Docker-style network needs IPv4."""
+    return (
+        f"{value} is IPv6: Docker-style networks are IPv4 here (their isolation, NAT and "
+        "published ports are iptables rules, and nsgen writes IPv4 firewall rules only)"
+    )
+
+
 def _network_name(value: str) -> str:
     if not _NETWORK_RE.fullmatch(value) or len(value) > 64:
         raise ValueError(
-            f"{value!r} is not a valid network name: 1 to 64 letters, digits, "
+            f"{shown(value)} is not a valid network name: 1 to 64 letters, digits, "
             "'_', '-', '.', starting with a letter or digit"
         )
     return value
@@ -80,7 +88,7 @@ def _container_host_name(value: str) -> str:
     labels = value.rstrip(".").split(".")
     if not all(_LABEL_RE.fullmatch(label) and len(label) <= 63 for label in labels):
         raise ValueError(
-            f"{value!r} cannot be a container name: the other containers resolve it "
+            f"{shown(value)} cannot be a container name: the other containers resolve it "
             "as a host name, so use letters, digits and '-' (no '_'; '.' only "
             "between labels)"
         )
@@ -136,7 +144,7 @@ class PortLong(Strict):
     )
 
 
-PublishText = Annotated[str, Field(pattern=r"^([0-9.]+:)?[0-9]+:[0-9]+(/(tcp|udp))?$")]
+PublishText = Annotated[str, Field(pattern=r"^([0-9.]{1,15}:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")]
 
 
 class Container(Strict):
@@ -210,13 +218,13 @@ def _parse(sugar: dict[str, Any], problems: list[Problem]) -> tuple[Sugar, list[
     for key, (name_type, model) in kinds.items():
         value = sugar.get(key, {})
         if not isinstance(value, dict):
-            problems.append(Problem(key, f"expected a mapping (name: ...), got {value!r}"))
+            problems.append(Problem(key, f"expected a mapping (name: ...), got {shown(value)}"))
             continue
         for name, spec in value.items():
             if key == "networks":
                 declared.append(str(name))
             where = (key, str(name))
-            good_name = _validate(name_type, name, where, problems)
+            good_name = _validate(name_type, name, (*where, "[key]"), problems)
             good_spec = _validate(
                 model, {} if spec is None and key == "containers" else spec, where, problems
             )
@@ -237,12 +245,12 @@ class Publish:
 
 
 def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | None:
-    match = _PUBLISH_RE.fullmatch(text.strip())
+    match = _PUBLISH_RE.fullmatch(text)
     if not match:
         problems.append(
             Problem(
                 path,
-                f"{text!r} is not a port mapping: write {_PUBLISH_FORM}, "
+                f"{shown(text)} is not a port mapping: write {_PUBLISH_FORM}, "
                 "e.g. '8080:80/tcp' (nsgen publishes fixed host ports only, "
                 "one port per entry)",
             )
@@ -250,13 +258,13 @@ def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | No
         return None
     protocol = match["protocol"] or "tcp"
     if protocol not in ("tcp", "udp"):
-        problems.append(Problem(path, f"{text!r}: protocol {protocol!r} is not tcp or udp"))
+        problems.append(Problem(path, f"{shown(text)}: protocol {protocol!r} is not tcp or udp"))
         return None
     ports = []
     for key in ("published", "target"):
         port = int(match[key])
         if not 1 <= port <= 65535:
-            problems.append(Problem(path, f"{text!r}: port {port} is outside 1-65535"))
+            problems.append(Problem(path, f"{shown(text)}: port {port} is outside 1-65535"))
             return None
         ports.append(port)
     host_ip = None
@@ -264,7 +272,7 @@ def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | No
         try:
             host_ip = str(ipaddress.IPv4Address(match["ip"]))
         except ValueError:
-            problems.append(Problem(path, f"{text!r}: {match['ip']!r} is not an IPv4 address"))
+            problems.append(Problem(path, f"{shown(text)}: {match['ip']!r} is not an IPv4 address"))
             return None
     return Publish(protocol, ports[0], ports[1], host_ip, path)
 
@@ -290,19 +298,14 @@ def _publish_entry(
         if port is None:
             return None
         if port.host_ip is not None and ":" in port.host_ip:
-            problems.append(
-                Problem(
-                    format_path((*prefix, "host_ip")),
-                    f"{port.host_ip} is not an IPv4 address (published ports are iptables rules)",
-                )
-            )
+            problems.append(Problem(format_path((*prefix, "host_ip")), _ipv6_refused(port.host_ip)))
             return None
         return Publish(port.protocol, port.published, port.target, port.host_ip, path)
     problems.append(
         Problem(
             path,
             f"expected '{_PUBLISH_FORM}' or a mapping "
-            f"{{published, target, protocol, host_ip}}, got {value!r}",
+            f"{{published, target, protocol, host_ip}}, got {shown(value)}",
         )
     )
     return None
@@ -342,7 +345,7 @@ def _container_networks(
             Problem(
                 path,
                 "expected a list of network names, or a mapping "
-                f"network: {{address: ...}}, got {value!r}",
+                f"network: {{address: ...}}, got {shown(value)}",
             )
         )
     out: list[Attach] = []
@@ -404,8 +407,20 @@ class Box:
 def veth_name(topology: str, container: str, network: str) -> str:
     """The host end of a container's veth pair: 'veth' + 7 hex digits, like Docker's, derived
     from the topology, container and network names (the same file always gives the same)."""
-    digest = hashlib.sha256(f"{topology}/{container}/{network}".encode()).hexdigest()
-    return f"veth{digest[:7]}"
+    return short_name(f"{topology}/{container}/{network}")
+
+
+BRIDGE_DIGITS = 12
+"""Docker names a user-defined network's bridge br- and 12 hex digits of the network's id."""
+
+
+def bridge_name(network: str) -> str:
+    """The host bridge of a network without `bridge:`: docker0 for the default network,
+    'br-<network>' when that fits IFNAMSIZ, else 'br-' and 12 hex digits of its sha256 (the
+    shape of Docker's own br-<network id>)."""
+    if network == DEFAULT_NETWORK:
+        return "docker0"
+    return fitted(f"br-{network}", "br-", BRIDGE_DIGITS)
 
 
 def chain_names(topology: str) -> tuple[str, str]:
@@ -467,13 +482,7 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
         base = f"networks.{name}"
         subnet = ipaddress.ip_network(spec.subnet)
         if not isinstance(subnet, ipaddress.IPv4Network):
-            problems.append(
-                Problem(
-                    f"{base}.subnet",
-                    f"{spec.subnet} is IPv6: Docker-style "
-                    "networks are IPv4 here (their rules are iptables rules)",
-                )
-            )
+            problems.append(Problem(f"{base}.subnet", _ipv6_refused(spec.subnet)))
             continue
         if subnet.prefixlen > 30:
             problems.append(
@@ -505,10 +514,13 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
                     )
                 )
                 ok = False
-        gateway = next(subnet.hosts())
+        gateway = subnet.network_address + 1  # the first host address, as Docker's IPAM picks
         if spec.gateway is not None:
             given = ipaddress.ip_address(spec.gateway)
-            if not isinstance(given, ipaddress.IPv4Address) or given not in subnet:
+            if not isinstance(given, ipaddress.IPv4Address):
+                problems.append(Problem(f"{base}.gateway", _ipv6_refused(spec.gateway)))
+                ok = False
+            elif given not in subnet:
                 problems.append(
                     Problem(f"{base}.gateway", f"{spec.gateway} is outside the subnet {subnet}")
                 )
@@ -524,27 +536,15 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
                 ok = False
             else:
                 gateway = given
-        bridge = spec.bridge or ("docker0" if name == DEFAULT_NETWORK else f"br-{name}")
-        where = f"{base}.bridge"
+        bridge = spec.bridge or bridge_name(name)
+        where, fix = f"{base}.bridge", ""
         if spec.bridge is None:
-            try:
-                TypeAdapter(IfName).validate_python(bridge)
-            except ValidationError:
-                problems.append(
-                    Problem(
-                        base,
-                        f"the derived bridge name {bridge!r} is "
-                        f"{len(bridge.encode())} bytes, over the kernel's limit "
-                        f"of {IFNAMSIZ} (or not a valid interface name): set "
-                        "'bridge:' explicitly",
-                    )
-                )
-                ok = False
-            where = base
+            where, fix = base, " (a derived name: set 'bridge:' explicitly)"
         if bridge in bridges:
             problems.append(
                 Problem(
-                    where, f"bridge {bridge} is already the bridge of network {bridges[bridge]}"
+                    where,
+                    f"bridge {bridge} is already the bridge of network {bridges[bridge]}{fix}",
                 )
             )
             ok = False
@@ -553,7 +553,7 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
                 Problem(
                     where,
                     f"bridge {bridge} clashes with the root namespace's "
-                    f"interface declared at {host_names[bridge]}",
+                    f"interface declared at {host_names[bridge]}{fix}",
                 )
             )
             ok = False
@@ -629,7 +629,7 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
                 continue
             where = f"{a.path}.address"
             if ":" in a.explicit:
-                problems.append(Problem(where, f"{a.explicit} is not an IPv4 address"))
+                problems.append(Problem(where, _ipv6_refused(a.explicit)))
                 continue
             address = ipaddress.IPv4Address(a.explicit)
             if address not in net.subnet:
@@ -657,12 +657,20 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
             else:
                 taken[net.name][address] = where
                 a.address = address
-    free = {name: net.subnet.hosts() for name, net in nets.items()}
+    # The next free host address of each network, counted (never listed: a /8 holds 16
+    # million); each step past a taken one is paid for by that one's reservation.
+    cursor = {name: int(net.subnet.network_address) + 1 for name, net in nets.items()}
     for box in boxes:
         for a in box.attach:
             if a.explicit is not None:
                 continue
-            picked = next((h for h in free[a.network] if h not in taken[a.network]), None)
+            last = int(nets[a.network].subnet.broadcast_address) - 1
+            while (
+                cursor[a.network] <= last
+                and ipaddress.IPv4Address(cursor[a.network]) in taken[a.network]
+            ):
+                cursor[a.network] += 1
+            picked = ipaddress.IPv4Address(cursor[a.network]) if cursor[a.network] <= last else None
             if picked is None:
                 problems.append(
                     Problem(
@@ -978,17 +986,6 @@ def _build(
             problems,
         )
 
-    fwd, dnat = chain_names(topology.name)
-    for chain in (fwd, dnat):
-        if len(chain) > CHAIN_LIMIT:
-            problems.append(
-                Problem(
-                    "name",
-                    f"the derived iptables chain {chain} is "
-                    f"{len(chain)} bytes, over the limit of {CHAIN_LIMIT}: "
-                    "shorten the topology name",
-                )
-            )
     chains, rules = _firewall(topology.name, nets, boxes)
     host["iptables"]["chains"] += chains
     host["iptables"]["rules"] += rules
@@ -1009,6 +1006,21 @@ def _build(
         return topology
 
 
+def _check_topology_name(topology: str, problems: list[Problem]) -> None:
+    """The topology name is part of the own iptables chains' names, which iptables limits."""
+    longest = max(chain_names(topology), key=len)
+    if len(longest.encode()) > CHAIN_LIMIT:
+        room = CHAIN_LIMIT - (len(longest.encode()) - len(topology.encode()))
+        problems.append(
+            Problem(
+                "name",
+                f"{topology!r} is {len(topology.encode())} bytes: with Docker-style networks "
+                f"a topology name has at most {room}, since it is part of the iptables chain "
+                f"{longest}, and iptables takes chain names of at most {CHAIN_LIMIT} bytes",
+            )
+        )
+
+
 def _sysctl(
     host: dict[str, Any], key: str, value: str, reason: str, problems: list[Problem]
 ) -> None:
@@ -1025,10 +1037,25 @@ def _sysctl(
         )
 
 
+def check(sugar: dict[str, Any]) -> list[Problem]:
+    """The problems of `networks:` and `containers:` that need nothing from the core part of
+    the file: each entry's fields, each container's networks and published ports."""
+    problems: list[Problem] = []
+    parsed, declared = _parse(sugar, problems)
+    for name, spec in parsed.containers.items():
+        base: tuple[int | str, ...] = ("containers", name)
+        defaulted = "networks" not in spec.model_fields_set
+        _container_networks(spec.networks, (*base, "networks"), declared, defaulted, problems)
+        for i, value in enumerate(spec.publish):
+            _publish_entry(value, (*base, "publish", i), problems)
+    return problems
+
+
 def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:
     """The topology with every network and container as core objects, and the problems found
     in `networks:` and `containers:` (paths as in the file)."""
     problems: list[Problem] = []
+    _check_topology_name(topology.name, problems)
     parsed, declared = _parse(sugar, problems)
     nets = _networks(topology, parsed, problems)
     boxes = _containers(topology, parsed, declared, nets, problems)

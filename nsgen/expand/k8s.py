@@ -24,18 +24,18 @@ file always gives the same scripts.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 from nsgen.errors import Problem
-from nsgen.fields import HOST, HostName, IfName, IpAddr, NsName, Strict, Subnet
+from nsgen.fields import HOST, HostName, IfName, IpAddr, NsName, Strict, Subnet, shown
 from nsgen.messages import pydantic_problems
 from nsgen.model import EXPANDED, Topology
+from nsgen.names import near_name, peer_name, unique_short_name
 
 KEYS = ("cluster",)
 
@@ -65,13 +65,13 @@ _SERVICE_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 def _service_name(value: str) -> str:
     if not _SERVICE_RE.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid service name: use lower-case letters, digits "
+            f"{shown(value)} is not a valid service name: use lower-case letters, digits "
             "and '-', starting with a letter and not ending with '-' (a DNS label, "
             "as in Kubernetes)"
         )
     if len(value) > SERVICE_NAME_MAX:
         raise ValueError(
-            f"{value!r} is not a valid service name: {len(value)} characters, over "
+            f"{shown(value)} is not a valid service name: {len(value)} characters, over "
             f"the limit of {SERVICE_NAME_MAX} (its chain KUBE-SEP-<NAME>-<n> must "
             "fit in 28)"
         )
@@ -239,20 +239,10 @@ class Layout:
     services: list[ResolvedService]
 
 
-def short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:7]
-
-
 def veth_name(seed: str, taken: set[str]) -> str:
     """'veth' + 7 hex digits of sha256(seed), like the bridge CNI plugin's host-side names;
     on the (unlikely) clash with a name in `taken`, the seed gets a counter."""
-    name = "veth" + short_hash(seed)
-    counter = 0
-    while name in taken:
-        counter += 1
-        name = "veth" + short_hash(f"{seed}#{counter}")
-    taken.add(name)
-    return name
+    return unique_short_name(seed, taken)
 
 
 def vtep_mac(address: ipaddress.IPv4Address) -> str:
@@ -261,39 +251,44 @@ def vtep_mac(address: ipaddress.IPv4Address) -> str:
 
 
 def _host_names(topology: Topology) -> set[str]:
+    """Interface names the core part of the file puts in the root namespace (derived ones as
+    nsgen.names derives them)."""
     names = set(topology.host.external) | set(topology.host.bridges) | set(topology.host.vxlans)
     for iface in topology.host.interfaces:
         if iface.name:
-            names.add(iface.name)
+            names.add(near_name(HOST, iface))
     for netns, spec in topology.spaces():
         for iface in spec.interfaces:
-            if iface.peer.netns == HOST and iface.peer.name:
-                names.add(iface.peer.name)
-            elif iface.peer.netns == HOST:
-                names.add(f"veth-{netns}-br" if iface.peer.bridge else f"veth-{netns}-host")
+            if iface.peer.netns == HOST:
+                names.add(peer_name(netns, iface))
     return names
 
 
 def build_layout(topology: Topology, cluster: Cluster) -> Layout:
     """Every address and name of a cluster that passed `cluster_problems`."""
+    # Every address is counted from its subnet's start, never listed: a /8 node network or
+    # pod CIDR holds millions of addresses, and a cluster uses a few of them.
     node_net = ipaddress.IPv4Network(cluster.node_network.subnet)
     pod_cidr = ipaddress.IPv4Network(cluster.pod_cidr)
-    node_hosts = list(node_net.hosts())
-    gateway = ipaddress.IPv4Interface(f"{node_hosts[-1]}/{node_net.prefixlen}")
-    subnets = pod_cidr.subnets(new_prefix=cluster.node_cidr_mask_size)
+    gateway = ipaddress.IPv4Interface((node_net.broadcast_address - 1, node_net.prefixlen))
+    mask = cluster.node_cidr_mask_size
     taken_in_host = _host_names(topology)
     nodes: list[NodeLayout] = []
     pod_address: dict[str, str] = {}
     for index, (name, node) in enumerate(cluster.nodes.items()):
-        subnet = next(subnets)
-        hosts = subnet.hosts()
+        subnet = ipaddress.IPv4Network(
+            (int(pod_cidr.network_address) + index * 2 ** (32 - mask), mask)
+        )
         prefix = subnet.prefixlen
-        bridge_address = ipaddress.IPv4Interface(f"{next(hosts)}/{prefix}")
-        vtep = ipaddress.IPv4Interface(f"{subnet.network_address}/32")
+        hosts = (subnet.network_address + n for n in range(1, subnet.num_addresses - 1))
+        bridge_address = ipaddress.IPv4Interface((next(hosts), prefix))
+        vtep = ipaddress.IPv4Interface((subnet.network_address, 32))
         layout = NodeLayout(
             name=name,
             index=index,
-            address=ipaddress.IPv4Interface(f"{node_hosts[index]}/{node_net.prefixlen}"),
+            address=ipaddress.IPv4Interface(
+                (node_net.network_address + 1 + index, node_net.prefixlen)
+            ),
             subnet=subnet,
             bridge_address=bridge_address,
             host_veth=veth_name(f"{topology.name}/{name}", taken_in_host),
@@ -302,7 +297,7 @@ def build_layout(topology: Topology, cluster: Cluster) -> Layout:
         )
         taken_in_node: set[str] = {POD_BRIDGE, NODE_UPLINK, VXLAN_DEVICE}
         for pod in node.pods:
-            address = ipaddress.IPv4Interface(f"{next(hosts)}/{prefix}")
+            address = ipaddress.IPv4Interface((next(hosts), prefix))
             layout.pods.append(
                 PodLayout(pod, address, veth_name(f"{topology.name}/{name}/{pod}", taken_in_node))
             )
@@ -315,7 +310,8 @@ def _resolve_services(cluster: Cluster, pod_address: dict[str, str]) -> list[Res
     service_net = ipaddress.ip_network(cluster.service_cidr)
     used_ips = {s.cluster_ip for s in cluster.services.values() if s.cluster_ip}
     used_ports = {s.node_port for s in cluster.services.values() if s.node_port}
-    free_ips = (str(ip) for ip in service_net.hosts() if str(ip) not in used_ips)
+    first, count = service_net.network_address + 1, service_net.num_addresses - 2
+    free_ips = (str(first + n) for n in range(count) if str(first + n) not in used_ips)
     free_ports = (
         p for p in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1) if p not in used_ports
     )
@@ -496,6 +492,22 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
 # ---- validation ------------------------------------------------------------------------------
 
 
+def _ipv6_refused(value: str) -> str:
+    """Why an IPv6 value is refused in the cluster's vocabulary."""
+    return (
+        f"{value} is IPv6: nsgen's cluster is IPv4 only (kube-proxy's Services and the pod "
+        "masquerade are iptables rules, and nsgen writes IPv4 firewall rules only)"
+    )
+
+
+def _is_host_name(name: str) -> bool:
+    try:
+        TypeAdapter(HostName).validate_python(name)
+    except ValidationError:
+        return False
+    return True
+
+
 def _model_problems(exc: ValidationError) -> list[Problem]:
     """The vocabulary's pydantic errors, with a hint for an unknown key."""
     return pydantic_problems(exc, ("cluster",), Cluster)
@@ -529,7 +541,7 @@ def _network_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
     for path, (what, text) in ranges.items():
         net = ipaddress.ip_network(text)
         if not isinstance(net, ipaddress.IPv4Network):
-            problems.append(Problem(path, f"{text} is IPv6: nsgen's cluster is IPv4 only"))
+            problems.append(Problem(path, _ipv6_refused(text)))
             continue
         for earlier_path, earlier in nets.items():
             if net.overlaps(earlier):
@@ -625,6 +637,15 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
     for name, node in cluster.nodes.items():
         for i, pod in enumerate(node.pods):
             path = f"cluster.nodes.{name}.pods[{i}]"
+            if cluster.pod_hosts and not _is_host_name(pod):
+                problems.append(
+                    Problem(
+                        path,
+                        f"{pod!r} cannot be a pod name while pod_hosts is on: it goes into the "
+                        "pod's /etc/hosts, so use letters, digits and '-' (no '_'; '.' only "
+                        "between labels)",
+                    )
+                )
             if pod in declared:
                 problems.append(
                     Problem(path, f"pod name {pod!r} is already a namespace (at {declared[pod]})")
@@ -650,7 +671,9 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
         if service.cluster_ip is not None:
             path = f"{base}.cluster_ip"
             ip = ipaddress.ip_address(service.cluster_ip)
-            if ip in pod_cidr:
+            if ip.version == 6:
+                problems.append(Problem(path, _ipv6_refused(service.cluster_ip)))
+            elif ip in pod_cidr:
                 problems.append(Problem(path, f"{ip} falls into the pod CIDR {pod_cidr}"))
             elif ip in node_net:
                 problems.append(Problem(path, f"{ip} falls into the node network {node_net}"))
@@ -707,6 +730,17 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
                 )
             else:
                 seen[endpoint] = i
+    if cluster.pod_hosts and cluster.services:
+        longest = max(cluster.services, key=len)
+        fqdn = f"{longest}.default.svc.{cluster.cluster_domain}"
+        if len(fqdn) > 253:
+            problems.append(
+                Problem(
+                    "cluster.cluster_domain",
+                    f"the service name {fqdn[:40]}... is {len(fqdn)} characters, over the 253 "
+                    "of a host name: shorten the cluster domain",
+                )
+            )
     automatic = sum(1 for s in cluster.services.values() if s.cluster_ip is None)
     if automatic > service_net.num_addresses - 2 - len(ips):
         problems.append(
@@ -725,6 +759,16 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
 
 
 # ---- the expansion ---------------------------------------------------------------------------
+
+
+def check(sugar: dict[str, Any]) -> list[Problem]:
+    """The problems of `cluster:` that need nothing from the core part of the file: its
+    fields."""
+    try:
+        Cluster.model_validate(sugar["cluster"])
+    except ValidationError as exc:
+        return _model_problems(exc)
+    return []
 
 
 def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:

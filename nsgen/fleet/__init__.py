@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nsgen.errors import Problem, TopologyError, UsageError
+from nsgen.errors import Problem, TopologyError
 from nsgen.fleet.model import FleetSugar
 from nsgen.fleet.place import resolve
 from nsgen.fleet.split import HostPart, docker_networks, split
@@ -38,6 +38,12 @@ def parse(sugar: dict[str, Any]) -> tuple[FleetSugar | None, list[Problem]]:
         return FleetSugar.model_validate(sugar), []
     except ValidationError as exc:
         return None, pydantic_problems(exc, (), FleetSugar)
+
+
+def check(sugar: dict[str, Any]) -> list[Problem]:
+    """The expander contract (nsgen.expand): the problems of `hosts:` and `overlay:` that need
+    nothing from the rest of the file (their fields)."""
+    return parse(sugar)[1]
 
 
 def expand(topology: Topology, sugar: dict[str, Any]) -> tuple[Topology, list[Problem]]:
@@ -63,29 +69,24 @@ class Fleet:
 
 
 def load(path: str | Path) -> tuple[Topology, Fleet | None]:
-    """Read a topology file: the whole topology, and, when the file has `hosts:`, its split
-    into hosts (None for a single-machine topology). Raises TopologyError listing every
-    problem."""
-    from nsgen.load import parse_yaml, topology_from_data
+    """Read a topology file (`-`: standard input): the whole topology, and, when the file has
+    `hosts:`, its split into hosts (None for a single-machine topology). Raises TopologyError
+    listing every problem at its line."""
+    from nsgen.load import collector_paused, read_document, topology_from_data
 
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: cannot read: {exc}") from None
-    data = parse_yaml(text, source)
-    topology = topology_from_data(data, source)
-    if not any(key in data for key in KEYS):
-        return topology, None
-    fleet, problems = parse({key: data[key] for key in KEYS if key in data})
-    assert fleet is not None, problems  # topology_from_data checked these keys already
-    placement, problems = resolve(topology, fleet)
-    parts, problems = split(topology, fleet, placement, docker_networks(data.get("networks")))
-    if problems:
-        raise TopologyError(source, problems)
-    return topology, Fleet(topology, fleet, parts)
+    document, source = read_document(path)
+    with collector_paused():
+        data = document.data
+        topology = topology_from_data(data, source, document.marks)
+        if not any(key in data for key in KEYS):
+            return topology, None
+        fleet, problems = parse({key: data[key] for key in KEYS if key in data})
+        assert fleet is not None, problems  # topology_from_data checked these keys already
+        placement, problems = resolve(topology, fleet)
+        parts, problems = split(topology, fleet, placement, docker_networks(data.get("networks")))
+        if problems:
+            raise TopologyError(source, problems, document.marks.locate)
+        return topology, Fleet(topology, fleet, parts)
 
 
 def load_fleet(path: str | Path) -> Fleet | None:

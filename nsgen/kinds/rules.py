@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     WithJsonSchema,
     model_serializer,
@@ -120,6 +121,17 @@ def _destination(value: str) -> str:
     return value
 
 
+def _jump_target(value: str) -> str:
+    """-j's target: one nsgen knows, or a chain's name."""
+    if value in BUILTIN_TARGETS or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}", value):
+        return value
+    raise ValueError(
+        f"{_cut(value)} is neither a target nsgen knows ({', '.join(BUILTIN_TARGETS)}) nor a "
+        "chain name (1 to 28 letters, digits, '_', '-', '.')"
+    )
+
+
+JumpTarget = Annotated[str, AfterValidator(_jump_target)]
 AddressOrSubnet = Annotated[str, AfterValidator(_address_or_subnet)]
 Ports = Annotated[
     object,
@@ -185,7 +197,7 @@ class Rule(Matches):
         alias="not",
         description="Matches that must NOT hold (iptables' '!'), e.g. not: {out_interface: br0}.",
     )
-    jump: str | None = Field(
+    jump: JumpTarget | None = Field(
         None,
         description="Target: ACCEPT, DROP, RETURN, REJECT, MASQUERADE, DNAT, SNAT, MARK or an "
         "own chain (-j).",
@@ -251,15 +263,6 @@ class Rule(Matches):
         marks = [m for m in (self.set_mark, self.or_mark, self.xor_mark) if m is not None]
         if target == "MARK" and len(marks) != 1:
             raise ValueError("a MARK rule needs exactly one of set_mark, or_mark, xor_mark")
-        if (
-            target is not None
-            and target not in BUILTIN_TARGETS
-            and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}", target)
-        ):
-            raise ValueError(
-                f"{target!r} is neither a target nsgen knows "
-                f"({', '.join(BUILTIN_TARGETS)}) nor a chain name"
-            )
         if target in NAT_TARGETS and self.table != "nat":
             raise ValueError(f"{target} works only in the nat table (table: nat)")
         for matches in (self, self.not_):
@@ -603,6 +606,8 @@ class Iptables(Strict):
 
     chains: list[Chain] = Field(default_factory=list, description="Own chains, created first.")
     rules: list[Rule] = Field(default_factory=list, description="Rules, in order.")
+    _expanded: list[Rule] | None = PrivateAttr(None)
+    """expanded_rules' answer, kept: the planner and `nsgen explain` see the same objects."""
 
 
 # ---- dispatch: one rule that sends packets on by a field's value ------------------------------
@@ -627,9 +632,18 @@ def _map_name(value: str) -> str:
 MapName = Annotated[str, AfterValidator(_map_name)]
 
 
-class DispatchEntry(Matches):
+class DispatchEntry(Strict):
     """One value of a dispatch's key (the fields named in `by`) and the chain it leads to."""
 
+    source: AddressOrSubnet | None = Field(None, description="Source address (one, or /32).")
+    destination: AddressOrSubnet | None = Field(
+        None, description="Destination address (one, or /32)."
+    )
+    in_interface: IfName | None = Field(None, description="Arriving through this interface.")
+    out_interface: IfName | None = Field(None, description="Leaving through this interface.")
+    protocol: Protocol | None = Field(None, description="Transport protocol.")
+    sport: Ports | None = Field(None, description="Source port (one).")
+    dport: Ports | None = Field(None, description="Destination port (one).")
     jump: ChainName | None = Field(None, description="Continue in this chain, then come back.")
     goto: ChainName | None = Field(None, description="Continue in this chain for good.")
 
@@ -645,7 +659,11 @@ class DispatchEntry(Matches):
 
     def key(self) -> dict[str, Any]:
         """The entry's match fields (its value of the dispatch's key)."""
-        return {name: value for name, value in self.given().items() if name not in ("jump", "goto")}
+        return {
+            name: value
+            for name, value in self
+            if value is not None and name not in ("jump", "goto")
+        }
 
 
 class Dispatch(Strict):
@@ -740,7 +758,14 @@ def expanded_rules(firewall: Iptables) -> list[Rule]:
     per entry, an entry that leads to an inline chain becomes that chain's rules with the
     entry's match added, and the rules of inline chains are not listed where they are declared.
     A packet meets the same verdicts as with the dispatch: this is what a backend without
-    verdict maps installs (iptables), and a plain list any reader of the rules can walk."""
+    verdict maps installs (iptables), and a plain list any reader of the rules can walk
+    (`nsgen explain` walks it). Asked twice, it gives the same rule objects."""
+    if firewall._expanded is None:
+        firewall._expanded = _expanded(firewall)
+    return firewall._expanded
+
+
+def _expanded(firewall: Iptables) -> list[Rule]:
     inline = {(c.table, c.name) for c in firewall.chains if c.inline}
     bodies: dict[tuple[str, str], list[Rule]] = {place: [] for place in inline}
     for rule in firewall.rules:

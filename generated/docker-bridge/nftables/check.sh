@@ -3,7 +3,7 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# a016a5e1e2d5e55a187f733e490c41e8af7722864cabe1b18be924e88a9a5cf3.
+# df59ca39ad092ee9b52c5687296a88c62dbbab793ae397f94e44e47a755cb4a2.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and nftables (nft), and root.
 # Firewall backend: nftables (its own table inet nsgen_docker-bridge in each namespace with rules).
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=a016a5e1e2d5e55a187f733e490c41e8af7722864cabe1b18be924e88a9a5cf3
+readonly NSGEN_DIGEST=df59ca39ad092ee9b52c5687296a88c62dbbab793ae397f94e44e47a755cb4a2
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -4,7 +4,7 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 405e0d7ead00dee40f672eb190213256794add07e5b713c1e8afa243f63b3cfe.
+# 31b426b72bb19fa2cc3a95d31c13e911dbddb1253d64ea381cdef7e7dfb2754d.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-beta).
@@ -31,7 +31,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=405e0d7ead00dee40f672eb190213256794add07e5b713c1e8afa243f63b3cfe
+readonly NSGEN_DIGEST=31b426b72bb19fa2cc3a95d31c13e911dbddb1253d64ea381cdef7e7dfb2754d
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10
@@ -82,6 +82,10 @@ nsgen_save_sysctl() {
       { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
       : >"$record/$NSGEN_TOPOLOGY"
   } || status=$?
+  if ((status != 0)); then # (a sysctl the kernel lacks) leave no record of a value never read
+    [[ -s $record/original ]] || rm -f -- "$record/original"
+    rmdir -- "$record" /run/nsgen/.sysctl 2>/dev/null || true
+  fi
   nsgen_unlock_sysctls
   return "$status"
 }

@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b.
+# 3b82303c8b44ae479b688bb20604723f9109f7245580172bc723714ebfd2fbfb.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-gamma).
@@ -30,7 +30,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b
+readonly NSGEN_DIGEST=3b82303c8b44ae479b688bb20604723f9109f7245580172bc723714ebfd2fbfb
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -4,7 +4,7 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b.
+# 3b82303c8b44ae479b688bb20604723f9109f7245580172bc723714ebfd2fbfb.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-gamma).
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=1ac8a92459da3ab73fb5414d0d2a9307d2b877f12d00c033923c58654510186b
+readonly NSGEN_DIGEST=3b82303c8b44ae479b688bb20604723f9109f7245580172bc723714ebfd2fbfb
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
@@ -71,6 +71,10 @@ nsgen_save_sysctl() {
       { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
       : >"$record/$NSGEN_TOPOLOGY"
   } || status=$?
+  if ((status != 0)); then # (a sysctl the kernel lacks) leave no record of a value never read
+    [[ -s $record/original ]] || rm -f -- "$record/original"
+    rmdir -- "$record" /run/nsgen/.sysctl 2>/dev/null || true
+  fi
   nsgen_unlock_sysctls
   return "$status"
 }

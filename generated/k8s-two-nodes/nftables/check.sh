@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 33b29b8cde258c9733203953afce8fefd28c6e2dd13f05ebf3a8ce6a3656af2b.
+# 77e95bf3bdfb3bc2a18ac28fb8881fe5857fbb8cf6b14d9ad6da9d98186409a5.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and nftables (nft), and root.
 # Firewall backend: nftables (its own table inet nsgen_k8s in each namespace with rules).
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=33b29b8cde258c9733203953afce8fefd28c6e2dd13f05ebf3a8ce6a3656af2b
+readonly NSGEN_DIGEST=77e95bf3bdfb3bc2a18ac28fb8881fe5857fbb8cf6b14d9ad6da9d98186409a5
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

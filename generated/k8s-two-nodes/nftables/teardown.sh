@@ -3,7 +3,7 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 33b29b8cde258c9733203953afce8fefd28c6e2dd13f05ebf3a8ce6a3656af2b.
+# 77e95bf3bdfb3bc2a18ac28fb8881fe5857fbb8cf6b14d9ad6da9d98186409a5.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and nftables (nft), and root.
 # Firewall backend: nftables (its own table inet nsgen_k8s in each namespace with rules).
@@ -30,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=33b29b8cde258c9733203953afce8fefd28c6e2dd13f05ebf3a8ce6a3656af2b
+readonly NSGEN_DIGEST=77e95bf3bdfb3bc2a18ac28fb8881fe5857fbb8cf6b14d9ad6da9d98186409a5
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15
@@ -81,6 +81,10 @@ nsgen_save_sysctl() {
       { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
       : >"$record/$NSGEN_TOPOLOGY"
   } || status=$?
+  if ((status != 0)); then # (a sysctl the kernel lacks) leave no record of a value never read
+    [[ -s $record/original ]] || rm -f -- "$record/original"
+    rmdir -- "$record" /run/nsgen/.sysctl 2>/dev/null || true
+  fi
   nsgen_unlock_sysctls
   return "$status"
 }

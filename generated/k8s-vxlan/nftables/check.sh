@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ef87ab6f9f57d089d6583e9a06073463b64da46dee527bd651c3e66cb8062fb6.
+# 8f45643c21d395490c36127c10cf696d1055a7edb3e26ad12dc45d6b34cafa16.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and nftables (nft), and root.
 # Firewall backend: nftables (its own table inet nsgen_k8s-vxlan in each namespace with rules).
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=ef87ab6f9f57d089d6583e9a06073463b64da46dee527bd651c3e66cb8062fb6
+readonly NSGEN_DIGEST=8f45643c21d395490c36127c10cf696d1055a7edb3e26ad12dc45d6b34cafa16
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

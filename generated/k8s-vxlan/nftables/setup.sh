@@ -3,7 +3,7 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# ef87ab6f9f57d089d6583e9a06073463b64da46dee527bd651c3e66cb8062fb6.
+# 8f45643c21d395490c36127c10cf696d1055a7edb3e26ad12dc45d6b34cafa16.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and nftables (nft), and root.
 # Firewall backend: nftables (its own table inet nsgen_k8s-vxlan in each namespace with rules).
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=ef87ab6f9f57d089d6583e9a06073463b64da46dee527bd651c3e66cb8062fb6
+readonly NSGEN_DIGEST=8f45643c21d395490c36127c10cf696d1055a7edb3e26ad12dc45d6b34cafa16
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -70,6 +70,10 @@ nsgen_save_sysctl() {
       { [[ -e $record/original ]] || cat "/proc/sys/${1//.//}" >"$record/original"; } &&
       : >"$record/$NSGEN_TOPOLOGY"
   } || status=$?
+  if ((status != 0)); then # (a sysctl the kernel lacks) leave no record of a value never read
+    [[ -s $record/original ]] || rm -f -- "$record/original"
+    rmdir -- "$record" /run/nsgen/.sysctl 2>/dev/null || true
+  fi
   nsgen_unlock_sysctls
   return "$status"
 }
