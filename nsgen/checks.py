@@ -80,6 +80,7 @@ class Probe:
     timeout: float
     listeners: tuple[Listener, ...]
     label: str  # "red -> 192.168.15.1 (blue) ping"
+    family: int | None = None  # 4 or 6: of the target; dns: of the records asked for
 
     @property
     def seconds(self) -> str:
@@ -166,7 +167,7 @@ def _target(topology: Topology, check: Check, runs_in: str) -> tuple[str, list[s
         uplink = topology.host.external[0]
         return UPLINK_PREFIX + uplink, [f"{HOST}'s {uplink} address"]
     if to in _namespaces(topology):
-        first = topology.first_address(to)
+        first = topology.first_address(to, check.family)
         return (first, [to]) if first is not None else (to, [])
     services = service_names(topology)
     if to in services:
@@ -233,7 +234,8 @@ def plan_probes(topology: Topology) -> list[Probe]:
             words.append(_forward_words(forward))
         listeners = _listeners(topology, check, target, forward, owners)
         if check.kind == "dns":
-            what = f"{check.from_} resolves {check.name}"
+            records = {4: " (A)", 6: " (AAAA)"}.get(check.family or 0, "")
+            what = f"{check.from_} resolves {check.name}{records}"
         else:
             shown = (
                 f"{HOST}:{check.port}"
@@ -256,6 +258,7 @@ def plan_probes(topology: Topology) -> list[Probe]:
                 timeout=check.timeout,
                 listeners=listeners,
                 label=printable(what),
+                family=check.family or (_family(target) if _address(target) else None),
             )
         )
     return probes

@@ -688,7 +688,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON 
 @reported
 def status(file: TopologyFile, json_out: JsonOption = False) -> None:
     """Compare every declared object (namespace, link, address, route, rule, sysctl, DNS file)
-    with the live kernel state: present, missing or different. Exit 0 if all match, 1 if not."""
+    with the live kernel state: present, missing or different (the topology's own commands:
+    unobserved, not drift). Exit 0 if all match, 1 if not."""
     from nsgen.status import drifted, format_table, to_json, topology_status
 
     topology = load_topology(file)

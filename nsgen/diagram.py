@@ -276,11 +276,13 @@ def _veth_links(topology: Topology, drawing: Drawing) -> None:
             lines = [_end(near, iface.addresses), _end(far, iface.peer.addresses)]
             for where, name in ((netns, near), (far_ns, far)):
                 lines += _masquerade_lines(masq, where, name, named=True)
+            # an end on a bridge of its own namespace starts from that bridge
+            source = bridge_id(netns, iface.bridge) if iface.bridge else stack_id(netns)
             if first_bridge and iface.peer.bridge is not None:
-                drawing.links.append(Link(target, stack_id(netns), "veth", tuple(lines)))
+                drawing.links.append(Link(target, source, "veth", tuple(lines)))
                 first_bridge = False
             else:
-                drawing.links.append(Link(stack_id(netns), target, "veth", tuple(lines)))
+                drawing.links.append(Link(source, target, "veth", tuple(lines)))
 
 
 def _tunnel_links(topology: Topology, drawing: Drawing) -> None:

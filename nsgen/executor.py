@@ -5,6 +5,7 @@ handling of SIGINT/SIGTERM; and teardown from a topology's record."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -110,6 +111,28 @@ class _Signals:
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
+
+
+_HELP_HINT = re.compile(r"Try `\S+ -h' or '\S+ --help' for more information\.?")
+"""The line iptables (and ip6tables, and their -restore) print after every error."""
+_AT_LINE = re.compile(r"Error occurred at line: (\d+)|Command failed \S*:(\d+)")
+"""Where in its input a batch failed: iptables-restore's words, then ip/bridge/tc -b's."""
+
+
+def failure_reason(stderr: str) -> str:
+    """The line of a failed step's error output that says what went wrong: the last line
+    that is neither a hint to read the help nor a note of where in its input a batch
+    program failed (that note is added in brackets). setup.sh picks the same line
+    (templates/_runtime.sh, nsgen_reason)."""
+    reason, at = "", ""
+    for line in stderr.splitlines():
+        line = line.strip()
+        found = _AT_LINE.fullmatch(line)
+        if found:
+            at = f" (input line {found[1] or found[2]})"
+        elif line and not _HELP_HINT.fullmatch(line):
+            reason = line
+    return (reason or "(no error output)") + at
 
 
 def _groups(steps: list[RenderedStep]) -> Iterator[list[RenderedStep]]:
@@ -298,7 +321,7 @@ class Executor:
                     self.state.append(f"done {record.step}")
             if failed:
                 record = failed[0]
-                detail = (record.stderr.strip().splitlines() or ["(no error output)"])[-1]
+                detail = failure_reason(record.stderr)
                 runner.console.say(
                     f"step {record.step}/{total} ({record.title}) failed with "
                     f"exit status {record.exit_code}: {detail}"

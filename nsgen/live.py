@@ -56,7 +56,7 @@ class LiveState:
         self.root = root
         self._links: dict[str, dict[str, dict[str, Any]]] = {}
         self._routes: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        self._nat: dict[str, list[list[str]]] = {}
+        self._nat: dict[tuple[str, int], list[list[str]]] = {}
         self._sysctls: dict[str, dict[str, str]] = {}
         self._memos: dict[tuple[str, ...], Any] = {}
         self.commands: list[list[str]] = []
@@ -106,11 +106,13 @@ class LiveState:
             self._routes[key] = self._ip_json(netns, f"-{family}", "route", "show")
         return self._routes[key]
 
-    def nat_postrouting(self, netns: str) -> list[list[str]]:
-        """The nat table's POSTROUTING rules as iptables-save prints them, split into words."""
-        if netns not in self._nat:
+    def nat_postrouting(self, netns: str, family: int = 4) -> list[list[str]]:
+        """The nat table's POSTROUTING rules as iptables-save (family 6: ip6tables-save)
+        prints them, split into words."""
+        key = (netns, family)
+        if key not in self._nat:
             prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
-            text = self._call([*prefix, "iptables-save"])
+            text = self._call([*prefix, _SAVE[family]])
             rules: list[list[str]] = []
             table = ""
             for line in text.splitlines():
@@ -121,25 +123,29 @@ class LiveState:
                         rules.append(shlex.split(line))
                     except ValueError:
                         rules.append(line.split())
-            self._nat[netns] = rules
-        return self._nat[netns]
+            self._nat[key] = rules
+        return self._nat[key]
 
-    def iptables_has(self, netns: str, table: str, chain: str, words: list[str] | None) -> bool:
-        """`iptables -C` for a rule (words given) or `-n -L` for a chain (words None)."""
+    def iptables_has(
+        self, netns: str, table: str, chain: str, words: list[str] | None, family: int = 4
+    ) -> bool:
+        """`iptables -C` for a rule (words given) or `-n -L` for a chain (words None);
+        ip6tables for family 6."""
         prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
+        program = _PROGRAM[family]
         if words is None:
-            argv = [*prefix, "iptables", "-w", "-t", table, "-n", "-L", chain]
+            argv = [*prefix, program, "-w", "-t", table, "-n", "-L", chain]
         else:
-            argv = [*prefix, "iptables", "-w", "-t", table, "-C", chain, *words]
+            argv = [*prefix, program, "-w", "-t", table, "-C", chain, *words]
         self.commands.append(argv)
         try:
             result = self._run(argv)
         except (OSError, subprocess.SubprocessError) as exc:
-            raise ProbeError(f"iptables: {exc}") from None
+            raise ProbeError(f"{program}: {exc}") from None
         if result.returncode not in (0, 1):
             lines = (result.stderr or "").strip().splitlines()
             if not (words is None and "No chain" in (result.stderr or "")):
-                raise ProbeError(lines[-1] if lines else f"iptables exited {result.returncode}")
+                raise ProbeError(lines[-1] if lines else f"{program} exited {result.returncode}")
         return result.returncode == 0
 
     def sysctls(self, netns: str, paths: list[str]) -> dict[str, str]:
@@ -260,18 +266,18 @@ class LiveState:
 
         return self._memo(("qdisc", netns), read)
 
-    def iptables_rules(self, netns: str) -> list[str]:
-        """iptables-save without comments and counters. A table that holds only its built-in
-        chains with ACCEPT policies and no rules is left out: that is how every table starts,
-        and the nf_tables backend creates one on first use whether or not the caller removes
-        its rules."""
+    def iptables_rules(self, netns: str, family: int = 4) -> list[str]:
+        """iptables-save (family 6: ip6tables-save) without comments and counters. A table
+        that holds only its built-in chains with ACCEPT policies and no rules is left out:
+        that is how every table starts, and the nf_tables backend creates one on first use
+        whether or not the caller removes its rules."""
 
         def read() -> list[str]:
             prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
             try:
-                text = self._call([*prefix, "iptables-save"])
+                text = self._call([*prefix, _SAVE[family]])
             except ProbeError:
-                return ["<iptables-save unavailable>"]
+                return [f"<{_SAVE[family]} unavailable>"]
             lines = [
                 _COUNTERS.sub("[0:0]", line)
                 for line in text.splitlines()
@@ -287,7 +293,7 @@ class LiveState:
                     table = []
             return kept + table
 
-        return self._memo(("iptables", netns), read)
+        return self._memo(("iptables", netns, str(family)), read)
 
     def nft_table(self, netns: str, family: str, name: str) -> NftTable | None:
         """One nftables table (`nft -j list table`): its chains, each with the comment and
@@ -349,6 +355,23 @@ class LiveState:
             return dict(zip(keys, values, strict=True))
 
         return self._memo(("sysctl", netns, *keys), read)
+
+    def sysctl_glob(self, netns: str, pattern: str) -> dict[str, str]:
+        """The values of every sysctl matching a shell pattern of paths under /proc/sys
+        (net/ipv6/conf/*/forwarding: one per link), read inside the namespace, by path."""
+
+        def read() -> dict[str, str]:
+            prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
+            script = f"grep -sH '' /proc/sys/{pattern}"
+            out = self._call([*prefix, "sh", "-c", script], ok=(0, 1, 2))
+            values: dict[str, str] = {}
+            for line in out.splitlines():
+                path, sep, value = line.partition(":")
+                if sep and path.startswith("/proc/sys/"):
+                    values[path.removeprefix("/proc/sys/")] = value.strip()
+            return values
+
+        return self._memo(("sysctl-glob", netns, pattern), read)
 
     def files_under(self, root: str) -> dict[str, str]:
         """Every directory and file under `root` with the file's text (directories end in '/')."""
@@ -480,6 +503,8 @@ def _table_lines(table: list[str]) -> list[str]:
     return [header, *properties, *(line for m in sorted(members) for line in m), "}"]
 
 
+_PROGRAM = {4: "iptables", 6: "ip6tables"}
+_SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
 _BUILTIN_CHAIN = re.compile(r":(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT \[0:0\]")
 _QDISC_COUNTERS = frozenset(

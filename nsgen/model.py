@@ -8,9 +8,9 @@ expanders in `nsgen.expand`, which turn it into the core objects below.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from nsgen.fields import (
@@ -30,9 +30,12 @@ from nsgen.fields import (
     SysctlKey,
     SysctlValue,
     TopologyName,
+    _ipaddr,
     description_text,
     ip_interface,
 )
+from nsgen.kinds.commands import Command
+from nsgen.kinds.links import LinkMac, Mtu
 from nsgen.kinds.rules import Iptables
 from nsgen.kinds.shaping import Shaping
 
@@ -63,6 +66,10 @@ class Peer(Strict):
         "a namespace can reach itself through a NAT on the bridge's host (bridge CNI's "
         "hairpinMode).",
     )
+    mtu: Mtu | None = Field(None, description="MTU of the far end (default 1500).")
+    mac: LinkMac | None = Field(
+        None, description="MAC address of the far end (default: a random one)."
+    )
 
 
 class Interface(Strict):
@@ -75,12 +82,30 @@ class Interface(Strict):
     )
     peer: Peer = Field(description="Where the other end of the pair goes.")
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of this end.")
+    bridge: IfName | None = Field(
+        None,
+        description="Attach this end to this bridge, declared in the same namespace (with "
+        "peer.bridge, the cable joins two bridges).",
+    )
+    hairpin: bool = Field(
+        False, description="On a bridge: let frames leave through the port they came in on."
+    )
+    mtu: Mtu | None = Field(None, description="MTU of this end (default 1500).")
+    mac: LinkMac | None = Field(
+        None, description="MAC address of this end (default: a random one)."
+    )
 
 
 class Bridge(Strict):
     """A Linux bridge (a virtual switch) created in the namespace that declares it."""
 
     addresses: list[IfAddr] = Field(default_factory=list, description="Addresses of the bridge.")
+    mtu: Mtu | None = Field(
+        None, description="MTU of the bridge, kept whatever its ports' (default: their smallest)."
+    )
+    mac: LinkMac | None = Field(
+        None, description="MAC address of the bridge (default: the lowest of its ports')."
+    )
 
 
 class Route(Strict):
@@ -110,9 +135,14 @@ class Vxlan(Strict):
     local: IpAddr | None = Field(None, description="Source address of the tunnel's packets.")
     dev: IfName | None = Field(None, description="Underlay interface.")
     port: int = Field(4789, ge=1, le=65535, description="UDP port (flannel uses 8472).")
-    mac: MacAddr | None = Field(None, description="Fixed MAC address of the device.")
+    mac: LinkMac | None = Field(None, description="Fixed MAC address of the device.")
     learning: bool = Field(True, description="Learn remote MACs from traffic (flannel: false).")
     addresses: list[IfAddr] = Field(default_factory=list)
+    mtu: Mtu | None = Field(
+        None,
+        description="MTU of the device (default: dev's less the 50 bytes VXLAN adds, 70 over "
+        "IPv6; 1500 without dev).",
+    )
 
 
 class Neighbor(Strict):
@@ -131,14 +161,31 @@ class FdbEntry(Strict):
     dst: IpAddr
 
 
+def _host_addresses(value: object) -> str | list[str]:
+    """An /etc/hosts entry's address, or its addresses (one of each family, say)."""
+    if isinstance(value, str):
+        return _ipaddr(value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return [_ipaddr(v) for v in value]
+    raise ValueError(f"expected an address or a list of addresses, got {value!r}")
+
+
+HostAddresses = Annotated[
+    object,
+    AfterValidator(_host_addresses),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
 class Dns(Strict):
     """Files written under /etc/netns/<namespace>/, which `ip netns exec` shows as /etc/..."""
 
     nameservers: list[IpAddr] = Field(default_factory=list, description="resolv.conf nameservers.")
     search: list[HostName] = Field(default_factory=list, description="resolv.conf search domains.")
-    hosts: dict[HostName, IpAddr] = Field(
+    hosts: dict[HostName, HostAddresses] = Field(
         default_factory=dict,
-        description="Entries for the namespace's own /etc/hosts: name: address.",
+        description="Entries for the namespace's own /etc/hosts: name: address, or name: "
+        "[addresses] (an IPv4 and an IPv6 one, say).",
     )
 
 
@@ -147,6 +194,14 @@ class Namespace(Strict):
 
     loopback: bool | None = Field(
         None, description="Bring up 'lo' (default: true in named namespaces; not settable in host)."
+    )
+    ipv6: bool | None = Field(
+        None,
+        description="IPv6 in this namespace. Default: on; a link nsgen creates that holds an "
+        "IPv6 address gets a fixed fe80:: address (no duplicate address detection), any other "
+        "none. true: links without an IPv6 address keep the kernel's autoconfigured fe80:: "
+        "address. false (named namespaces only): IPv6 is disabled "
+        "(net.ipv6.conf.all.disable_ipv6 = 1, no address, not even ::1).",
     )
     external: list[IfName] = Field(
         default_factory=list,
@@ -173,6 +228,12 @@ class Namespace(Strict):
         description="Traffic shaping of interfaces in this namespace, by name: rate, delay, "
         "loss ... of the packets leaving each (tc tbf, netem).",
     )
+    exec: list[Command] = Field(
+        default_factory=list,
+        description="Named namespaces only: commands run inside this namespace after "
+        "everything else is set up, in order; a string is a shell command line (sh -c), a "
+        "list a program and its arguments. nsgen does not undo them.",
+    )
 
 
 class Check(Strict):
@@ -183,6 +244,12 @@ class Check(Strict):
         None, description="Address, or a namespace's name (its first address). Not for dns."
     )
     kind: Literal["ping", "tcp", "dns"] = Field("ping", description="What to probe.")
+    family: Literal[4, 6] | None = Field(
+        None,
+        description="IPv4 or IPv6: `to: <namespace>` means its first address of this family; "
+        "a dns check asks for A (4) or AAAA (6) records. Default: the family of `to`'s "
+        "address; a dns check takes any.",
+    )
     port: int | None = Field(None, ge=1, le=65535, description="TCP port (tcp only).")
     listen: bool = Field(
         False, description="tcp: start a short-lived listener in the target namespace first."
@@ -274,19 +341,30 @@ class Topology(Strict):
         """Every namespace of the topology, root first, then named ones in declaration order."""
         return [(HOST, self.host), *self.namespaces.items()]
 
-    def first_address(self, netns: str) -> str | None:
+    def first_address(self, netns: str, family: int | None = None) -> str | None:
         """The address a check `to: <namespace>` means: the namespace's first declared address
-        (of a veth end in it, either side of the pair declaring it, then of its bridges)."""
+        (of a veth end in it, either side of the pair declaring it, then of its bridges), of
+        `family` if given."""
+
+        def first(addresses: list[str]) -> str | None:
+            for address in addresses:
+                ip = ip_interface(address).ip
+                if family is None or ip.version == family:
+                    return str(ip)
+            return None
+
         for space, spec in self.spaces():
             for iface in spec.interfaces:
-                if space == netns and iface.addresses:
-                    return str(ip_interface(iface.addresses[0]).ip)
-                if iface.peer.netns == netns and iface.peer.addresses:
-                    return str(ip_interface(iface.peer.addresses[0]).ip)
+                found = first(iface.addresses) if space == netns else None
+                if found is None and iface.peer.netns == netns:
+                    found = first(iface.peer.addresses)
+                if found is not None:
+                    return found
             if space == netns:
                 for bridge in spec.bridges.values():
-                    if bridge.addresses:
-                        return str(ip_interface(bridge.addresses[0]).ip)
+                    found = first(bridge.addresses)
+                    if found is not None:
+                        return found
         return None
 
 

@@ -98,7 +98,7 @@ def build_plan(topology: Topology, style: str = "batch", firewall: Firewall | No
                 checks.append(item)
                 continue
             steps.append(item)
-            tools += [tool for tool in kind.tools_of(item) if tool not in tools]
+            tools += [tool for tool in kind.tools_for(item) if tool not in tools]
     if style == "batch":
         steps = batched(steps, topology.name)
     return Plan(
@@ -254,7 +254,8 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
 
 
 def _firewall_step(parts: list[Step], topology: str) -> Step:
-    """The root namespace's firewall in one call of its backend."""
+    """The root namespace's firewall in one call of its backend: nftables' `nft -f -`, or one
+    `iptables-restore` per family (IPv6's is `ip6tables-restore`)."""
     tag = chain_tag(topology)
     table = parts[0].args
     if isinstance(table, NftTableArgs):  # the table, created and filled in one transaction
@@ -270,12 +271,19 @@ def _firewall_step(parts: list[Step], topology: str) -> Step:
             None,
             tuple(parts),
         )
+    counts: dict[str, int] = {}
+    for part in parts:
+        for program in kind_of(part.kind).tools_for(part):
+            counts[program] = counts.get(program, 0) + 1
+    programs = sorted(counts, key=lambda program: program == "ip6tables")  # IPv4 first
+    changes = " and ".join(f"{counts[p]} {p}" for p in programs)
+    restores = " and ".join(f"one `{p}-restore --noflush`" for p in programs)
     return Step(
         "restore",
-        f"install {len(parts)} iptables change(s) in the root namespace",
-        "Own chains and rules, in one `iptables-restore --noflush` (nothing else is "
-        f"flushed). Every rule carries the comment {tag}, and teardown removes "
-        "exactly the rules with that comment and the chains created here.",
+        f"install {changes} change(s) in the root namespace",
+        f"Own chains and rules, in {restores} (nothing else is flushed). Every rule carries "
+        f"the comment {tag}, and teardown removes exactly the rules with that comment and "
+        "the chains created here.",
         RestoreArgs(HOST, tag),
         None,
         tuple(parts),

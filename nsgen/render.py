@@ -20,7 +20,7 @@ from nsgen import __version__
 from nsgen.errors import UsageError
 from nsgen.fields import HOST
 from nsgen.kinds.base import LANE_ORDER, Lane, Precondition, Step
-from nsgen.kinds.firewall import ChainArgs, NftArgs, RuleArgs
+from nsgen.kinds.firewall import ChainArgs, MasqueradeArgs, NftArgs, RuleArgs
 from nsgen.kinds.registry import kind_of
 from nsgen.plan import Plan
 
@@ -207,19 +207,24 @@ class Renderer:
                     _check_batch_lines(batch)
                 lines[lane] += batch
         nft = firewall[0].args if firewall and isinstance(firewall[0].args, NftArgs) else None
+        chains: dict[int, list[str]] = {}
+        restores: list[tuple[tuple[str, ...], str]]
         if nft is not None:  # one `nft -f -`: the table and all that is in it, one transaction
             restore = "\n".join(self._kind_macro("do", part, batch=True) for part in firewall)
-            program = ("nft", "-f", "-")
+            restores = [(("nft", "-f", "-"), restore)] if restore else []
         else:
-            restore = self._restore(firewall)
-            program = ("iptables-restore", "--noflush", "-w")
-        commands = _commands(lines, restore, program)
+            restore = ""
+            by_family = self._restore(firewall)
+            restores = [((_RESTORE[f], "--noflush", "-w"), text) for f, text in by_family.items()]
+            for part in firewall:
+                chains.setdefault(_family(part), [])
+                if isinstance(part.args, ChainArgs):
+                    chains[part.args.family].append(f"{part.args.table}/{part.args.name}")
+        commands = _commands(lines, restores)
         b = {
             "commands": commands,
             "restore": restore,
-            "chains": [
-                f"{p.args.table}/{p.args.name}" for p in firewall if isinstance(p.args, ChainArgs)
-            ],
+            "chains": dict(sorted(chains.items())),
             "family": nft.family if nft else "",
             "table": nft.table if nft else "",
         }
@@ -250,20 +255,24 @@ class Renderer:
             undo.append(self._call("_batches.j2", "undo_links", links))
         return do, "\n".join(undo), entered
 
-    def _restore(self, rules: list[Step]) -> str:
-        """iptables-restore input: per table, the new chains, then the rules, then COMMIT."""
-        tables: dict[str, tuple[list[str], list[str]]] = {}
+    def _restore(self, rules: list[Step]) -> dict[int, str]:
+        """iptables-restore input per family (6: ip6tables-restore's): per table, the new
+        chains, then the rules, then COMMIT."""
+        families: dict[int, dict[str, tuple[list[str], list[str]]]] = {}
         for part in rules:
             template = kind_of(part.kind).template
             table = part.args.table if isinstance(part.args, ChainArgs | RuleArgs) else "nat"
-            chains, lines = tables.setdefault(table, ([], []))
+            chains, lines = families.setdefault(_family(part), {}).setdefault(table, ([], []))
             (chains if part.kind == "chain" else lines).append(
                 self._call(template, f"restore_{part.kind}", part.args)
             )
-        return "\n".join(
-            "\n".join([f"*{table}", *chains, *lines, "COMMIT"])
-            for table, (chains, lines) in tables.items()
-        )
+        return {
+            family: "\n".join(
+                "\n".join([f"*{table}", *chains, *lines, "COMMIT"])
+                for table, (chains, lines) in tables.items()
+            )
+            for family, tables in sorted(families.items())
+        }
 
     def preflight(self, check: Precondition) -> str:
         """One precondition's lines of setup.sh's preflight."""
@@ -307,8 +316,18 @@ def _check_batch_lines(lines: list[str]) -> None:
             raise ValueError(f"cannot put {line!r} into a batch: it needs quoting")
 
 
+_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
+"""The firewall lane's program with the iptables backend, by family."""
+
+
+def _family(part: Step) -> int:
+    """The family (4 or 6) of an iptables firewall step."""
+    assert isinstance(part.args, ChainArgs | RuleArgs | MasqueradeArgs)
+    return part.args.family
+
+
 def _commands(
-    lines: dict[Lane, list[str]], restore: str, firewall: tuple[str, ...]
+    lines: dict[Lane, list[str]], restores: list[tuple[tuple[str, ...], str]]
 ) -> tuple[Entered, ...]:
     """What a batched step runs, in LANE_ORDER, as argv and stdin: setup.sh spells each as a
     here-document (templates/_batches.j2), and `nsgen up` starts a namespace step's commands
@@ -317,8 +336,9 @@ def _commands(
     for lane in LANE_ORDER:
         if lane in _PROGRAMS and lines[lane]:
             commands.append(Entered(_PROGRAMS[lane], "".join(f"{x}\n" for x in lines[lane])))
-        elif lane == "firewall" and restore:
-            commands.append(Entered(firewall, restore + "\n"))
+        elif lane == "firewall":
+            for argv, restore in restores:
+                commands.append(Entered(argv, restore + "\n"))
         elif lane == "sysctl" and lines[lane]:
             commands.append(Entered(("bash", "-c", "; ".join(lines[lane])), ""))
     return tuple(commands)

@@ -148,8 +148,15 @@ def run_in_sandbox(function: Callable[..., Any], *args: Any, **kwargs: Any) -> N
 UPSTREAM_NETNS = "nsgen-upstream"
 INTERNET_HOST = "192.0.2.10"
 """An address on the simulated upstream that stands in for "a host on the internet"."""
+INTERNET_HOST6 = "2001:db8:192::10"
+"""The same host's IPv6 address (documentation prefix 2001:db8::/32)."""
 DNS_SERVER = "198.51.100.53"
 """Where the simulated upstream answers DNS when asked to (dnsmasq)."""
+DNS_SERVER6 = "2001:db8:198::53"
+"""The same DNS server's IPv6 address."""
+UPLINKS6 = "2001:db8:203::/48"
+"""The stand-in uplinks' IPv6 prefixes: the Nth gets the Nth /64 (the upstream ::1, the
+uplink ::2), as the Nth gets the Nth /28 of 203.0.113.0/24."""
 TEST_ZONE = "example.test"
 
 LAB_RESOLV_CONF = f"""\
@@ -190,6 +197,8 @@ class Upstream:
     netns: str = UPSTREAM_NETNS
     uplinks: dict[str, tuple[str, str]] = field(default_factory=dict)
     """external interface -> (its address, the upstream's address on that link)"""
+    uplinks6: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """The same, IPv6."""
     dns_pid: int | None = None
 
 
@@ -215,46 +224,61 @@ def _wait_for_carrier(dev: str, netns: str | None = None, seconds: float = 5.0) 
 def build_upstream(external: list[str], routes_back: list[str] | None = None) -> Upstream:
     """Create the upstream namespace and, for each external interface name, a veth whose near
     end carries that name in the root namespace. Addresses come from 203.0.113.0/24 (one /28
-    per uplink); the upstream also owns 192.0.2.10 and 198.51.100.53 on its loopback. The root
-    namespace gets a default route via the first uplink. `routes_back` are subnets the upstream
-    routes to the first uplink (by default none: private subnets need NAT, as on the internet).
+    per uplink) and 2001:db8:203::/48 (one /64 per uplink); the upstream also owns 192.0.2.10,
+    198.51.100.53, 2001:db8:192::10 and 2001:db8:198::53 on its loopback. The root namespace
+    gets a default route of each family via the first uplink. `routes_back` are subnets (of
+    either family) the upstream routes to the first uplink (by default none: private subnets
+    need NAT, as on the internet).
     """
     require_sandbox()
     up = Upstream()
     _ip("netns", "add", up.netns)
     _ip("link", "set", "lo", "up", netns=up.netns)
-    _ip("addr", "add", f"{INTERNET_HOST}/32", "dev", "lo", netns=up.netns)
-    _ip("addr", "add", f"{DNS_SERVER}/32", "dev", "lo", netns=up.netns)
+    for address in (f"{INTERNET_HOST}/32", f"{DNS_SERVER}/32"):
+        _ip("addr", "add", address, "dev", "lo", netns=up.netns)
+    for address in (f"{INTERNET_HOST6}/128", f"{DNS_SERVER6}/128"):
+        _ip("addr", "add", address, "dev", "lo", netns=up.netns)
     blocks = ipaddress.IPv4Network("203.0.113.0/24").subnets(new_prefix=28)
+    blocks6 = ipaddress.IPv6Network(UPLINKS6).subnets(new_prefix=64)
     for index, name in enumerate(external):
-        block = next(blocks)
+        block, block6 = next(blocks), next(blocks6)
         near, far = str(block[2]), str(block[1])
+        near6, far6 = str(block6[2]), str(block6[1])
         peer = f"up{index}"
         _ip("link", "add", name, "type", "veth", "peer", "name", peer, "netns", up.netns)
-        # no IPv6 autoconfiguration: the stand-ins stay quiet and their state stays still
+        # no IPv6 autoconfiguration: the stand-ins stay quiet and their state stays still;
+        # their IPv6 addresses skip duplicate address detection, so they work at once
         _ip("link", "set", name, "addrgenmode", "none")
         _ip("link", "set", peer, "addrgenmode", "none", netns=up.netns)
         _ip("addr", "add", f"{near}/{block.prefixlen}", "dev", name)
+        _ip("addr", "add", f"{near6}/64", "dev", name, "nodad")
         _ip("link", "set", name, "up")
         _ip("addr", "add", f"{far}/{block.prefixlen}", "dev", peer, netns=up.netns)
+        _ip("addr", "add", f"{far6}/64", "dev", peer, "nodad", netns=up.netns)
         _ip("link", "set", peer, "up", netns=up.netns)
         up.uplinks[name] = (near, far)
+        up.uplinks6[name] = (near6, far6)
         _wait_for_carrier(name)
         _wait_for_carrier(peer, netns=up.netns)
     if external:
         first_near, first_far = up.uplinks[external[0]]
+        first_near6, first_far6 = up.uplinks6[external[0]]
         _ip("route", "add", "default", "via", first_far)
+        _ip("-6", "route", "add", "default", "via", first_far6)
         for subnet in routes_back or []:
-            _ip("route", "add", subnet, "via", first_near, netns=up.netns)
+            via = first_near6 if ":" in subnet else first_near
+            _ip("route", "add", subnet, "via", via, netns=up.netns)
     return up
 
 
 def start_dns(up: Upstream, records: dict[str, str] | None = None, orphan: bool = False) -> None:
-    """Start dnsmasq in the upstream namespace, answering only the test zone (never forwarding).
+    """Start dnsmasq in the upstream namespace, answering only the test zone (never
+    forwarding), on both DNS addresses. A record's value is ADDRESS or IPV4,IPV6.
 
     With `orphan`, dnsmasq is started through `setsid --fork`, so it is no child of this
     process: started in a detached lab's PID namespace, its parent is then the lab's keeper
     (PID 1 there), which reaps it, and it ends with the lab. stop_dns does not stop it."""
+    # IPv4 only by default: `getent hosts` asks for IPv6 first, and callers expect 192.0.2.10
     records = records or {f"www.{TEST_ZONE}": INTERNET_HOST}
     args = [
         "ip",
@@ -268,7 +292,7 @@ def start_dns(up: Upstream, records: dict[str, str] | None = None, orphan: bool 
         "--no-hosts",
         "--no-poll",
         "--bind-interfaces",
-        f"--listen-address={DNS_SERVER}",
+        f"--listen-address={DNS_SERVER},{DNS_SERVER6}",
         "--user=root",
         "--pid-file=",
         f"--local=/{TEST_ZONE}/",

@@ -10,6 +10,8 @@ not entered: what it should hold is reported missing without running anything in
 Each object is "present", "missing" or "different" (with a short detail saying what differs).
 What could not be read at all (no root, a namespace that cannot be entered, iptables-save not
 installed) is "different" with a detail that starts "cannot check:", so it counts as drift.
+What nsgen cannot know by design (the topology's own commands, `exec:`) is "unobserved": it
+is listed, so that nobody takes it for checked, and it is not drift.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ PRESENT = "present"
 MISSING = "missing"
 DIFFERENT = "different"
 STATES = (PRESENT, MISSING, DIFFERENT)
+UNOBSERVED = "unobserved"
+"""An object whose effects nsgen cannot read (a command of the topology's): not drift."""
 
 ROW_KINDS = (*dict.fromkeys(row for kind in KINDS for row in kind.rows), "state")
 """Every value ObjectStatus.kind takes: the rows of every kind, and the state record."""
@@ -262,22 +266,27 @@ def topology_status(topology: Topology, live: LiveState | None = None) -> list[O
 
 
 def summary(rows: list[ObjectStatus]) -> dict[str, int]:
-    """{'objects': N, 'present': .., 'missing': .., 'different': ..}."""
+    """{'objects': N, 'present': .., 'missing': .., 'different': ..}, and 'unobserved' when
+    there are such objects."""
     counts = {"objects": len(rows)}
     for state in STATES:
         counts[state] = sum(1 for row in rows if row.state == state)
+    unobserved = sum(1 for row in rows if row.state == UNOBSERVED)
+    if unobserved:
+        counts[UNOBSERVED] = unobserved
     return counts
 
 
 def summary_line(rows: list[ObjectStatus]) -> str:
     counts = summary(rows)
     word = "object" if counts["objects"] == 1 else "objects"
-    return f"{counts['objects']} {word}: " + ", ".join(f"{counts[s]} {s}" for s in STATES)
+    states = [*STATES, UNOBSERVED] if UNOBSERVED in counts else STATES
+    return f"{counts['objects']} {word}: " + ", ".join(f"{counts[s]} {s}" for s in states)
 
 
 def drifted(rows: list[ObjectStatus]) -> bool:
-    """True if any object is not present as declared."""
-    return any(row.state != PRESENT for row in rows)
+    """True if any object is missing or different (an unobserved one is not drift)."""
+    return any(row.state in (MISSING, DIFFERENT) for row in rows)
 
 
 HEADER = ("KIND", "NAMESPACE", "OBJECT", "STATE", "DETAIL")

@@ -153,6 +153,10 @@ def check_topology(topology: Topology) -> list[Problem]:
                 )
             if segment is not None:
                 on_segment.setdefault((segment, ip), where)
+            if iface.version == 6 and specs[netns].ipv6 is False:
+                problems.append(
+                    Problem(where, f"{value} is IPv6, but namespace {netns} has ipv6: false")
+                )
             routed = iface.network.prefixlen < iface.max_prefixlen
             space.add(_Address(iface, dev, where, segment, ip, routed))
 
@@ -166,6 +170,14 @@ def check_topology(topology: Topology) -> list[Problem]:
                         f"{base}.loopback",
                         "the root namespace's loopback is the machine's own; "
                         "nsgen never changes it",
+                    )
+                )
+            if spec.ipv6 is False:
+                problems.append(
+                    Problem(
+                        f"{base}.ipv6",
+                        "the root namespace's IPv6 is the machine's own; nsgen never "
+                        "disables it (ipv6: false is for named namespaces)",
                     )
                 )
             if spec.dns is not None:
@@ -254,14 +266,6 @@ def check_topology(topology: Topology) -> list[Problem]:
         space = spaces[netns]
         problems.extend(_route_problems(netns, spec, spaces))
         for j, masq in enumerate(spec.masquerade):
-            if fields.ip_network(masq.source).version == 6:
-                problems.append(
-                    Problem(
-                        f"{base}.masquerade[{j}].source",
-                        f"{masq.source} is IPv6: masquerade is an iptables rule, and nsgen "
-                        "writes IPv4 firewall rules only (IPv6 firewalling does not exist yet)",
-                    )
-                )
             if masq.out not in space.names:
                 problems.append(
                     Problem(
@@ -402,6 +406,14 @@ def _route_problems(netns: str, spec: Namespace, spaces: dict[str, _Space]) -> l
                 )
             )
         family = 6 if ":" in (route.via or route.to) else 4
+        if family == 6 and spec.ipv6 is False:
+            problems.append(
+                Problem(
+                    f"{path}.{'via' if route.via else 'to'}",
+                    f"an IPv6 route, but namespace {netns} has ipv6: false",
+                )
+            )
+            continue
         if (
             route.to != "default"
             and route.via is not None
@@ -501,7 +513,7 @@ def _gateway_problems(netns: str, space: _Space, route: Route, path: str) -> lis
 def _vxlan_problems(netns: str, spec: Namespace, space: _Space) -> list[Problem]:
     problems: list[Problem] = []
     base = _space_path(netns)
-    vnis: dict[tuple[int, int], str] = {}
+    vnis: dict[tuple[int, int, int], str] = {}
     for name, vxlan in spec.vxlans.items():
         where = f"{base}.vxlans.{name}"
         if vxlan.dev is not None and vxlan.dev not in space.names:
@@ -511,7 +523,10 @@ def _vxlan_problems(netns: str, spec: Namespace, space: _Space) -> list[Problem]
                     f"interface {vxlan.dev!r} is not declared in namespace {netns}",
                 )
             )
-        key = (vxlan.id, vxlan.port)
+        # the kernel keeps one UDP socket per port and family: an IPv4 and an IPv6 device may
+        # share a VNI and port (flannel's flannel.1 and flannel-v6.1 do)
+        family = 6 if vxlan.local is not None and ":" in vxlan.local else 4
+        key = (vxlan.id, vxlan.port, family)
         if key in vnis:
             problems.append(
                 Problem(
@@ -522,17 +537,6 @@ def _vxlan_problems(netns: str, spec: Namespace, space: _Space) -> list[Problem]
             )
         else:
             vnis[key] = name
-        if vxlan.mac is not None:
-            first = int(vxlan.mac[:2], 16)
-            if first & 1 or vxlan.mac == "00:00:00:00:00:00":
-                kind = "a multicast" if first & 1 else "the all-zero"
-                problems.append(
-                    Problem(
-                        f"{where}.mac",
-                        f"{vxlan.mac} is {kind} MAC address: the kernel gives a device "
-                        "only a unicast one",
-                    )
-                )
         if vxlan.local is not None and netns != HOST and vxlan.local not in space.by_ip:
             problems.append(
                 Problem(
@@ -564,9 +568,16 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
             continue
         is_address = True
         try:
-            fields.ip_address(check.to)
+            version = fields.ip_address(check.to).version
         except ValueError:
             is_address = False
+        if is_address and check.family not in (None, version):
+            problems.append(
+                Problem(
+                    f"{path}.family",
+                    f"is {check.family}, but {check.to} is an IPv{version} address",
+                )
+            )
         if not is_address:
             if check.to not in spaces and check.to not in service_names(topology):
                 problems.append(
@@ -575,9 +586,13 @@ def _check_checks(topology: Topology, spaces: dict[str, _Space]) -> list[Problem
                         f"{check.to!r} is neither an address, a declared namespace nor a Service",
                     )
                 )
-            elif check.to in spaces and topology.first_address(check.to) is None:
+            elif check.to in spaces and topology.first_address(check.to, check.family) is None:
+                family = f"IPv{check.family} " if check.family else ""
                 problems.append(
-                    Problem(f"{path}.to", f"namespace {check.to} has no address to check against")
+                    Problem(
+                        f"{path}.to",
+                        f"namespace {check.to} has no {family}address to check against",
+                    )
                 )
         if check.kind == "tcp" and check.port is None:
             problems.append(Problem(f"{path}.port", "a tcp check needs a port"))

@@ -3,13 +3,51 @@ nsgen_current=0      # the step being run
 nsgen_signal=""      # exit status to report if a signal arrived
 declare -a nsgen_titles=()
 
+# While a step runs, its error output is kept in a file (one per lane) and shown when the
+# step ends: if it fails, the summary quotes the line that says what went wrong.
+exec {nsgen_stderr}>&2
+nsgen_errors=$NSGEN_STATE/errors
+
 nsgen_begin() {
   nsgen_current=$1
   nsgen_titles[$1]=$2
   printf 'begin %s\n' "$1" >>"$NSGEN_STATE/journal"
   nsgen_log "$1/$NSGEN_STEPS $2"
+  exec 2>"$nsgen_errors"
 }
-nsgen_end() { printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"; }
+nsgen_end() {
+  nsgen_show_errors
+  printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"
+}
+# Back to the real stderr, showing what the step wrote there.
+nsgen_show_errors() {
+  exec 2>&"$nsgen_stderr"
+  if [[ -s $nsgen_errors ]]; then
+    cat -- "$nsgen_errors" >&2
+    : >"$nsgen_errors"
+  fi
+}
+# The line of an error output (on stdin) that says what went wrong: the last that is not a
+# hint to read the help, with where in its input a batch program failed (nsgen up picks the
+# same line: nsgen/executor.py, failure_reason).
+nsgen_reason() {
+  local line reason="" at=""
+  while IFS= read -r line; do
+    case $line in
+      "Error occurred at line: "*) at=" (input line ${line##*: })" ;;
+      "Command failed "*:*) at=" (input line ${line##*:})" ;;
+      "Try \`"*"' for more information"*) ;;
+      *[![:space:]]*) reason=$line ;;
+    esac
+  done
+  printf '%s%s' "${reason:-(no error output)}" "$at"
+}
+nsgen_failed() { # step status: say which step failed, and why
+  local reason="(no error output)"
+  if [[ -s $nsgen_errors ]]; then reason=$(nsgen_reason <"$nsgen_errors"); fi
+  nsgen_show_errors
+  nsgen_log "step $1/$NSGEN_STEPS (${nsgen_titles[$1]:-before the first step}) failed with exit status $2: $reason"
+}
 
 # Runs steps FIRST..LAST (nsgen_do_N) in NSGEN_LANES lanes at once (default: one per
 # CPU). Only steps confined to one namespace run this way; they need no undo, so on a
@@ -25,7 +63,8 @@ nsgen_lanes() {
       # set -e ends the lane at a failing command; the ERR trap (kept in functions by
       # set -E) says which step it was
       set -E
-      trap 'nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $?"' ERR
+      trap 'nsgen_failed "$i" "$?"' ERR
+      nsgen_errors=$NSGEN_STATE/errors.$lane
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
         "nsgen_do_$i"
@@ -55,11 +94,13 @@ nsgen_finish() {
   fi
   if [[ -n $nsgen_signal ]]; then
     code=$nsgen_signal
+    nsgen_show_errors
     nsgen_log "interrupted during step $nsgen_current/$NSGEN_STEPS: rolling back"
   elif ((nsgen_lane_failed)); then
     nsgen_log "rolling back"  # the failed step said so itself
   else
-    nsgen_log "step $nsgen_current/$NSGEN_STEPS (${nsgen_titles[$nsgen_current]:-before the first step}) failed with exit status $status: rolling back"
+    nsgen_failed "$nsgen_current" "$status"
+    nsgen_log "rolling back"
   fi
   for ((i = nsgen_current; i >= 1; i--)); do
     declare -F "nsgen_undo_$i" >/dev/null || continue

@@ -1,9 +1,9 @@
 """Fault injection without product hooks: stand-in `ip`, `bridge`, `tc`, `iptables`,
-`iptables-restore` and `nft` placed early on PATH.
+`iptables-restore`, `ip6tables`, `ip6tables-restore` and `nft` placed early on PATH.
 
 Each stand-in counts the calls that would change state (ip/bridge/tc ... add/del/set/...,
-`ip -b` batches, iptables -A/-D/-I/-N/-X/-F/-P/-R, every iptables-restore, nft -f and nft
-add/create/insert/delete/... ) in a shared counter file and fails the one whose number is
+`ip -b` batches, ip(6)tables -A/-D/-I/-N/-X/-F/-P/-R, every ip(6)tables-restore, nft -f and
+nft add/create/insert/delete/... ) in a shared counter file and fails the one whose number is
 $NSGEN_FAIL_AT, with exit status 2 and a message, as a real failing command would; calls whose
 arguments match the regex $NSGEN_FAIL_MATCH fail every time. $NSGEN_SLOW (seconds) delays
 every state-changing call. Every other call runs the real program. Read-only calls (show,
@@ -77,6 +77,8 @@ def install_stand_ins(directory: Path) -> dict[str, str]:
         ("tc", _CLASSIFY_IP),
         ("iptables", _CLASSIFY_IPTABLES),
         ("iptables-restore", _CLASSIFY_RESTORE),
+        ("ip6tables", _CLASSIFY_IPTABLES),
+        ("ip6tables-restore", _CLASSIFY_RESTORE),
         ("nft", _CLASSIFY_NFT),
     ):
         real = shutil.which(name)

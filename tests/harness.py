@@ -69,10 +69,12 @@ def assert_same_state(before: dict[str, Any], after: dict[str, Any] | None = Non
 
 def make_canary() -> None:
     """State of "the user's" that nsgen must never touch: a bridge, a namespace and iptables
-    rules in the nat and filter tables (one of them a MASQUERADE much like nsgen's own)."""
+    and ip6tables rules in the nat and filter tables (one of each a MASQUERADE much like
+    nsgen's own)."""
     for argv in (
         ["ip", "link", "add", "user-br", "type", "bridge"],
         ["ip", "addr", "add", "10.99.0.1/24", "dev", "user-br"],
+        ["ip", "addr", "add", "fd99::1/64", "dev", "user-br", "nodad"],
         ["ip", "netns", "add", "user-ns"],
         [
             "iptables",
@@ -89,6 +91,21 @@ def make_canary() -> None:
             "MASQUERADE",
         ],
         ["iptables", "-w", "-A", "FORWARD", "-s", "10.99.0.0/24", "-j", "ACCEPT"],
+        [
+            "ip6tables",
+            "-w",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "fd99::/64",
+            "-o",
+            "eth0",
+            "-j",
+            "MASQUERADE",
+        ],
+        ["ip6tables", "-w", "-A", "FORWARD", "-s", "fd99::/64", "-j", "ACCEPT"],
     ):
         result = run(*argv)
         assert result.returncode == 0, result.stderr

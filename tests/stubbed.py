@@ -70,6 +70,8 @@ case $prog in
       " -o link show ")
         echo "1: lo: <LOOPBACK,UP,LOWER_UP>"
         for link in $NSGEN_STUB_LINKS; do echo "2: $link: <BROADCAST,UP,LOWER_UP>"; done ;;
+      *" -o addr show dev "*" scope global ")  # an external interface has its addresses
+        dev=${args#* dev }; echo "2: ${dev%% *} inet 203.0.113.2/24 scope global" ;;
       *" link show dev "*|*" addr show "*|*" route show "*|*" neigh show "*) answer ;;
     esac ;;
   iptables|ip6tables)

@@ -228,11 +228,15 @@ def test_completion_offers_commands_options_and_topology_files() -> None:
     assert set(complete("nsgen ")) >= {"validate", "render", "up", "down", "lab", "diagram"}
     assert complete("nsgen up --dr") == ["--dry-run"]
     assert complete("nsgen lab ex") == ["exec", "examples/"]
-    assert complete("nsgen validate examples/s") == ["examples/seed.yaml"]
+    assert complete("nsgen validate examples/s") == [
+        "examples/seed-dual.yaml",
+        "examples/seed.yaml",
+    ]
     offered = complete("nsgen validate examples/")
     assert "examples/two-tier.yaml" in offered
     assert "examples/seed-demo.sh" not in offered  # not a topology file
     assert complete("nsgen lab up examples/k8s") == [
+        "examples/k8s-dual.yaml",
         "examples/k8s-fleet.yaml",
         "examples/k8s-two-nodes.yaml",
         "examples/k8s-vxlan.yaml",

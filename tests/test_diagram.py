@@ -244,7 +244,7 @@ def test_svg_renders(example: Path, tmp_path: Path) -> None:
     diagram.render_image(diagram.dot(load_topology(example)), "svg", out)
     svg = out.read_text(encoding="utf-8")
     assert svg.startswith("<?xml") or "<svg" in svg
-    assert "veth" in svg
+    assert 'class="edge"' in svg  # the links are drawn (not every example names one veth-*)
 
 
 def test_png_renders(tmp_path: Path) -> None:

@@ -476,9 +476,9 @@ def test_more_publish_and_name_problems() -> None:
     }
     assert problems(data) == [
         (
-            "containers.web.publish[0].host_ip",
-            "fd00::1 is IPv6: Docker-style networks are IPv4 here (their isolation, NAT and "
-            "published ports are iptables rules, and nsgen writes IPv4 firewall rules only)",
+            "containers.web.publish[0]",
+            "fd00::1 is an IPv6 address, but container web has none to publish to (Docker's "
+            "docker-proxy would relay IPv6 to its IPv4 address; nsgen does not)",
         ),
         (
             "containers.alone.publish[0]",

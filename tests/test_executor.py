@@ -91,7 +91,7 @@ def test_up_runs_exactly_the_commands_of_setup_sh_and_logs_each_step(tmp_path: P
 
 
 @pytest.mark.parametrize("style", ["batch", "tutorial"])
-@pytest.mark.parametrize("example", ["seed", "two-tier"])
+@pytest.mark.parametrize("example", ["seed", "two-tier", "seed-dual"])
 @sandboxed
 def test_up_rolls_back_a_fault_at_every_call_and_restores_the_snapshot(
     tmp_path: Path, example: str, style: str
@@ -116,7 +116,12 @@ def test_up_rolls_back_a_fault_at_every_call_and_restores_the_snapshot(
             failed = [r for r in records if r["phase"] == "do" and r["exit_code"] != 0]
             assert len(failed) == 1, records
             assert f"injected fault on state-changing call {k}" in failed[0]["stderr"]
-            assert f"step {failed[0]['step']}/" in result.stderr
+            # the summary quotes the command's own error line
+            assert re.search(
+                rf"step {failed[0]['step']}/\d+ \(.*\) failed with exit status 2: \S+: "
+                rf"injected fault on state-changing call {k}:",
+                result.stderr,
+            ), result.stderr
             undone = [r["step"] for r in records if r["phase"] == "undo"]
             assert undone == sorted(undone, reverse=True) and undone, records
             assert all(r["exit_code"] == 0 for r in records if r["phase"] == "undo")

@@ -308,13 +308,11 @@ def test_a_pod_name_that_goes_into_etc_hosts_must_be_a_host_name() -> None:
     topology_from_data(data, SRC)
 
 
-def test_an_ipv6_cluster_ip_says_why_it_is_refused() -> None:
+def test_an_ipv6_cluster_ip_in_an_ipv4_only_cluster_says_what_it_needs() -> None:
     data = k8s("10.10.0.0/24")
     data["cluster"]["services"]["web"]["cluster_ip"] = "fd00::10"
     assert problem(data) == (
-        f"{SRC}: cluster.services.web.cluster_ip: fd00::10 is IPv6: nsgen's cluster is IPv4 only "
-        "(kube-proxy's Services and the pod masquerade are iptables rules, and nsgen writes IPv4 "
-        "firewall rules only)"
+        f"{SRC}: cluster.services.web.cluster_ip: IPv6, but the cluster has no IPv6 (ipv6: true)"
     )
 
 
@@ -330,10 +328,20 @@ def test_a_cluster_domain_too_long_for_service_host_names_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("place", "value"),
-    [("address", "fd00::5"), ("gateway", "fd00::1")],
+    ("place", "value", "reason"),
+    [
+        ("address", "fd00::5", "fd00::5 is not an IPv4 address (an IPv6 one goes in ipv6_address)"),
+        (
+            "gateway",
+            "fd00::1",
+            "fd00::1 is IPv6: gateway is the network's IPv4 gateway; an IPv6 one goes in "
+            "ipv6_gateway (with ipv6: true)",
+        ),
+    ],
 )
-def test_ipv6_in_a_docker_network_says_why_it_is_refused(place: str, value: str) -> None:
+def test_ipv6_in_an_ipv4_key_of_a_docker_network_says_where_it_goes(
+    place: str, value: str, reason: str
+) -> None:
     data = docker()
     if place == "address":
         data["containers"]["web"]["networks"] = {"front": {"address": value}}
@@ -341,7 +349,4 @@ def test_ipv6_in_a_docker_network_says_why_it_is_refused(place: str, value: str)
     else:
         data["networks"]["front"]["gateway"] = value
         path = "networks.front.gateway"
-    assert problem(data) == (
-        f"{SRC}: {path}: {value} is IPv6: Docker-style networks are IPv4 here (their isolation, "
-        "NAT and published ports are iptables rules, and nsgen writes IPv4 firewall rules only)"
-    )
+    assert problem(data) == f"{SRC}: {path}: {reason}"

@@ -34,6 +34,7 @@ from nsgen.checks import parse_results
 from nsgen.errors import NsgenError, TopologyError
 from nsgen.fields import COMMENT_DIRECTIVES
 from nsgen.kinds.files import DnsArgs
+from nsgen.kinds.settings import SysctlArgs
 from nsgen.load import topology_from_data
 from nsgen.model import Topology
 from nsgen.names import chain_tag
@@ -67,7 +68,9 @@ CORE_SINK: dict[str, Any] = {
     "firewall": "iptables",
     "host": {
         "external": ["eth0"],
-        "bridges": {"br0": {"addresses": ["10.0.0.254/24", "fd00::fe/64"]}},
+        "bridges": {
+            "br0": {"addresses": ["10.0.0.254/24", "fd00::fe/64"], "mac": "02:00:00:00:00:fe"}
+        },
         "interfaces": [
             {
                 "name": "h0",
@@ -94,7 +97,10 @@ CORE_SINK: dict[str, Any] = {
     "namespaces": {
         "red": {
             "interfaces": [
-                {"peer": {"bridge": "br0"}, "addresses": ["10.0.0.1/24", "fd00::1/64"]},
+                {
+                    "peer": {"bridge": "br0", "mac": "02:00:00:00:00:11"},
+                    "addresses": ["10.0.0.1/24", "fd00::1/64"],
+                },
             ],
             "routes": [
                 {"to": "default", "via": "10.0.0.254"},
@@ -103,7 +109,7 @@ CORE_SINK: dict[str, Any] = {
             "dns": {
                 "nameservers": ["192.0.2.53"],
                 "search": ["example.test"],
-                "hosts": {"db": "10.0.0.2"},
+                "hosts": {"db": "10.0.0.2", "web": ["10.0.0.3", "fd00::3"]},
             },
             "sysctls": {"net.ipv4.ip_forward": 1},
         },
@@ -246,7 +252,15 @@ DOCKER_SINK: dict[str, Any] = {
     "name": "dsink",
     "host": {"external": ["eth0"]},
     "networks": {
-        "front": {"subnet": "172.18.0.0/24", "gateway": "172.18.0.1", "bridge": "br-f"},
+        "front": {
+            "subnet": "172.18.0.0/24",
+            "gateway": "172.18.0.1",
+            "bridge": "br-f",
+            "ipv6": True,
+            "ipv6_subnet": "fd00:18::/64",
+            "ipv6_gateway": "fd00:18::1",
+            "gateway_mode_ipv6": "routed",
+        },
         "back": {"subnet": "172.19.0.0/24", "internal": True},
     },
     "containers": {
@@ -705,7 +719,14 @@ def check_run(
     if run.codes["setup"] == 0:
         allowed = {state + "digest", state + "journal"}
         allowed |= {f"{state}netns-dir.{ns}" for ns in dirs}
-        for key in host_sysctls:
+        # the keys set, and those the kernel changes with them (saved and restored too)
+        companions = {
+            key
+            for step in _steps(plan)
+            if isinstance(step.args, SysctlArgs)
+            for key in step.args.companions
+        }
+        for key in [*host_sysctls, *companions]:
             allowed |= {
                 f"/run/nsgen/.sysctl/{key}/original",
                 f"/run/nsgen/.sysctl/{key}/{plan.topology}",
@@ -746,7 +767,8 @@ def declared_line_count(topology: Topology, path: str) -> int:
     dns = topology.namespaces[netns].dns
     assert dns is not None
     if name == "hosts":
-        return 2 + len(dns.hosts)
+        # localhost twice (IPv4 and IPv6), then one line per address of each name
+        return 2 + sum(1 if isinstance(a, str) else len(a) for a in dns.hosts.values())
     return len(dns.nameservers) + (1 if dns.search else 0)
 
 

@@ -488,8 +488,9 @@ VALIDATION_CASES = [
     (
         _set("cluster/colour", "blue"),
         [
-            "cluster.colour: unknown key 'colour' (known keys: cluster_domain, mode, node_cidr_mask_"
-            "size, node_network, nodes, pod_cidr, pod_hosts, service_cidr, services)"
+            "cluster.colour: unknown key 'colour' (known keys: cluster_domain, ipv6, mode, "
+            "node_cidr_mask_size, node_cidr_mask_size_ipv6, node_network, nodes, pod_cidr, "
+            "pod_cidr_ipv6, pod_hosts, service_cidr, service_cidr_ipv6, services)"
         ],
     ),
     (
@@ -695,9 +696,8 @@ VALIDATION_CASES = [
     (
         _set("cluster/pod_cidr", "fd00:244::/56"),
         [
-            "cluster.pod_cidr: fd00:244::/56 is IPv6: nsgen's cluster is IPv4 only (kube-proxy's "
-            "Services and the pod masquerade are iptables rules, and nsgen writes IPv4 firewall "
-            "rules only)"
+            "cluster.pod_cidr: fd00:244::/56 is IPv6: pod_cidr is the IPv4 range; the IPv6 one "
+            "goes in pod_cidr_ipv6 (with ipv6: true)"
         ],
     ),
     (

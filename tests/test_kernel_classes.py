@@ -324,12 +324,13 @@ def test_a_vxlan_local_address_the_namespace_lacks_is_rejected() -> None:
 # ---- IPv6 where only IPv4 firewalling exists ------------------------------------------------
 
 
-def test_an_ipv6_masquerade_source_is_rejected_naming_the_field() -> None:
+def test_an_ipv6_masquerade_out_of_a_link_without_an_ipv6_address_is_rejected() -> None:
+    """NAT66 gives leaving packets an IPv6 address of the interface they leave through."""
     data = base()
-    data["host"]["masquerade"] = [{"source": "fd00::/64", "out": "eth0"}]
+    data["host"]["masquerade"] = [{"source": "fd00::/64", "out": "br0"}]
     assert problem(data) == (
-        f"{SRC}: host.masquerade[0].source: fd00::/64 is IPv6: masquerade is an iptables rule, "
-        "and nsgen writes IPv4 firewall rules only (IPv6 firewalling does not exist yet)"
+        f"{SRC}: host.masquerade[0].out: br0 has no IPv6 address: masquerading fd00::/64 "
+        "(NAT66) gives leaving packets an IPv6 address of br0"
     )
 
 
@@ -353,12 +354,12 @@ def test_each_class_is_one_line_of_nsgen_validate_with_exit_1(tmp_path: Path) ->
     red(data)["interfaces"].pop()
     data["namespaces"]["blue"]["interfaces"][0]["addresses"] = ["10.0.0.1/24"]
     red(data)["routes"][0]["via"] = "10.0.0.1"
-    data["host"]["masquerade"] = [{"source": "fd00::/64", "out": "eth0"}]
+    data["host"]["masquerade"] = [{"source": "fd00::/64", "out": "br1"}]
     code, lines = validate(tmp_path, data)
     assert code == 1
     assert [line.split(": ")[0] for line in lines] == [  # in the file's order
         "host.bridges.br1.addresses[0]",
-        "host.masquerade[0].source",
+        "host.masquerade[0].out",
         "namespaces.red.routes[0].via",
         "namespaces.blue.interfaces[0].addresses[0]",
     ]

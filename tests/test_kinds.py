@@ -83,7 +83,10 @@ def _fake_live(tmp_path: Path, plan: Plan) -> LiveState:
             (netns_dir / step.args.netns).touch()
 
     def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-        out = "0\n0\n0\n" if "sh" in argv or "grep" in argv else "[]"
+        if "sh" in argv or "grep" in argv:  # one value per sysctl read
+            out = "0\n" * max(3, argv[-1].count("cat /proc"))
+        else:
+            out = "[]"
         return subprocess.CompletedProcess(argv, 0, out, "")
 
     return LiveState(run, netns_dir=netns_dir, state_root=tmp_path / "run", root=tmp_path)
@@ -110,13 +113,18 @@ def test_status_observes_every_kind_the_planner_emits(kind: Kind, tmp_path: Path
             if step.kind not in ("veth",):  # a pair is observed through its two ends
                 assert len(observer.rows) > before, f"{label}: status ignores {step.title}"
         assert {row.kind for row in observer.rows} <= set(kind.rows)
+        if not kind.observable:  # listed, never taken for checked, never drift
+            assert {row.state for row in observer.rows} <= {"unobserved"}, label
     assert seen, f"no example uses {kind.name}: add one, so that its coverage is tested"
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
 def test_the_snapshot_reads_something_for_every_kind(kind: Kind, tmp_path: Path) -> None:
+    """Except for a kind that says nsgen cannot know its effects (`observable`): that one
+    reads nothing, and says so."""
     live = _fake_live(tmp_path, PLANS[0][2])
-    assert kind.snapshot(live, "host") or kind.snapshot_host(live), kind.name
+    reads = kind.snapshot(live, "host") or kind.snapshot_host(live)
+    assert bool(reads) == kind.observable, kind.name
 
 
 def test_every_status_row_kind_is_a_kinds_word() -> None:

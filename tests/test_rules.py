@@ -110,10 +110,6 @@ def test_what_is_not_a_match_or_a_target_is_refused_naming_the_word(text: str, r
             "DNAT works only in the nat table (table: nat)",
         ),
         (
-            {"rule": "-s 2001:db8::/64 -j ACCEPT"},
-            "IPv6 addresses in firewall rules are not supported yet",
-        ),
-        (
             {"rule": "-s 10.0.0.1/8 -j ACCEPT"},
             "'10.0.0.1/8' has host bits set: the subnet is 10.0.0.0/8",
         ),

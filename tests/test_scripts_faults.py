@@ -1,5 +1,6 @@
-"""setup.sh rolls itself back: for every state-changing `ip`/`iptables` call of the seed, a run
-that fails exactly that call exits 3 and leaves the network exactly as it was."""
+"""setup.sh rolls itself back: for every state-changing `ip`/`iptables`/`ip6tables` call of the
+seed (and of its dual-stack twin), a run that fails exactly that call exits 3 and leaves the
+network exactly as it was."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def render_steps(example: str, style: str) -> list[RenderedStep]:
 
 
 @pytest.mark.parametrize("style", ["batch", "tutorial"])
-@pytest.mark.parametrize("example", ["seed", "two-tier"])
+@pytest.mark.parametrize("example", ["seed", "two-tier", "seed-dual"])
 @sandboxed
 def test_setup_rolls_back_every_injected_fault_and_restores_the_snapshot(
     tmp_path: Path, example: str, style: str
@@ -48,21 +49,25 @@ def test_setup_rolls_back_every_injected_fault_and_restores_the_snapshot(
             result = run(scripts / "setup.sh", env={**fail_at(env, k), "NSGEN_LANES": str(lanes)})
             assert result.returncode == 3, f"fault {k}: exit {result.returncode}\n{result.stderr}"
             assert f"injected fault on state-changing call {k}" in result.stderr
-            match = re.search(rf"step (\d+)/{total_steps} \(.*\) failed", result.stderr)
+            match = re.search(
+                rf"step (\d+)/{total_steps} \(.*\) failed with exit status 2: "
+                rf"\S+: injected fault on state-changing call {k}:",
+                result.stderr,
+            )
             assert match, result.stderr
             if lanes == 1:
                 failed_steps.add(int(match.group(1)))
             assert "rolled back: everything this run created is gone" in result.stderr
             differences = diff_snapshots(before, take_snapshot())
             assert differences == [], f"fault {k} left:\n" + "\n".join(differences)
-        # every step that calls ip or iptables to change something was failed at least once
-        # (sysctls and DNS files are written by bash itself, not by ip or iptables)
+        # every step that calls ip or ip(6)tables to change something was failed at least
+        # once (sysctls and DNS files are written by bash itself, not by ip or iptables)
         file_only = {
             n
             for n, step in enumerate(render_steps(example, style), 1)
             if not re.search(
                 r"^(ip netns exec \S+ |nsgen_enter \S+ )?"
-                r"(ip|iptables|iptables-restore) (?!netns exec)",
+                r"(ip|iptables|iptables-restore|ip6tables|ip6tables-restore) (?!netns exec)",
                 step.do,
                 re.M,
             )

@@ -493,7 +493,7 @@ def test_an_unknown_key_is_placed_at_the_key_and_a_bad_value_at_the_value(
     tmp_path: Path,
 ) -> None:
     assert cli_problems(tmp_path, PLACES) == [
-        f"{SRC}:4:39: host.bridges.br0.colour: unknown key 'colour' (known keys: addresses)",
+        f"{SRC}:4:39: host.bridges.br0.colour: unknown key 'colour' (known keys: addresses, mac, mtu)",
         f"{SRC}:7:15: namespaces.red.loopback: expected true or false, got 'yes'",
         f"{SRC}:9:9: namespaces.red.interfaces[0].peer: required key is missing",
         f"{SRC}:10:3: namespaces.$bad: '$bad' is not a valid namespace name: {NAME_CHARS}",
@@ -698,7 +698,7 @@ def test_validate_json_gives_each_problem_with_its_place(tmp_path: Path) -> None
         "line": 4,
         "column": 39,
         "path": "host.bridges.br0.colour",
-        "message": "unknown key 'colour' (known keys: addresses)",
+        "message": "unknown key 'colour' (known keys: addresses, mac, mtu)",
     }
     assert [(p["line"], p["column"]) for p in report["problems"]] == [
         (4, 39),

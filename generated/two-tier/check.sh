@@ -3,7 +3,7 @@
 #   web1 and web2 on br-front, db on br-back, a router between them, db <-> backup
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b.
+# efa46cf6d747d14ffb36a9860562667b55a764c64d7ce21183b06f8c07709a44.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:two-tier).
@@ -29,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=two-tier
-readonly NSGEN_DIGEST=062aeafaf48d9a0242fbe2acd904fc83e282b21f74c5f39437c47c1cabb1573b
+readonly NSGEN_DIGEST=efa46cf6d747d14ffb36a9860562667b55a764c64d7ce21183b06f8c07709a44
 readonly NSGEN_STATE=/run/nsgen/two-tier
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
@@ -249,13 +249,19 @@ nsgen_probe_tcp_listening() { # netns address port timeout [listen-netns listen-
   nsgen_stop_listeners
 }
 
-nsgen_probe_dns() { # netns name timeout
-  local out status start
+nsgen_probe_dns() { # netns name timeout [family: 4 asks for A records, 6 for AAAA]
+  local out status start database=hosts
+  case ${4:-} in 4) database=ahostsv4 ;; 6) database=ahostsv6 ;; esac
   nsgen_source "$1" || return
   start=$(nsgen_now_us)
-  out=$(nsgen_in "$1" timeout "$3" getent hosts "$2" 2>/dev/null)
+  out=$(nsgen_in "$1" timeout "$3" getent "$database" "$2" 2>/dev/null)
   status=$?
   nsgen_ms=$(nsgen_elapsed_ms "$start")
+  # without an AAAA record, getent ahostsv6 answers with the IPv4 address, mapped
+  if ((status == 0)) && [[ $out == "::ffff:"* ]]; then
+    nsgen_got=blocked nsgen_reason="has no AAAA record (${out%%[[:space:]]*})"
+    return
+  fi
   case $status in
     0) nsgen_got=reach nsgen_reason="resolves to ${out%%[[:space:]]*}" ;;
     2) nsgen_got=blocked nsgen_reason="name not found" ;;

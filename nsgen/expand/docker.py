@@ -17,12 +17,18 @@ Each piece becomes plain core objects, the way Docker's bridge driver builds the
   publish            DNAT rules in the nat chain NSGEN-<topology>-DNAT, jumped to from
                      PREROUTING and OUTPUT for local destinations (Docker's DOCKER chain, with
                      docker-proxy's job done by the kernel), plus a hairpin MASQUERADE
+  ipv6: true         the same in the second family, with ip6tables: an IPv6 subnet (a ULA
+                     /64 derived from the topology's name when none is given, as Docker 27
+                     derives one from its host ID), a second address per container, NAT66,
+                     and with gateway_mode_ipv6: routed no NAT but a filter that opens only
+                     published container ports to direct routing (Docker's routed mode)
 
 See docs/docker.md for every key. `expand` follows the contract in `nsgen.expand`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -58,21 +64,19 @@ CHAIN_LIMIT = 28
 _NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?")
 _PUBLISH_RE = re.compile(
-    r"(?:(?P<ip>[0-9.]{1,15}):)?(?P<published>[0-9]{1,5}):(?P<target>[0-9]{1,5})"
+    r"(?:(?P<ip>[0-9.]{1,15}|\[[0-9A-Fa-f:.]{2,45}\]):)?(?P<published>[0-9]{1,5}):(?P<target>[0-9]{1,5})"
     r"(?:/(?P<protocol>[a-z]{1,8}))?"
 )
-_PUBLISH_FORM = "HOST_PORT:CONTAINER_PORT[/tcp|udp] or HOST_IP:HOST_PORT:CONTAINER_PORT[/...]"
+_PUBLISH_FORM = (
+    "HOST_PORT:CONTAINER_PORT[/tcp|udp] or HOST_IP:HOST_PORT:CONTAINER_PORT[/...] "
+    "(an IPv6 HOST_IP in brackets)"
+)
+
+ULA_BASE = ipaddress.IPv6Network("fd00::/8")
+"""Where the IPv6 subnets nsgen picks come from: unique local addresses (RFC 4193)."""
 
 
 # ---- the vocabulary ----------------------------------------------------------------------
-
-
-def _ipv6_refused(value: str) -> str:
-    """Why an IPv6 value is refused where a Docker-style network needs IPv4."""
-    return (
-        f"{value} is IPv6: Docker-style networks are IPv4 here (their isolation, NAT and "
-        "published ports are iptables rules, and nsgen writes IPv4 firewall rules only)"
-    )
 
 
 def _network_name(value: str) -> str:
@@ -123,6 +127,25 @@ class Network(Strict):
         "this bridge and any other interface.",
     )
     icc: bool = Field(True, description="Inter-container communication on this network.")
+    ipv6: bool = Field(
+        False, description="Dual stack (docker network create --ipv6): an IPv6 subnet too."
+    )
+    ipv6_subnet: Subnet | None = Field(
+        None,
+        description="IPv6 subnet (needs ipv6: true). Default: a /64 of a unique local /48 "
+        "derived from the topology's name, the next free one in network order (as Docker 27 "
+        "derives one from its host ID).",
+    )
+    ipv6_gateway: IpAddr | None = Field(
+        None, description="The host's IPv6 address on the bridge. Default: the subnet's ::1."
+    )
+    gateway_mode_ipv6: Literal["nat", "routed"] = Field(
+        "nat",
+        description="nat: NAT66 out, published ports DNATed from the host's addresses "
+        "(Docker's default). routed: no NAT; the containers' addresses are routed, and only "
+        "published container ports (and ICMPv6) are open to direct routing "
+        "(com.docker.network.bridge.gateway_mode_ipv6).",
+    )
 
 
 class Attachment(Strict):
@@ -130,6 +153,10 @@ class Attachment(Strict):
 
     address: IpAddr | None = Field(
         None, description="The container's address on the network. Default: the next free one."
+    )
+    ipv6_address: IpAddr | None = Field(
+        None,
+        description="Its IPv6 address (an ipv6: true network). Default: the next free one.",
     )
 
 
@@ -140,11 +167,16 @@ class PortLong(Strict):
     published: Port = Field(description="Port on the host.")
     protocol: Literal["tcp", "udp"] = "tcp"
     host_ip: IpAddr | None = Field(
-        None, description="Publish on this host address only. Default: every local address."
+        None,
+        description="Publish on this host address only (of one family, which then is the "
+        "only one published). Default: every local address of both families.",
     )
 
 
-PublishText = Annotated[str, Field(pattern=r"^([0-9.]{1,15}:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")]
+PublishText = Annotated[
+    str,
+    Field(pattern=r"^([0-9.]{1,15}:|\[[0-9A-Fa-f:.]{2,45}\]:)?[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$"),
+]
 
 
 class Container(Strict):
@@ -269,11 +301,16 @@ def _publish_text(text: str, path: str, problems: list[Problem]) -> Publish | No
         ports.append(port)
     host_ip = None
     if match["ip"]:
+        bracketed = match["ip"].startswith("[")
         try:
-            host_ip = str(ipaddress.IPv4Address(match["ip"]))
+            address = ipaddress.ip_address(match["ip"].strip("[]"))
         except ValueError:
-            problems.append(Problem(path, f"{shown(text)}: {match['ip']!r} is not an IPv4 address"))
+            address = None
+        if address is None or bracketed != (address.version == 6):
+            what = "an IPv6 address in brackets" if bracketed else "an IPv4 address"
+            problems.append(Problem(path, f"{shown(text)}: {match['ip']!r} is not {what}"))
             return None
+        host_ip = str(address)
     return Publish(protocol, ports[0], ports[1], host_ip, path)
 
 
@@ -297,9 +334,6 @@ def _publish_entry(
         port = _validate(PortLong, value, prefix, problems)
         if port is None:
             return None
-        if port.host_ip is not None and ":" in port.host_ip:
-            problems.append(Problem(format_path((*prefix, "host_ip")), _ipv6_refused(port.host_ip)))
-            return None
         return Publish(port.protocol, port.published, port.target, port.host_ip, path)
     problems.append(
         Problem(
@@ -319,6 +353,8 @@ class Attach:
     path: str
     explicit: str | None
     address: ipaddress.IPv4Address | None = None
+    explicit6: str | None = None
+    address6: ipaddress.IPv6Address | None = None
 
 
 def _container_networks(
@@ -337,7 +373,12 @@ def _container_networks(
     elif isinstance(value, dict):
         found = _validate(dict[NetworkName, Attachment | None], value, prefix, problems)
         given = [
-            Attach(name, f"{path}.{name}", a.address if a else None)
+            Attach(
+                name,
+                f"{path}.{name}",
+                a.address if a else None,
+                explicit6=a.ipv6_address if a else None,
+            )
             for name, a in (found or {}).items()
         ]
     else:
@@ -390,6 +431,14 @@ class Net:
     bridge: str
     masquerade: bool
     members: list[str] = field(default_factory=list)
+    subnet6: ipaddress.IPv6Network | None = None
+    """Its IPv6 subnet, if it has ipv6: true (picked after every network is read)."""
+    gateway6: ipaddress.IPv6Address | None = None
+
+    @property
+    def routed6(self) -> bool:
+        """IPv6 without NAT: Docker's gateway_mode_ipv6 routed."""
+        return self.subnet6 is not None and self.spec.gateway_mode_ipv6 == "routed"
 
 
 @dataclass
@@ -478,11 +527,18 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
     host_addresses = _host_addresses(topology)
     bridges: dict[str, str] = {}
     subnets: dict[str, ipaddress.IPv4Network] = {}
+    subnets6: dict[str, ipaddress.IPv6Network] = {}
     for name, spec in sugar.networks.items():
         base = f"networks.{name}"
         subnet = ipaddress.ip_network(spec.subnet)
         if not isinstance(subnet, ipaddress.IPv4Network):
-            problems.append(Problem(f"{base}.subnet", _ipv6_refused(spec.subnet)))
+            problems.append(
+                Problem(
+                    f"{base}.subnet",
+                    f"{spec.subnet} is IPv6: subnet is the network's IPv4 subnet; an IPv6 "
+                    "one goes in ipv6_subnet (with ipv6: true)",
+                )
+            )
             continue
         if subnet.prefixlen > 30:
             problems.append(
@@ -518,7 +574,13 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
         if spec.gateway is not None:
             given = ipaddress.ip_address(spec.gateway)
             if not isinstance(given, ipaddress.IPv4Address):
-                problems.append(Problem(f"{base}.gateway", _ipv6_refused(spec.gateway)))
+                problems.append(
+                    Problem(
+                        f"{base}.gateway",
+                        f"{spec.gateway} is IPv6: gateway is the network's IPv4 gateway; an "
+                        "IPv6 one goes in ipv6_gateway (with ipv6: true)",
+                    )
+                )
                 ok = False
             elif given not in subnet:
                 problems.append(
@@ -568,9 +630,118 @@ def _networks(topology: Topology, sugar: Sugar, problems: list[Problem]) -> dict
                 )
             )
             ok = False
-        if ok:
+        subnet6, gateway6, ok6 = _ipv6_subnet(name, spec, subnets6, host_addresses, problems)
+        if ok and ok6:
             nets[name] = Net(name, spec, subnet, gateway, bridge, masquerade)
+            nets[name].subnet6, nets[name].gateway6 = subnet6, gateway6
+    _pick_ipv6_subnets(topology.name, nets, subnets6, host_addresses)
     return nets
+
+
+def _ipv6_subnet(
+    name: str,
+    spec: Network,
+    subnets6: dict[str, ipaddress.IPv6Network],
+    host_addresses: list[tuple[AnyInterface, str]],
+    problems: list[Problem],
+) -> tuple[ipaddress.IPv6Network | None, ipaddress.IPv6Address | None, bool]:
+    """A network's IPv6 subnet and gateway as the file gives them (None: none given, or
+    none wanted), and whether they are usable. A subnet given is recorded in `subnets6`."""
+    base = f"networks.{name}"
+    if not spec.ipv6:
+        for key in ("ipv6_subnet", "ipv6_gateway"):
+            if getattr(spec, key) is not None:
+                problems.append(Problem(f"{base}.{key}", "needs ipv6: true"))
+                return None, None, False
+        if spec.gateway_mode_ipv6 != "nat":
+            problems.append(Problem(f"{base}.gateway_mode_ipv6", "needs ipv6: true"))
+            return None, None, False
+        return None, None, True
+    if spec.internal and spec.gateway_mode_ipv6 == "routed":
+        problems.append(
+            Problem(
+                f"{base}.gateway_mode_ipv6",
+                "an internal network routes nothing out: remove gateway_mode_ipv6 or internal",
+            )
+        )
+        return None, None, False
+    if spec.ipv6_subnet is None:
+        if spec.ipv6_gateway is not None:
+            problems.append(
+                Problem(f"{base}.ipv6_gateway", "needs ipv6_subnet (the subnet it lies in)")
+            )
+            return None, None, False
+        return None, None, True
+    path = f"{base}.ipv6_subnet"
+    subnet6 = ipaddress.ip_network(spec.ipv6_subnet)
+    if not isinstance(subnet6, ipaddress.IPv6Network):
+        problems.append(Problem(path, f"{subnet6} is IPv4: the IPv4 subnet goes in subnet"))
+        return None, None, False
+    if subnet6.prefixlen > 126:
+        problems.append(
+            Problem(path, f"{subnet6} is too small: room for a gateway and a container (/126)")
+        )
+        return None, None, False
+    for other, other_subnet in subnets6.items():
+        if subnet6.overlaps(other_subnet):
+            problems.append(
+                Problem(
+                    path,
+                    f"{subnet6} overlaps {other_subnet} of network {other} "
+                    f"(networks.{other}.ipv6_subnet)",
+                )
+            )
+            return None, None, False
+    for iface, where in host_addresses:
+        if iface.version == 6 and iface.network.overlaps(subnet6):
+            problems.append(
+                Problem(path, f"{subnet6} overlaps the root namespace's {iface} (at {where})")
+            )
+            return None, None, False
+    subnets6[name] = subnet6
+    gateway6 = subnet6.network_address + 1
+    if spec.ipv6_gateway is not None:
+        given = ipaddress.ip_address(spec.ipv6_gateway)
+        if given not in subnet6 or given == subnet6.network_address:
+            problems.append(
+                Problem(
+                    f"{base}.ipv6_gateway",
+                    f"{given} is not a host address of the subnet {subnet6}",
+                )
+            )
+            return None, None, False
+        gateway6 = ipaddress.IPv6Address(given)
+    return subnet6, gateway6, True
+
+
+def ula_prefix(topology: str) -> ipaddress.IPv6Network:
+    """The unique local /48 a topology's IPv6 networks take their /64s from, when the file
+    gives them none: Docker 27's algorithm (daemon.deriveULABaseNetwork) with the topology's
+    name in place of the engine's host ID: the 40 low bits of the first 8 bytes of its
+    sha256 are the global ID after fd00::/8."""
+    digest = hashlib.sha256(topology.encode()).digest()
+    global_id = int.from_bytes(digest[:8], "big") & (2**40 - 1)
+    base = int(ULA_BASE.network_address) + (global_id << 80)
+    return ipaddress.IPv6Network((base, 48))
+
+
+def _pick_ipv6_subnets(
+    topology: str,
+    nets: dict[str, Net],
+    taken: dict[str, ipaddress.IPv6Network],
+    host_addresses: list[tuple[AnyInterface, str]],
+) -> None:
+    """An IPv6 /64 for every ipv6: true network without ipv6_subnet, in network order: the
+    next /64 of the topology's unique local /48 that no subnet of the file overlaps."""
+    used = [*taken.values()]
+    used += [iface.network for iface, _ in host_addresses if iface.version == 6]
+    candidates = ula_prefix(topology).subnets(new_prefix=64)
+    for net in nets.values():
+        if not net.spec.ipv6 or net.subnet6 is not None:
+            continue
+        subnet6 = next(c for c in candidates if not any(c.overlaps(u) for u in used))
+        used.append(subnet6)
+        net.subnet6, net.gateway6 = subnet6, subnet6.network_address + 1
 
 
 def _containers(
@@ -629,7 +800,12 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
                 continue
             where = f"{a.path}.address"
             if ":" in a.explicit:
-                problems.append(Problem(where, _ipv6_refused(a.explicit)))
+                problems.append(
+                    Problem(
+                        where,
+                        f"{a.explicit} is not an IPv4 address (an IPv6 one goes in ipv6_address)",
+                    )
+                )
                 continue
             address = ipaddress.IPv4Address(a.explicit)
             if address not in net.subnet:
@@ -682,6 +858,61 @@ def _assign(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> 
                 continue
             taken[a.network][picked] = a.path
             a.address = picked
+    _assign6(nets, boxes, problems)
+
+
+def _assign6(nets: dict[str, Net], boxes: list[Box], problems: list[Problem]) -> None:
+    """IPv6 addresses on the ipv6: true networks, in the same order as the IPv4 ones: the
+    gateway, then explicit ipv6_address, then the lowest free host addresses."""
+    taken: dict[str, dict[ipaddress.IPv6Address, str]] = {
+        name: {net.gateway6: f"networks.{name}.ipv6_gateway"}
+        for name, net in nets.items()
+        if net.gateway6 is not None
+    }
+    for box in boxes:
+        for a in box.attach:
+            if a.explicit6 is None:
+                continue
+            net = nets[a.network]
+            where = f"{a.path}.ipv6_address"
+            if net.subnet6 is None:
+                problems.append(Problem(where, f"network {net.name} has no IPv6 (ipv6: true)"))
+                continue
+            address = ipaddress.ip_address(a.explicit6)
+            if not isinstance(address, ipaddress.IPv6Address) or address not in net.subnet6:
+                problems.append(
+                    Problem(where, f"{address} is outside the IPv6 subnet {net.subnet6}")
+                )
+            elif address == net.subnet6.network_address:
+                problems.append(Problem(where, f"{address} is the subnet-router anycast address"))
+            elif address in taken[net.name]:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{address} is already taken on network {net.name} "
+                        f"(by {taken[net.name][address]})",
+                    )
+                )
+            else:
+                taken[net.name][address] = where
+                a.address6 = address
+    free = {name: net.subnet6.hosts() for name, net in nets.items() if net.subnet6 is not None}
+    for box in boxes:
+        for a in box.attach:
+            if a.explicit6 is not None or a.network not in free:
+                continue
+            picked = next((h for h in free[a.network] if h not in taken[a.network]), None)
+            if picked is None:
+                problems.append(
+                    Problem(
+                        a.path,
+                        f"network {a.network} ({nets[a.network].subnet6}) has no free "
+                        "IPv6 address left for this container",
+                    )
+                )
+                continue
+            taken[a.network][picked] = a.path
+            a.address6 = picked
 
 
 def _check_veths(topology: Topology, boxes: list[Box], problems: list[Problem]) -> None:
@@ -709,6 +940,19 @@ def _outbound(box: Box, nets: dict[str, Net]) -> Attach | None:
     return next((a for a in box.attach if not nets[a.network].spec.internal), None)
 
 
+def _outbound6(box: Box, nets: dict[str, Net]) -> Attach | None:
+    """The same for IPv6: its first attachment to a non-internal network with IPv6 (Docker
+    picks a container's gateway per family)."""
+    return next(
+        (
+            a
+            for a in box.attach
+            if not nets[a.network].spec.internal and nets[a.network].subnet6 is not None
+        ),
+        None,
+    )
+
+
 def _check_publish(boxes: list[Box], nets: dict[str, Net], problems: list[Problem]) -> None:
     seen: dict[tuple[str, int], list[Publish]] = {}
     for box in boxes:
@@ -723,6 +967,26 @@ def _check_publish(boxes: list[Box], nets: dict[str, Net], problems: list[Proble
                         "from outside can reach it, so it cannot publish ports",
                     )
                 )
+            if port.host_ip is not None and ":" in port.host_ip and not box.partial:
+                out6 = _outbound6(box, nets)
+                if out6 is None:
+                    problems.append(
+                        Problem(
+                            port.path,
+                            f"{port.host_ip} is an IPv6 address, but container {box.name} "
+                            "has none to publish to (Docker's docker-proxy would relay IPv6 "
+                            "to its IPv4 address; nsgen does not)",
+                        )
+                    )
+                elif nets[out6.network].routed6:
+                    problems.append(
+                        Problem(
+                            port.path,
+                            f"network {out6.network} routes IPv6 (gateway_mode_ipv6: routed): "
+                            "the container port is open on the container's own address, and a "
+                            "host address has no effect (Docker ignores it with a warning)",
+                        )
+                    )
             key = (port.protocol, port.published)
             for other in seen.get(key, []):
                 if None in (port.host_ip, other.host_ip) or port.host_ip == other.host_ip:
@@ -746,6 +1010,20 @@ def _rule(table: str, chain: str, **fields: Any) -> dict[str, Any]:
     return {"table": table, "chain": chain, **fields}
 
 
+def _family(*nets: Net) -> dict[str, Any]:
+    """The family of a rule about these networks' bridges (it holds no address): both when
+    every one of them has IPv6, else IPv4 (the default, left unsaid)."""
+    return {"family": "both"} if all(n.subnet6 is not None for n in nets) else {}
+
+
+def _v4(port: Publish) -> bool:
+    return port.host_ip is None or ":" not in port.host_ip
+
+
+def _v6(port: Publish) -> bool:
+    return port.host_ip is None or ":" in port.host_ip
+
+
 def _firewall(
     topology: str, nets: dict[str, Net], boxes: list[Box]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -756,37 +1034,55 @@ def _firewall(
     through (a dispatch keyed by out_interface, to forward-in__<bridge>: what enters that
     network) and by the bridge it came in on (keyed by in_interface, to
     forward-out__<bridge>: what leaves it). Those per-network chains are inline: nftables
-    makes them chains of their own behind verdict maps, iptables writes their DROP rules
-    into NSGEN-<topology>-FWD, each with the bridge it is keyed by."""
+    makes them chains of their own behind verdict maps, iptables writes their rules into
+    NSGEN-<topology>-FWD, each with the bridge it is keyed by.
+
+    A rule about bridges only goes into both families when its networks have IPv6; one with
+    an address goes into that address's family."""
     fwd, dnat = chain_names(topology)
     chains: list[dict[str, Any]] = []
     rules: list[dict[str, Any]] = []
     if not nets:
         return chains, rules
     ordered = list(nets.values())
+    any6 = {"family": "both"} if any(net.subnet6 is not None for net in ordered) else {}
     chains.append({"table": "filter", "name": fwd})
     for way in ("in", "out"):
         chains += [
             {"table": "filter", "name": f"forward-{way}__{net.bridge}", "inline": True}
             for net in ordered
         ]
-    rules.append(_rule("filter", "FORWARD", jump=fwd, insert=True))
+    rules.append(_rule("filter", "FORWARD", jump=fwd, insert=True, **any6))
     for way, key in (("in", "out_interface"), ("out", "in_interface")):
         entries = [{key: net.bridge, "jump": f"forward-{way}__{net.bridge}"} for net in ordered]
         dispatch = {"name": f"forward-{way}-jumps", "by": [key], "entries": entries}
-        rules.append(_rule("filter", fwd, dispatch=dispatch))
+        rules.append(_rule("filter", fwd, dispatch=dispatch, **any6))
+    published = [(box, port) for box in boxes for port in box.publish]
     for net in ordered:
         inbound = f"forward-in__{net.bridge}"
-        # DOCKER-ISOLATION: no other network forwards into this one.
+        # DOCKER-ISOLATION: no other network forwards into this one (into a routed IPv6
+        # network, only to its published ports: see _routed).
         for other in ordered:
             if other is not net:
-                rules.append(_rule("filter", inbound, in_interface=other.bridge, jump="DROP"))
+                family = {} if net.routed6 else _family(other, net)
+                rules.append(
+                    _rule("filter", inbound, in_interface=other.bridge, jump="DROP", **family)
+                )
         if not net.spec.icc:
-            rules.append(_rule("filter", inbound, in_interface=net.bridge, jump="DROP"))
+            rules.append(
+                _rule("filter", inbound, in_interface=net.bridge, jump="DROP", **_family(net))
+            )
         if net.spec.internal:
             rules.append(
-                _rule("filter", inbound, jump="DROP", **{"not": {"in_interface": net.bridge}})
+                _rule(
+                    "filter",
+                    inbound,
+                    jump="DROP",
+                    **{"not": {"in_interface": net.bridge}},
+                    **_family(net),
+                )
             )
+        rules += _routed(inbound, net, nets, published)
     for net in ordered:
         if net.spec.internal:
             rules.append(
@@ -795,6 +1091,7 @@ def _firewall(
                     f"forward-out__{net.bridge}",
                     jump="DROP",
                     **{"not": {"out_interface": net.bridge}},
+                    **_family(net),
                 )
             )
     for net in ordered:
@@ -808,49 +1105,95 @@ def _firewall(
                     **{"not": {"out_interface": net.bridge}},
                 )
             )
-    published = [(box, port) for box in boxes for port in box.publish]
-    if published:
+            if net.subnet6 is not None and not net.routed6:
+                rules.append(
+                    _rule(
+                        "nat",
+                        "POSTROUTING",
+                        source=str(net.subnet6),
+                        jump="MASQUERADE",
+                        **{"not": {"out_interface": net.bridge}},
+                    )
+                )
+    nat4 = [(box, port) for box, port in published if _v4(port)]
+    nat6 = [
+        (box, port, out)
+        for box, port in published
+        if _v6(port)
+        and (out := _outbound6(box, nets)) is not None
+        and not nets[out.network].routed6
+    ]
+    if nat4 or nat6:
         chains.append({"table": "nat", "name": dnat})
-        rules.append(_rule("nat", "PREROUTING", dst_type="LOCAL", jump=dnat))
+        family = {"family": "both"} if nat4 and nat6 else ({"family": 6} if nat6 else {})
+        rules.append(_rule("nat", "PREROUTING", dst_type="LOCAL", jump=dnat, **family))
+    if nat4:
         # From the host itself, 127.0.0.1 included (CNI portmap's way: route_localnet on the
         # bridge and a masquerade of the loopback source, below)
         rules.append(_rule("nat", "OUTPUT", dst_type="LOCAL", jump=dnat))
+    if nat6:
+        # ::1 never leaves the loopback (no route_localnet for IPv6): not redirected
+        rules.append(
+            _rule("nat", "OUTPUT", dst_type="LOCAL", jump=dnat, **{"not": {"destination": "::1"}})
+        )
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None and out.address is not None
-        rules.append(
-            _rule(
-                "nat",
-                dnat,
-                **({"destination": port.host_ip} if port.host_ip else {}),
-                protocol=port.protocol,
-                dport=port.published,
-                jump="DNAT",
-                to_destination=f"{out.address}:{port.target}",
+        if _v4(port):
+            rules.append(
+                _rule(
+                    "nat",
+                    dnat,
+                    **({"destination": port.host_ip} if port.host_ip else {}),
+                    protocol=port.protocol,
+                    dport=port.published,
+                    jump="DNAT",
+                    to_destination=f"{out.address}:{port.target}",
+                )
             )
-        )
+        out6 = _outbound6(box, nets)
+        if _v6(port) and out6 is not None and not nets[out6.network].routed6:
+            rules.append(
+                _rule(
+                    "nat",
+                    dnat,
+                    **({"destination": port.host_ip} if port.host_ip else {}),
+                    protocol=port.protocol,
+                    dport=port.published,
+                    jump="DNAT",
+                    to_destination=f"[{out6.address6}]:{port.target}",
+                )
+            )
     hairpins: list[dict[str, Any]] = []
     for box, port in published:
+        targets: list[tuple[str, str]] = []
         out = _outbound(box, nets)
         assert out is not None
-        net = nets[out.network]
-        hairpin = _rule(
-            "nat",
-            "POSTROUTING",
-            source=str(net.subnet),
-            destination=str(out.address),
-            protocol=port.protocol,
-            dport=port.target,
-            ctstate=["DNAT"],
-            jump="MASQUERADE",
-        )
-        if hairpin not in hairpins:  # two host ports for one container port need one rule
-            hairpins.append(hairpin)
+        if _v4(port):
+            targets.append((str(nets[out.network].subnet), str(out.address)))
+        out6 = _outbound6(box, nets)
+        if _v6(port) and out6 is not None and not nets[out6.network].routed6:
+            targets.append((str(nets[out6.network].subnet6), str(out6.address6)))
+        for subnet, address in targets:
+            hairpin = _rule(
+                "nat",
+                "POSTROUTING",
+                source=subnet,
+                destination=address,
+                protocol=port.protocol,
+                dport=port.target,
+                ctstate=["DNAT"],
+                jump="MASQUERADE",
+            )
+            if hairpin not in hairpins:  # two host ports for one container port need one rule
+                hairpins.append(hairpin)
     rules += hairpins
     localhost: list[dict[str, Any]] = []
     for box, port in published:
         out = _outbound(box, nets)
         assert out is not None
+        if not _v4(port):
+            continue  # ::1 never leaves the loopback
         # a connection from 127.0.0.1 leaves through the bridge only with route_localnet on
         # it; the container must see (and answer) the gateway, not its own loopback
         rule = _rule(
@@ -897,22 +1240,60 @@ def _publishing_bridges(nets: dict[str, Net], boxes: list[Box]) -> list[str]:
     bridges: list[str] = []
     for box in boxes:
         out = _outbound(box, nets)
-        if box.publish and out is not None and nets[out.network].bridge not in bridges:
+        v4 = any(_v4(port) for port in box.publish)
+        if v4 and out is not None and nets[out.network].bridge not in bridges:
             bridges.append(nets[out.network].bridge)
     return bridges
 
 
-def _hosts(box: Box, boxes: list[Box]) -> dict[str, str]:
+def _routed(
+    chain: str, net: Net, nets: dict[str, Net], published: list[tuple[Box, Publish]]
+) -> list[dict[str, Any]]:
+    """Docker's routed IPv6 mode, for a network that has it, in the chain of what enters it:
+    replies come in, published container ports and ICMPv6 are open to direct routing,
+    nothing else enters the bridge from elsewhere (the DOCKER chain's ACCEPT, ICMP and DROP
+    rules)."""
+    rules: list[dict[str, Any]] = []
+    if not net.routed6:
+        return rules
+    rules.append(
+        _rule("filter", chain, ctstate=["RELATED", "ESTABLISHED"], jump="ACCEPT", family=6)
+    )
+    for box, port in published:
+        out6 = _outbound6(box, nets)
+        if out6 is None or out6.network != net.name or not _v6(port):
+            continue
+        rules.append(
+            _rule(
+                "filter",
+                chain,
+                destination=str(out6.address6),
+                protocol=port.protocol,
+                dport=port.target,
+                jump="ACCEPT",
+                **{"not": {"in_interface": net.bridge}},
+            )
+        )
+    rules.append(_rule("filter", chain, protocol="icmpv6", jump="ACCEPT", family=6))
+    rules.append(
+        _rule("filter", chain, jump="DROP", family=6, **{"not": {"in_interface": net.bridge}})
+    )
+    return rules
+
+
+def _hosts(box: Box, boxes: list[Box]) -> dict[str, str | list[str]]:
     """/etc/hosts of a container: itself, then every container it shares a network with, at
-    its address on the first such network (in this container's order)."""
-    hosts: dict[str, str] = {}
+    its address on the first such network (in this container's order), and its IPv6 address
+    on the first shared network with IPv6 (the AAAA answer of Docker's DNS)."""
+    hosts: dict[str, str | list[str]] = {}
     mine = [a.network for a in box.attach]
     for other in boxes:
-        theirs = {a.network: a.address for a in other.attach}
-        for network in mine:
-            if network in theirs and theirs[network] is not None:
-                hosts[other.name] = str(theirs[network])
-                break
+        theirs = {a.network: a for a in other.attach}
+        shared = [theirs[network] for network in mine if network in theirs]
+        first = next((str(a.address) for a in shared if a.address is not None), None)
+        first6 = next((str(a.address6) for a in shared if a.address6 is not None), None)
+        if first is not None:
+            hosts[other.name] = first if first6 is None else [first, first6]
     if box.name in hosts:  # itself first, as in Docker's /etc/hosts
         hosts = {box.name: hosts[box.name], **hosts}
     return hosts
@@ -924,11 +1305,17 @@ def _build(
     data = topology.model_dump(mode="json", by_alias=True)
     host = data["host"]
     for net in nets.values():
-        host["bridges"][net.bridge] = {"addresses": [f"{net.gateway}/{net.subnet.prefixlen}"]}
+        addresses = [f"{net.gateway}/{net.subnet.prefixlen}"]
+        if net.subnet6 is not None:
+            addresses.append(f"{net.gateway6}/{net.subnet6.prefixlen}")
+        host["bridges"][net.bridge] = {"addresses": addresses}
     for box in boxes:
         interfaces = []
         for k, a in enumerate(box.attach):
             net = nets[a.network]
+            addresses = [f"{a.address}/{net.subnet.prefixlen}"]
+            if net.subnet6 is not None:
+                addresses.append(f"{a.address6}/{net.subnet6.prefixlen}")
             interfaces.append(
                 {
                     "name": f"eth{k}",
@@ -941,13 +1328,19 @@ def _build(
                         # not docker-proxy, carries published ports)
                         "hairpin": True,
                     },
-                    "addresses": [f"{a.address}/{net.subnet.prefixlen}"],
+                    "addresses": addresses,
                 }
             )
         namespace: dict[str, Any] = {"interfaces": interfaces}
+        routes = []
         out = _outbound(box, nets)
         if out is not None:
-            namespace["routes"] = [{"to": "default", "via": str(nets[out.network].gateway)}]
+            routes.append({"to": "default", "via": str(nets[out.network].gateway)})
+        out6 = _outbound6(box, nets)
+        if out6 is not None:
+            routes.append({"to": "default", "via": str(nets[out6.network].gateway6)})
+        if routes:
+            namespace["routes"] = routes
         namespace["dns"] = {"nameservers": box.dns, "hosts": _hosts(box, boxes)}
         data["namespaces"][box.name] = namespace
 
@@ -959,6 +1352,14 @@ def _build(
             "forwarding between the bridges and the uplink",
             problems,
         )
+    if any(not net.spec.internal and net.subnet6 is not None for net in nets.values()):
+        _sysctl(
+            host,
+            "net.ipv6.conf.all.forwarding",
+            "1",
+            "IPv6 forwarding between the bridges and the uplink",
+            problems,
+        )
     if any(not net.spec.icc for net in nets.values()):
         _sysctl(
             host,
@@ -967,6 +1368,15 @@ def _build(
             "icc: false (traffic between two ports of one bridge must pass iptables)",
             problems,
         )
+    if any(not net.spec.icc and net.subnet6 is not None for net in nets.values()):
+        _sysctl(
+            host,
+            "net.bridge.bridge-nf-call-ip6tables",
+            "1",
+            "icc: false on an IPv6 network (bridged IPv6 traffic must pass ip6tables)",
+            problems,
+        )
+
     for bridge in _publishing_bridges(nets, boxes):
         if "." in bridge:
             problems.append(

@@ -16,7 +16,11 @@ What each generated object stands in for (docs/kubernetes.md tells the whole sto
   iptables mode's chains, with the Services found through dispatches, which the nftables
   backend spells as kube-proxy's nftables mode does (verdict maps, numgen); and each pod's
   /etc/hosts as a stand-in for cluster DNS, with kubelet's search path in its resolv.conf
-  and a nameserver that fails at once for any other name.
+  and a nameserver that fails at once for any other name;
+- dual stack (`ipv6: true`): every node, pod and cni0 gets an address of each family, flannel
+  a route per family (host-gw) or a second VTEP flannel-v6.1 over the nodes' IPv6 addresses
+  (vxlan), and a Service its ClusterIPs by `ip_families` and `ip_family_policy`, programmed
+  by kube-proxy's second proxier into ip6tables with the same chain names.
 
 Every name and address is derived deterministically from the declaration order, so the same
 file always gives the same scripts.
@@ -24,8 +28,10 @@ file always gives the same scripts.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -50,9 +56,23 @@ VXLAN_DEVICE = "flannel.1"
 VXLAN_VNI = 1
 VXLAN_PORT = 8472
 """flannel's VXLAN defaults: VNI 1 (hence the device name flannel.1) and the Linux UDP port."""
+UNDERLAY_MTU = 1500
+"""The MTU of a node's eth0 (a veth end's default)."""
+VXLAN_MTU = UNDERLAY_MTU - 50
+"""The overlay's MTU in vxlan mode, as flannel sets it: the underlay's less the 50 bytes VXLAN
+adds to each frame (1450). flannel.1 gets it, and flannel's CNI plugin hands it (FLANNEL_MTU)
+to the bridge CNI plugin, which gives it to cni0 and to both ends of every pod's veth."""
 SERVICE_NAME_MAX = 15
 """So that KUBE-SEP-<NAME>-<n> fits in an iptables chain name (28 characters)."""
 FORWARD_SYSCTL = "net.ipv4.ip_forward"
+FORWARD_SYSCTL6 = "net.ipv6.conf.all.forwarding"
+VXLAN_DEVICE6 = "flannel-v6.1"
+"""flannel's VTEP for IPv6: a second VXLAN device, same VNI and port, over the nodes' IPv6."""
+DEFAULT_POD_CIDR6 = "fd00:10:244::/56"
+DEFAULT_SERVICE_CIDR6 = "fd00:10:96::/112"
+"""kind's defaults for a dual-stack cluster."""
+DEFAULT_NODE_SUBNET6 = "fd00:10:10::/64"
+FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 
 AnyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -105,6 +125,12 @@ class NodeNetwork(Strict):
         description="IPv4 subnet; the host takes its last address (the nodes' gateway), the "
         "nodes take the first ones in declaration order.",
     )
+    subnet_ipv6: Subnet | None = Field(
+        None,
+        description=f"IPv6 subnet (a dual-stack cluster; default {DEFAULT_NODE_SUBNET6}): "
+        "each node and the host take the address with the same host part as their IPv4 one "
+        "(10.10.0.1 and fd00:10:10::1; the host .254 and ::fe).",
+    )
 
 
 class Node(Strict):
@@ -138,6 +164,22 @@ class Service(Strict):
         description="Pods that serve it (what a selector would match). None: connections are "
         "rejected, as kube-proxy does.",
     )
+    ip_families: list[Literal["IPv4", "IPv6"]] | None = Field(
+        None,
+        description="Its families, the first the primary one (spec.ipFamilies). Default: "
+        "those of cluster_ip(s), else by ip_family_policy, IPv4 first.",
+    )
+    ip_family_policy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = Field(
+        None,
+        description="spec.ipFamilyPolicy. SingleStack (default): one family. "
+        "PreferDualStack: both if the cluster is dual-stack. RequireDualStack: both, an "
+        "error if the cluster is not.",
+    )
+    cluster_ips: list[IpAddr] | None = Field(
+        None,
+        description="A ClusterIP per family, in ip_families' order (spec.clusterIPs); "
+        "cluster_ip is the first. Default: the next free one of each family's service CIDR.",
+    )
 
 
 class Cluster(Strict):
@@ -155,6 +197,23 @@ class Cluster(Strict):
     )
     service_cidr: Subnet = Field(
         "10.96.0.0/12", description="Range of cluster IPs (--service-cluster-ip-range)."
+    )
+    ipv6: bool = Field(
+        False,
+        description="Dual stack: an IPv6 pod CIDR, service CIDR and node subnet beside the "
+        "IPv4 ones (IPv4 stays the primary family).",
+    )
+    pod_cidr_ipv6: Subnet | None = Field(
+        None,
+        description=f"IPv6 pod network (the second --cluster-cidr; default {DEFAULT_POD_CIDR6}).",
+    )
+    node_cidr_mask_size_ipv6: int = Field(
+        64, description="Prefix length of each node's IPv6 pod subnet (--node-cidr-mask-size-ipv6)."
+    )
+    service_cidr_ipv6: Subnet | None = Field(
+        None,
+        description="Range of IPv6 cluster IPs (the second --service-cluster-ip-range; default "
+        f"{DEFAULT_SERVICE_CIDR6}).",
     )
     cluster_domain: HostName = Field(
         "cluster.local", description="DNS domain of service names (kubelet --cluster-domain)."
@@ -185,6 +244,12 @@ SCHEMA_MODEL = ClusterSugar
 class Endpoint:
     pod: str
     address: str
+    address6: str | None = None
+
+    def address_of(self, family: int) -> str:
+        address = self.address if family == 4 else self.address6
+        assert address is not None
+        return address
 
 
 @dataclass(frozen=True)
@@ -194,15 +259,22 @@ class ResolvedService:
     name: str
     type: str
     cluster_ip: str
+    """The primary family's ClusterIP (spec.clusterIP)."""
     protocol: str
     port: int
     target_port: int
     node_port: int | None
     endpoints: list[Endpoint]
+    cluster_ips: dict[int, str] = field(default_factory=dict)
+    """A ClusterIP per family, the primary first (spec.clusterIPs)."""
 
     @property
     def chain_id(self) -> str:
         return self.name.upper()
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return tuple(self.cluster_ips) or (4,)
 
 
 @dataclass(frozen=True)
@@ -210,6 +282,7 @@ class PodLayout:
     name: str
     address: ipaddress.IPv4Interface
     host_veth: str
+    address6: ipaddress.IPv6Interface | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +301,27 @@ class NodeLayout:
     """flannel.1: the pod subnet's network address as a /32."""
     vtep_mac: str
     pods: list[PodLayout] = field(default_factory=list)
+    six: NodeLayout6 | None = None
+    """The same in IPv6, in a dual-stack cluster."""
+
+
+@dataclass(frozen=True)
+class NodeLayout6:
+    """A node's IPv6 half: eth0's and cni0's second addresses, its second podCIDR and the
+    VTEP flannel-v6.1."""
+
+    address: ipaddress.IPv6Interface
+    subnet: ipaddress.IPv6Network
+    bridge_address: ipaddress.IPv6Interface
+    vtep_address: ipaddress.IPv6Interface
+    vtep_mac: str
+
+
+@dataclass(frozen=True)
+class Layout6:
+    node_network: ipaddress.IPv6Network
+    gateway: ipaddress.IPv6Interface
+    pod_cidr: ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -237,6 +331,21 @@ class Layout:
     pod_cidr: ipaddress.IPv4Network
     nodes: list[NodeLayout]
     services: list[ResolvedService]
+    six: Layout6 | None = None
+    """The IPv6 ranges of a dual-stack cluster."""
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        return (4, 6) if self.six is not None else (4,)
+
+    def pods_of(self, family: int) -> str:
+        """The pod CIDR of a family."""
+        return str(self.pod_cidr if family == 4 else self._six.pod_cidr)
+
+    @property
+    def _six(self) -> Layout6:
+        assert self.six is not None
+        return self.six
 
 
 def veth_name(seed: str, taken: set[str]) -> str:
@@ -245,9 +354,27 @@ def veth_name(seed: str, taken: set[str]) -> str:
     return unique_short_name(seed, taken)
 
 
-def vtep_mac(address: ipaddress.IPv4Address) -> str:
-    """A locally administered MAC from the VTEP's address: 0a:58 and the four address bytes."""
-    return ":".join(f"{b:02x}" for b in (0x0A, 0x58, *address.packed))
+def vtep_mac(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """A locally administered MAC from the VTEP's address: 0a:58 and the four address bytes
+    (IPv6: four bytes of the address's sha256, the address being longer than a MAC)."""
+    tail = address.packed if address.version == 4 else hashlib.sha256(address.packed).digest()
+    return ":".join(f"{b:02x}" for b in (0x0A, 0x58, *tail[:4]))
+
+
+def ranges6(cluster: Cluster) -> tuple[str, str, str]:
+    """The IPv6 node subnet, pod CIDR and service CIDR of a dual-stack cluster, defaults
+    filled in."""
+    return (
+        cluster.node_network.subnet_ipv6 or DEFAULT_NODE_SUBNET6,
+        cluster.pod_cidr_ipv6 or DEFAULT_POD_CIDR6,
+        cluster.service_cidr_ipv6 or DEFAULT_SERVICE_CIDR6,
+    )
+
+
+def _nth_subnet(cidr: ipaddress.IPv6Network, prefix: int, n: int) -> ipaddress.IPv6Network:
+    """The n-th (0-based) subnet of length `prefix` in `cidr`, without enumerating it."""
+    base = int(cidr.network_address) + n * 2 ** (128 - prefix)
+    return ipaddress.IPv6Network((base, prefix))
 
 
 def _host_names(topology: Topology) -> set[str]:
@@ -264,6 +391,39 @@ def _host_names(topology: Topology) -> set[str]:
     return names
 
 
+def _layout6(cluster: Cluster, gateway: ipaddress.IPv4Interface) -> Layout6 | None:
+    """The IPv6 ranges of a dual-stack cluster (None: single stack). The host's address on
+    the node network has the host part of its IPv4 one (.254 gives ::fe)."""
+    if not cluster.ipv6:
+        return None
+    node_text, pod_text, _ = ranges6(cluster)
+    node_net = ipaddress.IPv6Network(node_text)
+    host_part = int(gateway.ip) - int(gateway.network.network_address)
+    at = node_net.network_address + host_part
+    return Layout6(
+        node_net,
+        ipaddress.IPv6Interface(f"{at}/{node_net.prefixlen}"),
+        ipaddress.IPv6Network(pod_text),
+    )
+
+
+def _node6(cluster: Cluster, six: Layout6, index: int) -> NodeLayout6:
+    """A node's IPv6 addresses: its index-th pod subnet (cni0 ::1, pods ::2 ...), eth0 at
+    the host part of its IPv4 address, the VTEP at the subnet's first address."""
+    subnet = _nth_subnet(six.pod_cidr, cluster.node_cidr_mask_size_ipv6, index)
+    prefix = subnet.prefixlen
+    vtep = ipaddress.IPv6Interface(f"{subnet.network_address}/128")
+    return NodeLayout6(
+        address=ipaddress.IPv6Interface(
+            f"{six.node_network.network_address + index + 1}/{six.node_network.prefixlen}"
+        ),
+        subnet=subnet,
+        bridge_address=ipaddress.IPv6Interface(f"{subnet.network_address + 1}/{prefix}"),
+        vtep_address=vtep,
+        vtep_mac=vtep_mac(vtep.ip),
+    )
+
+
 def build_layout(topology: Topology, cluster: Cluster) -> Layout:
     """Every address and name of a cluster that passed `cluster_problems`."""
     # Every address is counted from its subnet's start, never listed: a /8 node network or
@@ -271,10 +431,12 @@ def build_layout(topology: Topology, cluster: Cluster) -> Layout:
     node_net = ipaddress.IPv4Network(cluster.node_network.subnet)
     pod_cidr = ipaddress.IPv4Network(cluster.pod_cidr)
     gateway = ipaddress.IPv4Interface((node_net.broadcast_address - 1, node_net.prefixlen))
+    six = _layout6(cluster, gateway)
     mask = cluster.node_cidr_mask_size
     taken_in_host = _host_names(topology)
     nodes: list[NodeLayout] = []
     pod_address: dict[str, str] = {}
+    pod_address6: dict[str, str] = {}
     for index, (name, node) in enumerate(cluster.nodes.items()):
         subnet = ipaddress.IPv4Network(
             (int(pod_cidr.network_address) + index * 2 ** (32 - mask), mask)
@@ -294,24 +456,73 @@ def build_layout(topology: Topology, cluster: Cluster) -> Layout:
             host_veth=veth_name(f"{topology.name}/{name}", taken_in_host),
             vtep_address=vtep,
             vtep_mac=vtep_mac(vtep.ip),
+            six=None if six is None else _node6(cluster, six, index),
         )
-        taken_in_node: set[str] = {POD_BRIDGE, NODE_UPLINK, VXLAN_DEVICE}
-        for pod in node.pods:
+        taken_in_node: set[str] = {POD_BRIDGE, NODE_UPLINK, VXLAN_DEVICE, VXLAN_DEVICE6}
+        for number, pod in enumerate(node.pods, start=2):
             address = ipaddress.IPv4Interface((next(hosts), prefix))
+            address6 = None
+            if layout.six is not None:
+                subnet6 = layout.six.subnet
+                address6 = ipaddress.IPv6Interface(
+                    f"{subnet6.network_address + number}/{subnet6.prefixlen}"
+                )
+                pod_address6[pod] = str(address6.ip)
             layout.pods.append(
-                PodLayout(pod, address, veth_name(f"{topology.name}/{name}/{pod}", taken_in_node))
+                PodLayout(
+                    pod,
+                    address,
+                    veth_name(f"{topology.name}/{name}/{pod}", taken_in_node),
+                    address6,
+                )
             )
             pod_address[pod] = str(address.ip)
         nodes.append(layout)
-    return Layout(node_net, gateway, pod_cidr, nodes, _resolve_services(cluster, pod_address))
+    services = _resolve_services(cluster, pod_address, pod_address6)
+    return Layout(node_net, gateway, pod_cidr, nodes, services, six)
 
 
-def _resolve_services(cluster: Cluster, pod_address: dict[str, str]) -> list[ResolvedService]:
-    service_net = ipaddress.ip_network(cluster.service_cidr)
-    used_ips = {s.cluster_ip for s in cluster.services.values() if s.cluster_ip}
+def _family(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def given_ips(service: Service) -> list[str]:
+    """The ClusterIPs a Service's file gives, primary first (cluster_ips, else cluster_ip)."""
+    if service.cluster_ips:
+        return list(service.cluster_ips)
+    return [service.cluster_ip] if service.cluster_ip else []
+
+
+def service_families(service: Service, dual: bool) -> tuple[int, ...]:
+    """A valid Service's families, the primary first, as the API server decides them: its
+    ip_families, else the families of the ClusterIPs it gives, else the cluster's (IPv4
+    first); one for SingleStack, both for the DualStack policies when the cluster has both."""
+    order = [4 if f == "IPv4" else 6 for f in service.ip_families or []]
+    order = order or [_family(ip) for ip in given_ips(service)]
+    first = order[0] if order else 4
+    if (service.ip_family_policy or "SingleStack") == "SingleStack" or not dual:
+        return (first,)
+    return (first, 6 if first == 4 else 4)
+
+
+def _free_addresses(
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network, used: set[str]
+) -> Iterator[str]:
+    """The addresses of `net` not in `used`, in order, counted from its start (a /12 or a
+    /112 holds a million addresses or more; only a few are ever asked for)."""
+    first, count = net.network_address + 1, net.num_addresses - 2
+    return (str(first + n) for n in range(count) if str(first + n) not in used)
+
+
+def _resolve_services(
+    cluster: Cluster, pod_address: dict[str, str], pod_address6: dict[str, str]
+) -> list[ResolvedService]:
+    nets = {4: ipaddress.ip_network(cluster.service_cidr)}
+    if cluster.ipv6:
+        nets[6] = ipaddress.ip_network(ranges6(cluster)[2])
+    used_ips = {ip for s in cluster.services.values() for ip in given_ips(s)}
     used_ports = {s.node_port for s in cluster.services.values() if s.node_port}
-    first, count = service_net.network_address + 1, service_net.num_addresses - 2
-    free_ips = (str(first + n) for n in range(count) if str(first + n) not in used_ips)
+    free_ips = {family: _free_addresses(net, used_ips) for family, net in nets.items()}
     free_ports = (
         p for p in range(NODE_PORT_RANGE[0], NODE_PORT_RANGE[1] + 1) if p not in used_ports
     )
@@ -320,16 +531,25 @@ def _resolve_services(cluster: Cluster, pod_address: dict[str, str]) -> list[Res
         node_port = service.node_port
         if service.type == "NodePort" and node_port is None:
             node_port = next(free_ports)
+        given = {_family(ip): ip for ip in given_ips(service)}
+        ips = {
+            family: given.get(family) or next(free_ips[family])
+            for family in service_families(service, cluster.ipv6)
+        }
         resolved.append(
             ResolvedService(
                 name=name,
                 type=service.type,
-                cluster_ip=service.cluster_ip or next(free_ips),
+                cluster_ip=next(iter(ips.values())),
                 protocol=service.protocol.lower(),
                 port=service.port,
                 target_port=service.target_port or service.port,
                 node_port=node_port,
-                endpoints=[Endpoint(pod, pod_address[pod]) for pod in service.endpoints],
+                endpoints=[
+                    Endpoint(pod, pod_address[pod], pod_address6.get(pod))
+                    for pod in service.endpoints
+                ],
+                cluster_ips=ips,
             )
         )
     return resolved
@@ -384,17 +604,34 @@ def node_chains(layout: Layout) -> list[dict[str, Any]]:
 def node_rules(layout: Layout) -> list[dict[str, Any]]:
     """The firewall rules of every node, in order, as data (nsgen.kinds.rules.Rule's fields):
     flannel's masquerade of pod traffic leaving the pod network, then kube-proxy's, chain by
-    chain. The Services are found through dispatches, as kube-proxy's nftables mode finds
-    them: KUBE-SERVICES by ClusterIP . protocol . port (its map service-ips), KUBE-NODEPORTS
-    by protocol . node port (service-nodeports), and each KUBE-SVC-<NAME> picks an endpoint
-    at random (numgen; the statistic match's cascade in iptables)."""
-    pods = str(layout.pod_cidr)
+    chain; in a dual-stack cluster the same again for IPv6 (kube-proxy runs a proxier per
+    family, with the same chain names, each holding the Services of its family). The
+    Services are found through dispatches, as kube-proxy's nftables mode finds them:
+    KUBE-SERVICES by ClusterIP . protocol . port (its map service-ips; IPv6's is
+    service-ips-v6, kube-proxy's ip6 table's service-ips), KUBE-NODEPORTS by protocol . node
+    port (service-nodeports), and each KUBE-SVC-<NAME> picks an endpoint at random (numgen;
+    the statistic match's cascade in iptables)."""
+    rules: list[dict[str, Any]] = []
+    for family in layout.families:
+        rules += _family_rules(layout, family)
+    return rules
+
+
+def _family_rules(layout: Layout, family: int) -> list[dict[str, Any]]:
+    """node_rules of one family."""
+    pods = layout.pods_of(family)
+    host = "/32" if family == 4 else "/128"
+    maps = "" if family == 4 else "-v6"  # one table holds both families' maps in nftables
     rules: list[dict[str, Any]] = []
 
     def add(table: str, chain: str, **fields: Any) -> None:
-        rules.append({"table": table, "chain": chain, **fields})
+        said = {"family": 6} if family == 6 else {}  # IPv4 is the default
+        rules.append({"table": table, "chain": chain, **said, **fields})
 
-    services = layout.services
+    def dnat_to(address: str, port: int) -> str:
+        return f"{address}:{port}" if family == 4 else f"[{address}]:{port}"
+
+    services = [s for s in layout.services if family in s.families]
     if services:
         add("nat", "PREROUTING", jump="KUBE-SERVICES")
         add("nat", "OUTPUT", jump="KUBE-SERVICES")
@@ -412,7 +649,7 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
     if served:
         entries = [
             {
-                "destination": f"{service.cluster_ip}/32",
+                "destination": f"{service.cluster_ips[family]}{host}",
                 "protocol": service.protocol,
                 "dport": service.port,
                 "jump": svc_chain(service),
@@ -420,7 +657,8 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
             for service in served
         ]
         by = ["destination", "protocol", "dport"]
-        add("nat", "KUBE-SERVICES", dispatch={"name": "service-ips", "by": by, "entries": entries})
+        dispatch = {"name": f"service-ips{maps}", "by": by, "entries": entries}
+        add("nat", "KUBE-SERVICES", dispatch=dispatch)
     if any(s.type == "NodePort" for s in services):
         add("nat", "KUBE-SERVICES", dst_type="LOCAL", jump="KUBE-NODEPORTS")
     external = [s for s in served if s.type == "NodePort"]
@@ -428,7 +666,11 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
         entries = [
             {"protocol": s.protocol, "dport": s.node_port, "jump": ext_chain(s)} for s in external
         ]
-        dispatch = {"name": "service-nodeports", "by": ["protocol", "dport"], "entries": entries}
+        dispatch = {
+            "name": f"service-nodeports{maps}",
+            "by": ["protocol", "dport"],
+            "entries": entries,
+        }
         add("nat", "KUBE-NODEPORTS", dispatch=dispatch)
     for service in external:
         add("nat", ext_chain(service), jump="KUBE-MARK-MASQ")
@@ -438,7 +680,7 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
         add(
             "nat",
             chain,
-            destination=f"{service.cluster_ip}/32",
+            destination=f"{service.cluster_ips[family]}{host}",
             protocol=service.protocol,
             dport=service.port,
             jump="KUBE-MARK-MASQ",
@@ -449,13 +691,14 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
         add("nat", chain, dispatch={"by": "random", "entries": picks})
         for i, endpoint in enumerate(service.endpoints, start=1):
             sep = sep_chain(service, i)
-            add("nat", sep, source=f"{endpoint.address}/32", jump="KUBE-MARK-MASQ")
+            address = endpoint.address_of(family)
+            add("nat", sep, source=f"{address}{host}", jump="KUBE-MARK-MASQ")
             add(
                 "nat",
                 sep,
                 protocol=service.protocol,
                 jump="DNAT",
-                to_destination=f"{endpoint.address}:{service.target_port}",
+                to_destination=dnat_to(address, service.target_port),
             )
 
     empty = [s for s in services if not s.endpoints]
@@ -467,12 +710,13 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
         if external:
             add("filter", "INPUT", **new, jump="KUBE-EXTERNAL-SERVICES")
             add("filter", "FORWARD", **new, jump="KUBE-EXTERNAL-SERVICES")
-        reject = {"jump": "REJECT", "reject_with": "icmp-port-unreachable"}
+        unreachable = "icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"
+        reject = {"jump": "REJECT", "reject_with": unreachable}
         for service in empty:
             add(
                 "filter",
                 "KUBE-SERVICES",
-                destination=f"{service.cluster_ip}/32",
+                destination=f"{service.cluster_ips[family]}{host}",
                 protocol=service.protocol,
                 dport=service.port,
                 **reject,
@@ -490,14 +734,6 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
 
 
 # ---- validation ------------------------------------------------------------------------------
-
-
-def _ipv6_refused(value: str) -> str:
-    """Why an IPv6 value is refused in the cluster's vocabulary."""
-    return (
-        f"{value} is IPv6: nsgen's cluster is IPv4 only (kube-proxy's Services and the pod "
-        "masquerade are iptables rules, and nsgen writes IPv4 firewall rules only)"
-    )
 
 
 def _is_host_name(name: str) -> bool:
@@ -541,7 +777,13 @@ def _network_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
     for path, (what, text) in ranges.items():
         net = ipaddress.ip_network(text)
         if not isinstance(net, ipaddress.IPv4Network):
-            problems.append(Problem(path, _ipv6_refused(text)))
+            problems.append(
+                Problem(
+                    path,
+                    f"{text} is IPv6: {path.split('.')[-1]} is the IPv4 range; the IPv6 one "
+                    f"goes in {path.split('.')[-1]}_ipv6 (with ipv6: true)",
+                )
+            )
             continue
         for earlier_path, earlier in nets.items():
             if net.overlaps(earlier):
@@ -574,6 +816,82 @@ def _network_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
                 f"{cluster.node_network.subnet} "
                 "has no room for a gateway and a node (use /30 or larger)",
             )
+        )
+    return problems + _network_problems6(topology, cluster)
+
+
+def _network_problems6(topology: Topology, cluster: Cluster) -> list[Problem]:
+    """The IPv6 ranges: given only with ipv6: true, IPv6, apart from each other and from the
+    core part's IPv6 subnets, with room for the nodes and their pods."""
+    given = {
+        "cluster.node_network.subnet_ipv6": cluster.node_network.subnet_ipv6,
+        "cluster.pod_cidr_ipv6": cluster.pod_cidr_ipv6,
+        "cluster.service_cidr_ipv6": cluster.service_cidr_ipv6,
+    }
+    if not cluster.ipv6:
+        return [Problem(path, "needs ipv6: true") for path, value in given.items() if value]
+    problems: list[Problem] = []
+    node_text, pod_text, service_text = ranges6(cluster)
+    ranges = {
+        "cluster.node_network.subnet_ipv6": ("the IPv6 node network", node_text),
+        "cluster.pod_cidr_ipv6": ("the IPv6 pod CIDR", pod_text),
+        "cluster.service_cidr_ipv6": ("the IPv6 service CIDR", service_text),
+    }
+    nets: dict[str, ipaddress.IPv6Network] = {}
+    for path, (what, text) in ranges.items():
+        net = ipaddress.ip_network(text)
+        if not isinstance(net, ipaddress.IPv6Network):
+            problems.append(
+                Problem(path, f"{text} is IPv4: the IPv4 range goes in the key without _ipv6")
+            )
+            continue
+        for earlier_path, earlier in nets.items():
+            if net.overlaps(earlier):
+                problems.append(
+                    Problem(
+                        path,
+                        f"{text} overlaps {ranges[earlier_path][0]} {earlier} ({earlier_path})",
+                    )
+                )
+        for core, where in _core_networks(topology):
+            if core.version == 6 and net.overlaps(core):
+                problems.append(
+                    Problem(path, f"{what} {text} overlaps {core}, attached at {where}")
+                )
+        nets[path] = net
+    pods6 = nets.get("cluster.pod_cidr_ipv6")
+    mask6 = cluster.node_cidr_mask_size_ipv6
+    if pods6 is not None:
+        if not pods6.prefixlen <= mask6 <= 120:
+            problems.append(
+                Problem(
+                    "cluster.node_cidr_mask_size_ipv6",
+                    f"{mask6} must lie between the IPv6 pod CIDR's prefix length "
+                    f"({pods6.prefixlen}) and 120",
+                )
+            )
+        elif len(cluster.nodes) > 2 ** (mask6 - pods6.prefixlen):
+            problems.append(
+                Problem(
+                    "cluster.pod_cidr_ipv6",
+                    f"{pods6} holds {2 ** (mask6 - pods6.prefixlen)} node subnets of /{mask6}, "
+                    f"too few for {len(cluster.nodes)} nodes",
+                )
+            )
+    node6 = nets.get("cluster.node_network.subnet_ipv6")
+    node4 = ipaddress.ip_network(cluster.node_network.subnet)
+    if node6 is not None and node6.num_addresses < node4.num_addresses:
+        problems.append(
+            Problem(
+                "cluster.node_network.subnet_ipv6",
+                f"{node6} is smaller than the IPv4 node network {node4}: each node's IPv6 "
+                "address has the host part of its IPv4 one",
+            )
+        )
+    service6 = nets.get("cluster.service_cidr_ipv6")
+    if service6 is not None and service6.prefixlen > 126:
+        problems.append(
+            Problem("cluster.service_cidr_ipv6", f"{service6} has no room for a cluster IP")
         )
     return problems
 
@@ -668,11 +986,12 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
     node_ports: dict[int, str] = {}
     for name, service in cluster.services.items():
         base = f"cluster.services.{name}"
-        if service.cluster_ip is not None:
-            path = f"{base}.cluster_ip"
-            ip = ipaddress.ip_address(service.cluster_ip)
+        family_problems = _service_family_problems(cluster, service, base)
+        problems += family_problems
+        for path, text in _ips_to_check(service, base, family_problems):
+            ip = ipaddress.ip_address(text)
             if ip.version == 6:
-                problems.append(Problem(path, _ipv6_refused(service.cluster_ip)))
+                problems += _cluster_ip6_problems(cluster, path, ip, ips, base)
             elif ip in pod_cidr:
                 problems.append(Problem(path, f"{ip} falls into the pod CIDR {pod_cidr}"))
             elif ip in node_net:
@@ -741,8 +1060,13 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
                     "of a host name: shorten the cluster domain",
                 )
             )
-    automatic = sum(1 for s in cluster.services.values() if s.cluster_ip is None)
-    if automatic > service_net.num_addresses - 2 - len(ips):
+    automatic = sum(
+        1
+        for s in cluster.services.values()
+        if 4 in service_families(s, cluster.ipv6) and not any(":" not in i for i in given_ips(s))
+    )
+    taken4 = sum(1 for ip in ips if ":" not in ip)
+    if automatic > service_net.num_addresses - 2 - taken4:
         problems.append(
             Problem(
                 "cluster.services",
@@ -756,6 +1080,98 @@ def cluster_problems(topology: Topology, cluster: Cluster) -> list[Problem]:
     if automatic > NODE_PORT_RANGE[1] - NODE_PORT_RANGE[0] + 1 - len(node_ports):
         problems.append(Problem("cluster.services", "too few free node ports left"))
     return problems
+
+
+def _ips_to_check(
+    service: Service, base: str, family_problems: list[Problem]
+) -> list[tuple[str, str]]:
+    """The ClusterIPs a Service gives, with their paths (none once its families are wrong:
+    one problem per cause)."""
+    if family_problems:
+        return []
+    if service.cluster_ips:
+        return [(f"{base}.cluster_ips[{i}]", ip) for i, ip in enumerate(service.cluster_ips)]
+    return [(f"{base}.cluster_ip", service.cluster_ip)] if service.cluster_ip else []
+
+
+def _service_family_problems(cluster: Cluster, service: Service, base: str) -> list[Problem]:
+    """ip_families, ip_family_policy and the ClusterIPs given, as the API server checks them."""
+    problems: list[Problem] = []
+    named = service.ip_families or []
+    ips = service.cluster_ips or []
+    if len(set(named)) != len(named):
+        problems.append(Problem(f"{base}.ip_families", "names a family twice"))
+    if len(ips) > 2 or len({_family(ip) for ip in ips}) != len(ips):
+        problems.append(Problem(f"{base}.cluster_ips", "gives one address per family, at most two"))
+    if service.cluster_ip and ips and service.cluster_ip != ips[0]:
+        problems.append(
+            Problem(
+                f"{base}.cluster_ip",
+                f"{service.cluster_ip} is not cluster_ips[0] ({ips[0]}): cluster_ip is the "
+                "primary family's ClusterIP",
+            )
+        )
+    if problems:
+        return problems
+    from_ips = [FAMILY_NAMES[_family(ip)] for ip in given_ips(service)]
+    if named and from_ips and from_ips != named[: len(from_ips)]:
+        problems.append(
+            Problem(
+                f"{base}.cluster_ips" if ips else f"{base}.cluster_ip",
+                f"the addresses are {', '.join(from_ips)}, in another order than ip_families "
+                f"({', '.join(named)})",
+            )
+        )
+    for i, family in enumerate(named or from_ips):
+        if family == "IPv6" and not cluster.ipv6:
+            where = (
+                f"{base}.ip_families[{i}]"
+                if named
+                else (f"{base}.cluster_ips[{i}]" if ips else f"{base}.cluster_ip")
+            )
+            problems.append(Problem(where, "IPv6, but the cluster has no IPv6 (ipv6: true)"))
+    policy = service.ip_family_policy
+    two = len(named) == 2 or len(given_ips(service)) == 2
+    if two and policy in (None, "SingleStack"):
+        problems.append(
+            Problem(
+                f"{base}.ip_family_policy",
+                f"{policy or 'not set'}, but the Service names two families: set "
+                "PreferDualStack or RequireDualStack (as Kubernetes requires since 1.23)",
+            )
+        )
+    if policy == "RequireDualStack" and not cluster.ipv6:
+        problems.append(
+            Problem(
+                f"{base}.ip_family_policy",
+                "RequireDualStack, but the cluster is IPv4 only (ipv6: true makes it dual-stack)",
+            )
+        )
+    return problems
+
+
+def _cluster_ip6_problems(
+    cluster: Cluster,
+    path: str,
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    ips: dict[str, str],
+    base: str,
+) -> list[Problem]:
+    """An IPv6 ClusterIP: inside the IPv6 service CIDR, outside the other IPv6 ranges, not
+    the CIDR's first address, not another Service's."""
+    node6, pods6, services6 = (ipaddress.ip_network(r) for r in ranges6(cluster))
+    if ip in pods6:
+        return [Problem(path, f"{ip} falls into the IPv6 pod CIDR {pods6}")]
+    if ip in node6:
+        return [Problem(path, f"{ip} falls into the IPv6 node network {node6}")]
+    if ip not in services6:
+        return [Problem(path, f"{ip} is outside the IPv6 service CIDR {services6}")]
+    if ip == services6.network_address:
+        return [Problem(path, f"{ip} is the first address of the IPv6 service CIDR {services6}")]
+    if str(ip) in ips:
+        return [Problem(path, f"{ip} is already the cluster IP of {ips[str(ip)]}")]
+    ips[str(ip)] = base
+    return []
 
 
 # ---- the expansion ---------------------------------------------------------------------------
@@ -837,10 +1253,16 @@ def _forwards(layout: Layout) -> list[dict[str, Any]]:
 
 def _add_host(data: dict[str, Any], topology: Topology, cluster: Cluster, layout: Layout) -> None:
     host = data["host"]
-    host["bridges"][cluster.node_network.bridge] = {"addresses": [str(layout.gateway)]}
+    gateways = [str(layout.gateway)]
+    sources: list[AnyNetwork] = [layout.node_network, layout.pod_cidr]
     host["sysctls"][FORWARD_SYSCTL] = "1"
+    if layout.six is not None:
+        gateways.append(str(layout.six.gateway))
+        sources += [layout.six.node_network, layout.six.pod_cidr]
+        host["sysctls"][FORWARD_SYSCTL6] = "1"
+    host["bridges"][cluster.node_network.bridge] = {"addresses": gateways}
     for out in topology.host.external:
-        for source in (layout.node_network, layout.pod_cidr):
+        for source in sources:
             entry = {"source": str(source), "out": out}
             if entry not in host["masquerade"]:
                 host["masquerade"].append(entry)
@@ -850,7 +1272,7 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
     others = [other for other in layout.nodes if other is not node]
     routes: list[dict[str, Any]] = [{"to": "default", "via": str(layout.gateway.ip)}]
     spec: dict[str, Any] = {
-        "bridges": {POD_BRIDGE: {"addresses": [str(node.bridge_address)]}},
+        "bridges": {POD_BRIDGE: {"addresses": [str(node.bridge_address)], **_mtu(cluster)}},
         "interfaces": [
             {
                 "name": NODE_UPLINK,
@@ -865,10 +1287,22 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
         "routes": routes,
         "sysctls": {FORWARD_SYSCTL: "1"},
     }
+    if node.six is not None:
+        six = node.six
+        spec["bridges"][POD_BRIDGE]["addresses"].append(str(six.bridge_address))
+        spec["interfaces"][0]["addresses"].append(str(six.address))
+        assert layout.six is not None
+        routes.append({"to": "default", "via": str(layout.six.gateway.ip)})
+        spec["sysctls"][FORWARD_SYSCTL6] = "1"
     if cluster.mode == "host-gw":
         routes += [
             {"to": str(other.subnet), "via": str(other.address.ip), "dev": NODE_UPLINK}
             for other in others
+        ]
+        routes += [
+            {"to": str(other.six.subnet), "via": str(other.six.address.ip), "dev": NODE_UPLINK}
+            for other in others
+            if other.six is not None
         ]
     else:
         spec["vxlans"] = {
@@ -880,6 +1314,7 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
                 "mac": node.vtep_mac,
                 "learning": False,
                 "addresses": [str(node.vtep_address)],
+                **_mtu(cluster),
             }
         }
         routes += [
@@ -899,11 +1334,51 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
             {"dev": VXLAN_DEVICE, "lladdr": other.vtep_mac, "dst": str(other.address.ip)}
             for other in others
         ]
+        if node.six is not None:
+            _add_vtep6(spec, node.six, [o.six for o in others if o.six is not None])
     spec["iptables"] = {
         "chains": node_chains(layout),
         "rules": node_rules(layout),
     }
     return spec
+
+
+def _add_vtep6(spec: dict[str, Any], node: NodeLayout6, others: list[NodeLayout6]) -> None:
+    """flannel's second VTEP, flannel-v6.1: a VXLAN device over the node's IPv6 address (same
+    VNI and port as flannel.1), and per other node the same three entries in IPv6: a route
+    onlink via its VTEP address, a permanent neighbour (NDP) entry and an FDB entry."""
+    spec["vxlans"][VXLAN_DEVICE6] = {
+        "id": VXLAN_VNI,
+        "local": str(node.address.ip),
+        "dev": NODE_UPLINK,
+        "port": VXLAN_PORT,
+        "mac": node.vtep_mac,
+        "learning": False,
+        "addresses": [str(node.vtep_address)],
+    }
+    spec["routes"] += [
+        {
+            "to": str(other.subnet),
+            "via": str(other.vtep_address.ip),
+            "dev": VXLAN_DEVICE6,
+            "onlink": True,
+        }
+        for other in others
+    ]
+    spec["neighbors"] += [
+        {"dev": VXLAN_DEVICE6, "address": str(other.vtep_address.ip), "lladdr": other.vtep_mac}
+        for other in others
+    ]
+    spec["fdb"] += [
+        {"dev": VXLAN_DEVICE6, "lladdr": other.vtep_mac, "dst": str(other.address.ip)}
+        for other in others
+    ]
+
+
+def _mtu(cluster: Cluster) -> dict[str, int]:
+    """The MTU key of the pod network's links: the overlay's in vxlan mode; in host-gw mode
+    none (pod packets travel unwrapped, so the default 1500 holds, as with flannel)."""
+    return {"mtu": VXLAN_MTU} if cluster.mode == "vxlan" else {}
 
 
 def _pod_namespace(
@@ -919,12 +1394,17 @@ def _pod_namespace(
                     "bridge": POD_BRIDGE,
                     "name": pod.host_veth,
                     "hairpin": True,
+                    **_mtu(cluster),
                 },
                 "addresses": [str(pod.address)],
+                **_mtu(cluster),
             }
         ],
         "routes": [{"to": "default", "via": str(node.bridge_address.ip)}],
     }
+    if pod.address6 is not None and node.six is not None:
+        spec["interfaces"][0]["addresses"].append(str(pod.address6))
+        spec["routes"].append({"to": "default", "via": str(node.six.bridge_address.ip)})
     spec["dns"] = pod_dns(cluster, layout, pod)
     return spec
 
@@ -949,16 +1429,22 @@ def service_names(service: str, domain: str) -> list[str]:
 def pod_dns(cluster: Cluster, layout: Layout, pod: PodLayout) -> dict[str, Any]:
     """A pod's resolv.conf and hosts: kubelet's search path for namespace `default`, the
     nameserver POD_NAMESERVER, and (with `pod_hosts`) the pod's own name and every name CoreDNS
-    would answer for each Service, at its cluster IP."""
+    would answer for each Service, at its cluster IPs (one per family)."""
     domain = cluster.cluster_domain.rstrip(".")
     dns: dict[str, Any] = {
         "nameservers": [POD_NAMESERVER],
         "search": [f"default.svc.{domain}", f"svc.{domain}", domain],
     }
     if cluster.pod_hosts:
-        hosts = {pod.name: str(pod.address.ip)}
+
+        def addresses(found: list[str]) -> str | list[str]:
+            return found[0] if len(found) == 1 else found
+
+        own = [str(pod.address.ip)] + ([str(pod.address6.ip)] if pod.address6 else [])
+        hosts: dict[str, str | list[str]] = {pod.name: addresses(own)}
         for service in layout.services:
+            ips = addresses(list(service.cluster_ips.values()))
             for name in service_names(service.name, domain):
-                hosts.setdefault(name, service.cluster_ip)
+                hosts.setdefault(name, ips)
         dns["hosts"] = hosts
     return dns

@@ -62,7 +62,9 @@ def resolve_target(net: Net, text: str, source: str) -> IPAddress:
     names: dict[str, set[str]] = {}
     for _, spec in net.topology.spaces():
         if spec.dns is not None and text in spec.dns.hosts:
-            names.setdefault(spec.dns.hosts[text], set())
+            given = spec.dns.hosts[text]
+            for address in [given] if isinstance(given, str) else list(given):  # type: ignore[call-overload]
+                names.setdefault(str(address), set())
     if len(names) == 1:
         return ipaddress.ip_address(next(iter(names)))
     if len(names) > 1:

@@ -142,7 +142,7 @@ def _walk(
     while index < len(rules):
         entry = rules[index]
         # an iptables rule sees IPv4 only, an ip6tables rule IPv6 only
-        if entry.rule.family != ctx.packet.family or not matches(entry.rule, ctx, mark):
+        if ctx.packet.family not in entry.rule.families or not matches(entry.rule, ctx, mark):
             index += 1
             continue
         share = float(entry.rule.probability) if entry.rule.probability is not None else None

@@ -25,7 +25,14 @@ from nsgen.kinds.settings import SysctlArgs
 from nsgen.model import Masquerade, Topology
 from nsgen.names import near_name, peer_name
 from nsgen.plan import build_plan
-from nsgen.sandbox import DNS_SERVER, INTERNET_HOST, UPSTREAM_NETNS
+from nsgen.sandbox import (
+    DNS_SERVER,
+    DNS_SERVER6,
+    INTERNET_HOST,
+    INTERNET_HOST6,
+    UPLINKS6,
+    UPSTREAM_NETNS,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -133,6 +140,14 @@ class Uplink:
     """The upstream's address on it (the root namespace's default gateway on the first)."""
     far: str
     """The upstream's end of the link."""
+    address6: IPInterface | None = None
+    """The root namespace's IPv6 address on it, if it has one."""
+    gateway6: IPAddress | None = None
+    """The upstream's IPv6 address on it (the IPv6 default gateway on the first)."""
+
+    @property
+    def addresses(self) -> list[IPInterface]:
+        return [self.address, *([self.address6] if self.address6 is not None else [])]
 
 
 @dataclass(frozen=True)
@@ -154,18 +169,23 @@ class World:
 def lab_world(topology: Topology) -> World:
     """The world `nsgen lab` builds (nsgen.sandbox.build_upstream): one veth per external
     interface to the namespace nsgen-upstream, addresses from 203.0.113.0/24 (a /28 each: the
-    root namespace .2, the upstream .1), a default route in the root namespace via the first,
-    and 192.0.2.10 (a host on the internet) and 198.51.100.53 (DNS) on the upstream's lo."""
+    root namespace .2, the upstream .1) and from 2001:db8:203::/48 (a /64 each: ::2 and ::1),
+    a default route of each family in the root namespace via the first, and 192.0.2.10 and
+    2001:db8:192::10 (a host on the internet) and 198.51.100.53 and 2001:db8:198::53 (DNS) on
+    the upstream's lo."""
     blocks = ipaddress.IPv4Network("203.0.113.0/24").subnets(new_prefix=28)
+    blocks6 = ipaddress.IPv6Network(UPLINKS6).subnets(new_prefix=64)
     uplinks = []
     for index, name in enumerate(topology.host.external):
-        block = next(blocks)
+        block, block6 = next(blocks), next(blocks6)
         uplinks.append(
             Uplink(
                 name,
                 ipaddress.IPv4Interface(f"{block[2]}/{block.prefixlen}"),
                 block[1],
                 f"up{index}",
+                ipaddress.IPv6Interface(f"{block6[2]}/{block6.prefixlen}"),
+                block6[1],
             )
         )
     return World(tuple(uplinks), upstream=True)
@@ -371,7 +391,7 @@ def build_network(topology: Topology, world: World, env: Environment) -> Net:
                 netns,
                 name,
                 "external",
-                [uplink.address] if uplink else [],
+                uplink.addresses if uplink else [],
                 peer=(upstream_name, uplink.far) if uplink and world.upstream else None,
             )
         for name, bridge in spec.bridges.items():
@@ -406,6 +426,8 @@ def build_network(topology: Topology, world: World, env: Environment) -> Net:
                 "veth",
                 [interface(a) for a in iface.addresses],
                 peer=(far_ns, far),
+                master=iface.bridge,
+                hairpin=iface.hairpin,
                 step=steps.of("link", netns, near),
             )
             spaces[far_ns].links[far] = Link(
@@ -442,11 +464,17 @@ def build_network(topology: Topology, world: World, env: Environment) -> Net:
             )
         rules = expanded_rules(spec.iptables)  # dispatches written out, as iptables has them
         _firewall(space, rules, spec.iptables.chains, spec.masquerade, steps)
-    if world.uplinks and not any(r.dst.prefixlen == 0 for r in spaces[HOST].routes):
+    if world.uplinks:
         first = world.uplinks[0]
-        spaces[HOST].routes.append(
-            RouteEntry(network("default"), first.name, first.gateway, origin="world")
-        )
+        defaults = {r.dst.version for r in spaces[HOST].routes if r.dst.prefixlen == 0}
+        if 4 not in defaults:
+            spaces[HOST].routes.append(
+                RouteEntry(network("default"), first.name, first.gateway, origin="world")
+            )
+        if 6 not in defaults and first.gateway6 is not None:
+            spaces[HOST].routes.append(
+                RouteEntry(network("::/0"), first.name, first.gateway6, origin="world")
+            )
     if world.upstream:
         spaces[upstream_name] = _upstream(upstream_name, world)
     return Net(spaces, world, env, topology)
@@ -549,10 +577,21 @@ def _upstream(name: str, world: World) -> Space:
         name,
         "lo",
         "lo",
-        [interface("127.0.0.1/8"), interface(f"{INTERNET_HOST}/32"), interface(f"{DNS_SERVER}/32")],
+        [
+            interface("127.0.0.1/8"),
+            interface(f"{INTERNET_HOST}/32"),
+            interface(f"{DNS_SERVER}/32"),
+            interface(f"{INTERNET_HOST6}/128"),
+            interface(f"{DNS_SERVER6}/128"),
+        ],
     )
     for uplink in world.uplinks:
-        far = ipaddress.ip_interface(f"{uplink.gateway}/{uplink.address.network.prefixlen}")
-        space.links[uplink.far] = Link(name, uplink.far, "uplink", [far], peer=(HOST, uplink.name))
-        space.routes.append(RouteEntry(far.network, uplink.far, src=far.ip, origin="world"))
+        fars = [ipaddress.ip_interface(f"{uplink.gateway}/{uplink.address.network.prefixlen}")]
+        if uplink.gateway6 is not None and uplink.address6 is not None:
+            fars.append(
+                ipaddress.ip_interface(f"{uplink.gateway6}/{uplink.address6.network.prefixlen}")
+            )
+        space.links[uplink.far] = Link(name, uplink.far, "uplink", fars, peer=(HOST, uplink.name))
+        for far in fars:
+            space.routes.append(RouteEntry(far.network, uplink.far, src=far.ip, origin="world"))
     return space

@@ -517,7 +517,7 @@ class Walker:
             )
             return self.receive(trace, space, bridge, packet, port)
         out = self._port_toward(space, bridge.name, receiver)
-        return self._bridged(trace, space, bridge, port, out, packet)
+        return self._bridged(trace, space, bridge, port, out, packet, receiver)
 
     def _bridged(
         self,
@@ -527,8 +527,10 @@ class Walker:
         port: Link,
         out: Link,
         packet: Packet,
+        receiver: Link,
     ) -> list[Ending]:
-        """The bridge forwards a frame from `port` to `out` (layer 2, no routing)."""
+        """The bridge forwards a frame from `port` to `out` (layer 2, no routing), on its way
+        to `receiver` (behind `out`, or behind another bridge `out` leads to)."""
         fact = BridgeFact(space.live_name, bridge.name, port.name, out.name, port.hairpin)
         if out is port and not port.hairpin:
             trace.add(
@@ -555,7 +557,7 @@ class Walker:
             fact,
         )
         assert out.peer is not None
-        receiver = self.net.link(*out.peer)
+        far = self.net.link(*out.peer)
 
         def leave(trace: Trace, packet: Packet) -> list[Ending]:
             trace.add(
@@ -564,7 +566,7 @@ class Walker:
                 out.step,
                 self._link_fact(space, out),
             )
-            return self.arrive(trace, receiver, receiver, packet)
+            return self.arrive(trace, far, receiver, packet)
 
         if not space.br_netfilter:
             return leave(trace, packet)
@@ -658,7 +660,7 @@ class Walker:
                     out.step,
                     self._link_fact(space, out),
                 )
-                return self.arrive(trace, target, target, packet)
+                return self.arrive(trace, target, receiver, packet)
 
             return self.hook(
                 trace,
@@ -735,8 +737,12 @@ class Walker:
                 trace,
                 "dropped",
                 f"{packet.dst} is nowhere in the lab: its simulated upstream holds only "
-                f"{', '.join(str(a.ip) for _, a in space.addresses() if not a.ip.is_loopback)} "
-                "and routes nothing further",
+                + ", ".join(
+                    str(a.ip)
+                    for _, a in space.addresses()
+                    if not a.ip.is_loopback and a.version == family
+                )
+                + " and routes nothing further",
                 "the lab's upstream",
             )
         if not space.forwarding[family]:
@@ -1175,17 +1181,32 @@ class Walker:
         return [(r, far) for r, _ in self._bridge_receivers(space, bridge, far)]
 
     def _bridge_receivers(
-        self, space: Space, bridge: Link, came_in: Link | None
+        self,
+        space: Space,
+        bridge: Link,
+        came_in: Link | None,
+        passed: frozenset[tuple[str, str]] = frozenset(),
     ) -> list[tuple[Link, Link]]:
         """What a frame entering `bridge` (through `came_in`, or from the bridge's own stack)
         can reach: the bridge itself and the far end of every other port (each twice: as the
-        receiver, and as the link the frame comes out of)."""
+        receiver, and as the link the frame comes out of). A far end that is a port of another
+        bridge (two bridges joined by a veth) leads on to what that bridge reaches, the frame
+        coming out of that far end first; `passed` are the bridges the frame crossed already
+        (validation refuses a loop between bridges, and this never follows one)."""
         found = [(bridge, bridge)]
+        passed = passed | {(bridge.netns, bridge.name)}
         for port in space.ports(bridge.name):
             if port is came_in or port.peer is None:
                 continue
             far = self.net.link(*port.peer)
-            found.append((far, far))
+            if far.master is None:
+                found.append((far, far))
+                continue
+            far_space = self.net.space(far.netns)
+            joined = far_space.links[far.master]
+            if (joined.netns, joined.name) not in passed:
+                beyond = self._bridge_receivers(far_space, joined, far, passed)
+                found += [(r, far) for r, _ in beyond]
         return found
 
     def _answering(
@@ -1199,9 +1220,24 @@ class Walker:
         return None
 
     def _port_toward(self, space: Space, bridge: str, receiver: Link) -> Link:
-        """The port of `bridge` the frame for `receiver` leaves through."""
-        for port in space.ports(bridge):
+        """The port of `bridge` the frame for `receiver` leaves through: the one `receiver` is
+        the far end of, or the one that leads to another bridge `receiver` is behind."""
+        ports = [port for port in space.ports(bridge) if port.peer is not None]
+        for port in ports:
             if port.peer == (receiver.netns, receiver.name):
+                return port
+        this = space.links[bridge]
+        for port in ports:
+            assert port.peer is not None
+            far = self.net.link(*port.peer)
+            if far.master is None:
+                continue
+            far_space = self.net.space(far.netns)
+            joined = far_space.links[far.master]
+            passed = frozenset({(this.netns, this.name)})
+            if joined is not this and any(
+                r is receiver for r, _ in self._bridge_receivers(far_space, joined, far, passed)
+            ):
                 return port
         raise AssertionError(f"no port of {bridge} leads to {receiver.netns} {receiver.name}")
 

@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 Firewall = Literal["iptables", "nftables"]
 """The firewall backends: iptables (iptables-restore) or nftables (nft, a table of its own)."""
 
-Lane = Literal["netns", "ip", "bridge", "tc", "firewall", "sysctl", "file"]
+Lane = Literal["netns", "ip", "bridge", "tc", "firewall", "sysctl", "file", "exec"]
 """The program a kind's changes go to inside a batched step. netns: `ip -b` in the root
-namespace, before anything else; file: bash writes files on the host (no batch)."""
+namespace, before anything else; file: bash writes files on the host (no batch); exec: the
+topology's own commands, each its own process (no batch)."""
 
 LANE_ORDER: tuple[Lane, ...] = ("ip", "bridge", "tc", "firewall", "sysctl")
 """Order of the programs a batched step runs: links and addresses before the forwarding
@@ -113,9 +114,17 @@ class PlanContext:
     tag: str
     """The comment every firewall rule carries (nsgen:<topology>)."""
     ipv6: bool
-    """The topology declares an IPv6 address somewhere: links keep IPv6 autoconfiguration."""
+    """The topology declares an IPv6 address somewhere."""
     firewall: Firewall = "iptables"
     """The firewall backend that installs the rules (the file's `firewall:`, or --firewall)."""
+
+    def autoconf(self, netns: str) -> bool:
+        """Whether the links nsgen creates in `netns` without an IPv6 address of their own
+        keep the kernel's IPv6 autoconfiguration (an fe80:: address, with duplicate address
+        detection): only where the namespace says `ipv6: true`. (A link with an IPv6 address
+        gets a fixed link-local address instead: nsgen.kinds.links.fixed_link_local.)"""
+        spec = self.topology.host if netns == HOST else self.topology.namespaces.get(netns)
+        return spec is not None and spec.ipv6 is True
 
 
 Planned = Step | Precondition
@@ -146,9 +155,17 @@ class Kind:
     preflight: ClassVar[tuple[str, ...]] = ()
     """The preconditions it may emit (`preflight_<name>` macros of its template); a kind
     whose objects always live inside objects nsgen creates has none."""
+    observable: ClassVar[bool] = True
+    """False for a kind whose effects nsgen cannot know (the topology's own commands): its
+    status rows are "unobserved", which is not drift, and its snapshot reads nothing."""
 
     def step_kinds(self) -> tuple[str, ...]:
         return self.steps or (self.name,)
+
+    def tools_for(self, step: Step) -> tuple[str, ...]:
+        """The programs setup.sh needs for `step` (kinds whose steps differ may say per step:
+        an IPv6 rule needs ip6tables, any rule of the nftables backend nft)."""
+        return self.tools
 
     def enters_for(self, step: Step) -> bool:
         """Whether `step`, in a named namespace, runs inside it (see `enters`)."""
@@ -165,10 +182,6 @@ class Kind:
     def summary_of(self, step: Step) -> str:
         """Its words in a batched step's why (default: `summary`)."""
         return self.summary
-
-    def tools_of(self, step: Step) -> tuple[str, ...]:
-        """Programs setup.sh needs for `step` (default: `tools`)."""
-        return self.tools
 
     def lane_of(self, step: Step) -> Lane:
         """The program a step of this kind goes to in a batch (kinds with several step kinds

@@ -53,7 +53,9 @@ class DnsKind(Kind):
                 files.append(("resolv.conf", tuple(resolv)))
             if spec.dns.hosts:
                 hosts = ["127.0.0.1 localhost", "::1 localhost"]
-                hosts += [f"{address} {name}" for name, address in spec.dns.hosts.items()]
+                for name, addresses in spec.dns.hosts.items():
+                    listed = addresses if isinstance(addresses, list) else [addresses]
+                    hosts += [f"{address} {name}" for address in listed]
                 files.append(("hosts", tuple(hosts)))
             if not files:
                 continue

@@ -4,9 +4,16 @@ templates/kinds/firewall.j2) or nftables (nsgen.backends.nftables and
 templates/kinds/firewall-nft.j2), as the plan's context says.
 
 With iptables, every rule carries the topology's tag, own chains carry its name, and teardown
-removes exactly those: nothing is ever flushed but nsgen's own chains. With nftables, every
-namespace with rules gets a table of the topology's own (`inet nsgen_<topology>`), created and
-filled in one transaction in the batched style, and teardown deletes that table."""
+removes exactly those: nothing is ever flushed but nsgen's own chains. IPv4 and IPv6 have a
+firewall each (iptables and ip6tables), as they have in the kernel: each step installs a chain,
+a rule or a masquerade in one family. A rule or chain that belongs to both (`family: both`, or
+an own chain used by rules of both families) is planned as two steps, one per family, the way
+Docker and kube-proxy install theirs twice.
+
+With nftables, every namespace with rules gets a table of the topology's own
+(`inet nsgen_<topology>`), created and filled in one transaction in the batched style, and
+teardown deletes that table. The nftables backend installs IPv4 rules only, for now:
+validation refuses a topology whose rules reach IPv6 under it (see `nft_ipv6_problems`)."""
 
 from __future__ import annotations
 
@@ -30,10 +37,11 @@ from nsgen.kinds.base import (
     namespace_owner,
 )
 from nsgen.kinds.rules import BUILTIN_TARGETS, Iptables, Rule, expanded_rules
+from nsgen.names import near_name, peer_name
 
 if TYPE_CHECKING:
     from nsgen.live import LiveState
-    from nsgen.model import Topology
+    from nsgen.model import Namespace, Topology
     from nsgen.status import Observer, RowState
 
 TEMPLATE = "kinds/firewall.j2"
@@ -42,17 +50,35 @@ NFT_TEMPLATE = "kinds/firewall-nft.j2"
 
 # ---- step arguments: iptables ---------------------------------------------------------------
 
+PROGRAMS = {4: "iptables", 6: "ip6tables"}
+"""The program that holds each family's firewall."""
+
+
+def _family_words(family: int) -> str:
+    """What a title adds for an IPv6 step (IPv4 steps read as they always have)."""
+    return " (IPv6)" if family == 6 else ""
+
 
 @dataclass(frozen=True)
 class ChainArgs(Args):
     table: str
     name: str
+    family: int
+
+    @property
+    def program(self) -> str:
+        return PROGRAMS[self.family]
 
 
 @dataclass(frozen=True)
 class RuleArgs(Args):
     rule: Rule
     tag: str
+    family: int
+
+    @property
+    def program(self) -> str:
+        return PROGRAMS[self.family]
 
     @property
     def table(self) -> str:
@@ -77,6 +103,23 @@ class MasqueradeArgs(Args):
     source: str
     out: str
     tag: str
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.source else 4
+
+    @property
+    def program(self) -> str:
+        return PROGRAMS[self.family]
+
+
+@dataclass(frozen=True)
+class LinkAddressArgs(Args):
+    """An external link that must hold an address of `family` (preflight)."""
+
+    dev: str
+    family: int
+    source: str
 
 
 # ---- step arguments: nftables ----------------------------------------------------------------
@@ -147,7 +190,67 @@ class ForwardArgs(Args):
 
 
 def _firewall_snapshot(live: LiveState, netns: str) -> dict[str, Any]:
-    return {"iptables": live.iptables_rules(netns), "nftables": live.nft_ruleset(netns)}
+    return {
+        "iptables": live.iptables_rules(netns),
+        "ip6tables": live.iptables_rules(netns, 6),
+        "nftables": live.nft_ruleset(netns),
+    }
+
+
+def _base(netns: str) -> str:
+    return HOST if netns == HOST else f"namespaces.{netns}"
+
+
+def _shown_families(families: tuple[int, ...]) -> str:
+    return " and ".join(f"IPv{f}" for f in families)
+
+
+def _targets(rule: Rule) -> list[tuple[str, str]]:
+    """Where a rule sends packets, by field path: its jump or goto, or its dispatch's entries."""
+    if rule.dispatch is None:
+        return [("jump" if rule.jump is not None else "goto", rule.target)]
+    return [
+        (f"dispatch.entries[{i}].{'jump' if e.jump is not None else 'goto'}", e.target)
+        for i, e in enumerate(rule.dispatch.entries)
+    ]
+
+
+def chain_families(spec: Namespace) -> dict[tuple[str, str], tuple[int, ...]]:
+    """The families each own chain of a namespace exists in, by (table, name): its `family`,
+    else every family of the rules that go into it or jump to it (or whose dispatch leads to
+    it), else IPv4."""
+    used: dict[tuple[str, str], set[int]] = {}
+    declared = {(c.table, c.name): c for c in spec.iptables.chains}
+    for rule in spec.iptables.rules:
+        for key in ((rule.table, rule.chain), *((rule.table, t) for _, t in _targets(rule))):
+            if key in declared:
+                used.setdefault(key, set()).update(rule.families)
+    families: dict[tuple[str, str], tuple[int, ...]] = {}
+    for key, chain in declared.items():
+        if chain.family == "both":
+            families[key] = (4, 6)
+        elif chain.family is not None:
+            families[key] = (chain.family,)
+        else:
+            families[key] = tuple(sorted(used.get(key, {4})))
+    return families
+
+
+def link_addresses(topology: Topology, netns: str) -> dict[str, list[str]]:
+    """The addresses the topology puts on each link of a namespace, by link name."""
+    found: dict[str, list[str]] = {}
+    for space, spec in topology.spaces():
+        if space == netns:
+            for name, bridge in spec.bridges.items():
+                found.setdefault(name, []).extend(bridge.addresses)
+            for name, vxlan in spec.vxlans.items():
+                found.setdefault(name, []).extend(vxlan.addresses)
+        for iface in spec.interfaces:
+            if space == netns:
+                found.setdefault(near_name(space, iface), []).extend(iface.addresses)
+            if iface.peer.netns == netns:
+                found.setdefault(peer_name(space, iface), []).extend(iface.peer.addresses)
+    return found
 
 
 def _has_firewall(spec: Any) -> bool:
@@ -185,8 +288,11 @@ class _Backend:
     def templates(self) -> tuple[str, ...]:
         return (TEMPLATE, NFT_TEMPLATE)
 
-    def tools_of(self, step: Step) -> tuple[str, ...]:
-        return ("nft",) if isinstance(step.args, NftArgs) else ("iptables",)
+    def tools_for(self, step: Step) -> tuple[str, ...]:
+        if isinstance(step.args, NftArgs):
+            return ("nft",)
+        assert isinstance(step.args, ChainArgs | RuleArgs | MasqueradeArgs)
+        return (step.args.program,)
 
     def summary_of(self, step: Step) -> str:
         return "nftables" if isinstance(step.args, NftArgs) else "iptables"
@@ -318,20 +424,23 @@ class ChainKind(_Backend, Kind):
             yield from self._plan_nft(ctx)
             return
         for netns, spec in ctx.topology.spaces():
+            families = chain_families(spec)
             for chain in spec.iptables.chains:
                 if chain.inline:  # its rules are written where dispatches lead to it
                     continue
-                args = ChainArgs(netns, chain.table, chain.name)
-                yield Step(
-                    "chain",
-                    f"create iptables chain {chain.name} in table {chain.table}{in_(netns)}",
-                    "A chain of this topology's own: its rules are kept apart from everyone "
-                    "else's, and teardown empties and deletes exactly this chain.",
-                    args,
-                    namespace_owner(netns),
-                )
-                if netns == HOST:
-                    yield Precondition("chain_absent", TEMPLATE, args)
+                for family in families[(chain.table, chain.name)]:
+                    args = ChainArgs(netns, chain.table, chain.name, family)
+                    yield Step(
+                        "chain",
+                        f"create {args.program} chain {chain.name} in table {chain.table}"
+                        f"{in_(netns)}",
+                        "A chain of this topology's own: its rules are kept apart from everyone "
+                        "else's, and teardown empties and deletes exactly this chain.",
+                        args,
+                        namespace_owner(netns),
+                    )
+                    if netns == HOST:
+                        yield Precondition("chain_absent", TEMPLATE, args)
 
     def _plan_nft(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
@@ -359,10 +468,10 @@ class ChainKind(_Backend, Kind):
         assert isinstance(a, ChainArgs)
 
         def how() -> RowState:
-            found = status.live.iptables_has(a.netns, a.table, a.name, None)
+            found = status.live.iptables_has(a.netns, a.table, a.name, None, a.family)
             return ("present", "") if found else ("missing", "")
 
-        status.check("chain", a.netns, f"{a.table} {a.name}", how)
+        status.check("chain", a.netns, f"{a.table} {a.name}{_family_words(a.family)}", how)
 
     def snapshot(self, live: LiveState, netns: str) -> dict[str, Any]:
         return _firewall_snapshot(live, netns)
@@ -386,20 +495,22 @@ class RuleKind(_Backend, Kind):
             own = {(c.table, c.name) for c in spec.iptables.chains}
             for rule in expanded_rules(spec.iptables):
                 in_own_chain = (rule.table, rule.chain) in own
-                args = RuleArgs(netns, rule, ctx.tag)
-                yield Step(
-                    "rule",
-                    f"{'insert into' if rule.insert else 'append to'} {rule.table} {rule.chain}: "
-                    f"{rule_text(rule)}{in_(netns)}",
-                    ""
-                    if in_own_chain or netns != HOST
-                    else f"The rule carries the comment {ctx.tag}, so teardown deletes exactly it.",
-                    args,
-                    namespace_owner(netns)
-                    or (Owner("chain", rule.chain) if in_own_chain else None),
-                )
-                if netns == HOST and not in_own_chain:
-                    yield Precondition("rule_absent", TEMPLATE, args)
+                for family in rule.families:
+                    args = RuleArgs(netns, rule, ctx.tag, family)
+                    yield Step(
+                        "rule",
+                        f"{'insert into' if rule.insert else 'append to'} {rule.table} "
+                        f"{rule.chain}{_family_words(family)}: {rule_text(rule)}{in_(netns)}",
+                        ""
+                        if in_own_chain or netns != HOST
+                        else f"The rule carries the comment {ctx.tag}, so teardown deletes "
+                        "exactly it.",
+                        args,
+                        namespace_owner(netns)
+                        or (Owner("chain", rule.chain) if in_own_chain else None),
+                    )
+                    if netns == HOST and not in_own_chain:
+                        yield Precondition("rule_absent", TEMPLATE, args)
 
     def _plan_nft(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
@@ -436,13 +547,31 @@ class RuleKind(_Backend, Kind):
                 )
 
     def validate(self, topology: Topology) -> list[Problem]:
-        """A rule that jumps (or goes) to a chain needs that chain declared in its table; a
-        dispatch's entries lead to declared chains; an inline chain is entered only through
-        dispatch entries (jump), and its rules can be written in their place."""
+        """A rule that jumps (or goes) to a chain needs that chain declared in its table, in
+        the rule's families; a dispatch's entries lead to declared chains; an inline chain is
+        entered only through dispatch entries (jump), and its rules can be written in their
+        place; a rule's addresses, protocol and REJECT type are of one family, the one it is
+        installed in."""
         problems = []
         for netns, spec in topology.spaces():
-            base = HOST if netns == HOST else f"namespaces.{netns}"
+            base = _base(netns)
             problems += _check_rules(f"{base}.iptables", spec.iptables)
+            own = chain_families(spec)
+            for j, rule in enumerate(spec.iptables.rules):
+                path = f"{base}.iptables.rules[{j}]"
+                problems += _family_problems(rule, path)
+                for place, chain in (("chain", rule.chain), *_targets(rule)):
+                    have = own.get((rule.table, chain))
+                    missing = [f for f in rule.families if have is not None and f not in have]
+                    if missing:
+                        problems.append(
+                            Problem(
+                                f"{path}.{place}",
+                                f"chain {chain} is declared for {_shown_families(have or ())} "
+                                f"only, but the rule is {_shown_families(rule.families)} (set "
+                                "the chain's family, or the rule's)",
+                            )
+                        )
         return problems
 
     def observe(self, step: Step, status: Observer) -> None:
@@ -455,10 +584,11 @@ class RuleKind(_Backend, Kind):
         words = a.words
 
         def how() -> RowState:
-            found = status.live.iptables_has(a.netns, a.table, a.chain, words)
+            found = status.live.iptables_has(a.netns, a.table, a.chain, words, a.family)
             return ("present", "") if found else ("missing", "")
 
-        status.check("rule", a.netns, f"{a.table} {a.chain} {rule_text(a.rule)}", how)
+        name = f"{a.table} {a.chain}{_family_words(a.family)} {rule_text(a.rule)}"
+        status.check("rule", a.netns, name, how)
 
     def snapshot(self, live: LiveState, netns: str) -> dict[str, Any]:
         return _firewall_snapshot(live, netns)
@@ -549,6 +679,62 @@ def _check_rules(base: str, firewall: Iptables) -> list[Problem]:
     return problems
 
 
+_ICMP = {"icmp": 4, "icmpv6": 6}
+
+
+def _family_problems(rule: Rule, path: str) -> list[Problem]:
+    """A rule whose addresses are of two families, or of another family than it says, or
+    whose protocol or REJECT type belongs to another family."""
+    problems: list[Problem] = []
+    addresses = rule.addresses()
+    if addresses:
+        first_field, first_value, first_family = addresses[0]
+        for field, value, family in addresses[1:]:
+            if family != first_family:
+                problems.append(
+                    Problem(
+                        f"{path}.{field}",
+                        f"{value} is IPv{family}, but {first_field} {first_value} is "
+                        f"IPv{first_family}: a rule's addresses are of one family",
+                    )
+                )
+                return problems
+        if rule.family is not None and rule.families != (first_family,):
+            problems.append(
+                Problem(
+                    f"{path}.family",
+                    f"is {rule.family}, but {first_field} {first_value} is IPv{first_family}: "
+                    "a rule with an address belongs to that address's family",
+                )
+            )
+            return problems
+    families = rule.families
+    wanted = _ICMP.get(str(rule.protocol))
+    if wanted is not None and families != (wanted,):
+        other = "icmpv6" if rule.protocol == "icmp" else "icmp"
+        problems.append(
+            Problem(
+                f"{path}.protocol",
+                f"{rule.protocol} is IPv{wanted}'s, but the rule is {_shown_families(families)}"
+                + (f" (IPv{6 if wanted == 4 else 4} uses {other})" if len(families) == 1 else "")
+                + ("; write one rule per family" if len(families) > 1 else ""),
+            )
+        )
+    reject = rule.reject_with
+    if reject is not None and reject != "tcp-reset":
+        wanted = 6 if reject.startswith("icmp6-") else 4
+        if families != (wanted,):
+            problems.append(
+                Problem(
+                    f"{path}.reject_with",
+                    f"{reject} is an IPv{wanted} error, but the rule is "
+                    f"{_shown_families(families)} (IPv6's are icmp6-*, IPv4's icmp-*; "
+                    "tcp-reset is both's)",
+                )
+            )
+    return problems
+
+
 class MasqueradeKind(_Backend, Kind):
     name = "masquerade"
     template = TEMPLATE
@@ -557,7 +743,7 @@ class MasqueradeKind(_Backend, Kind):
     summary = "iptables"
     rows = ("masquerade",)
     tools = ("iptables",)
-    preflight = ("masquerade_absent",)
+    preflight = ("masquerade_absent", "address_family_on")
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
@@ -571,8 +757,11 @@ class MasqueradeKind(_Backend, Kind):
                 sig = nft.masquerade_signature(masq.out)
                 nth = seen.count(sig)
                 seen.append(sig)
+                nat = (
+                    "Source NAT" if ":" not in masq.source else "Source NAT (NAT66, as Docker does)"
+                )
                 why = (
-                    f"Hosts outside do not know the way back to {masq.source}. Source NAT gives "
+                    f"Hosts outside do not know the way back to {masq.source}. {nat} gives "
                     f"leaving packets the address of {masq.out}, so replies come back and are "
                     "translated back."
                 )
@@ -599,6 +788,36 @@ class MasqueradeKind(_Backend, Kind):
                 )
                 if netns == HOST:
                     yield Precondition("masquerade_absent", TEMPLATE, args)
+                    if args.family == 6 and masq.out in spec.external:
+                        yield Precondition(
+                            "address_family_on",
+                            TEMPLATE,
+                            LinkAddressArgs(netns, masq.out, 6, masq.source),
+                        )
+
+    def validate(self, topology: Topology) -> list[Problem]:
+        """NAT66 gives packets an IPv6 address of the interface they leave through, which an
+        interface nsgen creates must be declared with (an external one is checked by
+        preflight). (An IPv4 masquerade out of an interface without an IPv4 address has
+        always been accepted, and is left so.)"""
+        problems = []
+        for netns, spec in topology.spaces():
+            addresses: dict[str, list[str]] | None = None  # read only where needed: it is
+            # linear in the topology, and a big topology has thousands of namespaces
+            for j, masq in enumerate(spec.masquerade):
+                if ":" not in masq.source or masq.out in spec.external:
+                    continue
+                if addresses is None:
+                    addresses = link_addresses(topology, netns)
+                if not any(":" in a for a in addresses.get(masq.out, [])):
+                    problems.append(
+                        Problem(
+                            f"{_base(netns)}.masquerade[{j}].out",
+                            f"{masq.out} has no IPv6 address: masquerading {masq.source} "
+                            f"(NAT66) gives leaving packets an IPv6 address of {masq.out}",
+                        )
+                    )
+        return problems
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
@@ -621,7 +840,7 @@ class MasqueradeKind(_Backend, Kind):
             return rule[rule.index(name) + 1] if name in rule[:-1] else None
 
         def how() -> RowState:
-            rules = status.live.nat_postrouting(a.netns)
+            rules = status.live.nat_postrouting(a.netns, a.family)
             if want in rules:
                 return "present", ""
             for rule in rules:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from nsgen.kinds.addressing import AddressKind, FdbKind, NeighborKind, RouteKind
 from nsgen.kinds.base import Kind
+from nsgen.kinds.commands import ExecKind
 from nsgen.kinds.files import DnsKind
 from nsgen.kinds.firewall import ChainKind, MasqueradeKind, RuleKind, TableKind
 from nsgen.kinds.links import BridgeKind, ExternalKind, VethKind, VxlanKind
@@ -29,6 +30,7 @@ KINDS: tuple[Kind, ...] = (
     MasqueradeKind(),
     SysctlKind(),
     DnsKind(),
+    ExecKind(),
     ExternalKind(),
 )
 

@@ -55,8 +55,14 @@ RejectWith = Literal[
     "icmp-net-prohibited",
     "icmp-host-prohibited",
     "icmp-admin-prohibited",
+    "icmp6-no-route",
+    "icmp6-adm-prohibited",
+    "icmp6-addr-unreachable",
+    "icmp6-port-unreachable",
     "tcp-reset",
 ]
+Family = Literal[4, 6, "both"]
+"""Which firewall a rule or chain goes into: IPv4's (iptables), IPv6's (ip6tables), or both."""
 
 TERMINAL_TARGETS = ("ACCEPT", "DROP", "RETURN", "REJECT")
 """Targets that take no option of their own (REJECT takes an optional reject_with)."""
@@ -110,13 +116,16 @@ def _probability(value: str) -> str:
 
 
 def _destination(value: str) -> str:
-    """DNAT's --to-destination: ADDRESS or ADDRESS:PORT (IPv4)."""
-    address, sep, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    """DNAT's --to-destination, SNAT's --to-source: ADDRESS, IPV4:PORT or [IPV6]:PORT."""
+    address, port = split_destination(value)
     try:
         ip_address(address)
     except ValueError:
-        raise ValueError(f"{value!r} is not ADDRESS or ADDRESS:PORT") from None
-    if sep:
+        raise ValueError(
+            f"{value!r} is not ADDRESS, IPV4:PORT or [IPV6]:PORT (an IPv6 address with a "
+            "port goes in brackets)"
+        ) from None
+    if port is not None:
         _ports(port)
     return value
 
@@ -132,6 +141,20 @@ def _jump_target(value: str) -> str:
 
 
 JumpTarget = Annotated[str, AfterValidator(_jump_target)]
+
+
+def split_destination(value: str) -> tuple[str, str | None]:
+    """A NAT target's address and port (None: no port): '10.0.0.2:80', '[fd00::2]:80',
+    'fd00::2', '10.0.0.2'."""
+    if value.startswith("[") and "]" in value:
+        address, _, rest = value[1:].partition("]")
+        return address, rest[1:] if rest.startswith(":") else (rest or None)
+    if value.count(":") == 1:
+        address, _, port = value.partition(":")
+        return address, port
+    return value, None
+
+
 AddressOrSubnet = Annotated[str, AfterValidator(_address_or_subnet)]
 Ports = Annotated[
     object,
@@ -186,6 +209,11 @@ class Rule(Matches):
 
     table: Table = Field("filter", description="filter, nat, mangle or raw.")
     chain: ChainName = Field(description="A built-in chain of the table, or a declared chain.")
+    family: Family | None = Field(
+        None,
+        description="4 (iptables), 6 (ip6tables) or both. Default: the family of the rule's "
+        "addresses, 4 if it has none. In words: -4 or -6.",
+    )
     insert: bool = Field(False, description="Insert at the top of the chain instead of appending.")
     rule: str | None = Field(
         None,
@@ -270,11 +298,6 @@ class Rule(Matches):
                 continue
             if (matches.sport or matches.dport) and self.protocol not in ("tcp", "udp", "sctp"):
                 raise ValueError("sport and dport need protocol tcp, udp or sctp")
-        if self.family == 6:
-            raise ValueError(
-                "IPv6 addresses in firewall rules are not supported yet (nsgen installs IPv4 "
-                "rules with iptables)"
-            )
         return self
 
     @model_serializer(mode="wrap")
@@ -319,21 +342,37 @@ class Rule(Matches):
         """The jump target or the goto chain (a dispatch rule has none: see `dispatch`)."""
         return str(self.jump if self.jump is not None else self.goto)
 
-    @property
-    def family(self) -> int:
-        """6 if an address in the rule is IPv6, else 4."""
-        for matches in (self, self.not_):
+    def addresses(self) -> list[tuple[str, str, int]]:
+        """Every address the rule holds: (field, as written, its family), in field order
+        (negated matches as not.source, not.destination)."""
+        found: list[tuple[str, str, int]] = []
+        for prefix, matches in (("", self), ("not.", self.not_)):
             if matches is None:
                 continue
-            for value in (matches.source, matches.destination):
-                if value is not None and ":" in value:
-                    return 6
-        for value in (self.to_destination, self.to_source):
-            if value is not None and value.count(":") > 1:
-                return 6
-        if self.dispatch is not None:
-            return self.dispatch.family
-        return 4
+            for name in ("source", "destination"):
+                value = getattr(matches, name)
+                if value is not None:
+                    found.append((prefix + name, value, 6 if ":" in value else 4))
+        for name in ("to_destination", "to_source"):
+            value = getattr(self, name)
+            if value is not None:
+                address, _ = split_destination(value)
+                found.append((name, value, 6 if ":" in address else 4))
+        return found
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The firewalls the rule goes into: its `family`, else its addresses' family (a
+        dispatch's: its key's), else IPv4. (nsgen.kinds.firewall refuses a rule whose
+        addresses and family disagree.)"""
+        if self.family == "both":
+            return (4, 6)
+        if self.family is not None:
+            return (self.family,)
+        found = {family for _, _, family in self.addresses()}
+        if not found and self.dispatch is not None:  # a dispatch's key holds the addresses
+            return (self.dispatch.family,)
+        return (6,) if found == {6} else (4,)
 
 
 # ---- reading iptables words ------------------------------------------------------------------
@@ -392,21 +431,20 @@ _COMMANDS = {
     "-w": "--wait",
     "-W": "--wait-interval",
     "-h": "--help",
-    "-4": "--ipv4",
-    "-6": "--ipv6",
     "-f": "--fragment",
     "-c": "--set-counters",
 }
 _ALL_LONG = sorted(
     {*_COMMANDS.values(), "--line-numbers", "--modprobe", "--match", "--jump", "--goto"}
+    | {"--ipv4", "--ipv6"}
     | {o for o in _MATCH_OPTIONS if o.startswith("--")}
     | {o for table in _MODULE_OPTIONS.values() for o in table}
     | {o for table in _TARGET_OPTIONS.values() for o in table}
     | {"--comment", "--to-ports", "--to", "--random", "--persistent", "--log-prefix"}
 )
 _UNDERSTOOD = (
-    "-s, -d, -i, -o, -p, --sport, --dport, -m addrtype|conntrack|state|mark|statistic|tcp|udp"
-    " with their options, -j/-g and the options of DNAT, SNAT, REJECT and MARK"
+    "-4, -6, -s, -d, -i, -o, -p, --sport, --dport, -m addrtype|conntrack|state|mark|statistic|"
+    "tcp|udp with their options, -j/-g and the options of DNAT, SNAT, REJECT and MARK"
 )
 
 
@@ -457,6 +495,12 @@ def read_rule(text: str) -> dict[str, Any]:
             target = value_of(word)
             fields["jump" if word in ("-j", "--jump") else "goto"] = target
             i += 2
+            continue
+        if word in ("-4", "--ipv4", "-6", "--ipv6"):
+            if negate:
+                raise ValueError(f"{word} cannot be negated")
+            put("family", 4 if word in ("-4", "--ipv4") else 6)
+            i += 1
             continue
         if word in ("-m", "--match"):
             if negate:
@@ -584,6 +628,11 @@ class Chain(Strict):
 
     table: Table = "filter"
     name: ChainName
+    family: Family | None = Field(
+        None,
+        description="4 (iptables), 6 (ip6tables) or both. Default: every family of the rules "
+        "that go into it or jump to it; 4 if there are none.",
+    )
     inline: bool = Field(
         False,
         description="Entered only through dispatch entries. nftables makes it a chain of its "
@@ -806,11 +855,21 @@ def _dispatched(
             )
             continue
         for inner in body:
+            # an inline chain may hold rules of both families: each entry writes out those of
+            # its own families, in the families both have
+            families = tuple(f for f in inner.families if f in rule.families)
+            if not families:
+                continue
             data = inner.model_dump(by_alias=True, exclude_none=True)
             data.pop("insert", None)
             negated = {**common.get("not", {}), **data.get("not", {})}
             merged = {**common, **data, **key, "chain": rule.chain}
+            merged.pop("family", None)
             if negated:
                 merged["not"] = negated
-            out.append(Rule.model_validate(merged))
+            written = Rule.model_validate(merged)
+            if written.families != families:
+                merged["family"] = "both" if len(families) == 2 else families[0]
+                written = Rule.model_validate(merged)
+            out.append(written)
     return out

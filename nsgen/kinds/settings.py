@@ -1,6 +1,15 @@
 """Host settings: network sysctls. In the root namespace the previous value is recorded (once,
 shared by every topology that changes it) and teardown puts it back; in a named namespace
-the setting goes away with the namespace."""
+the setting goes away with the namespace.
+
+IPv6 keeps two settings per namespace where IPv4 keeps one: writing
+net.ipv6.conf.all.forwarding (or .disable_ipv6) also writes the `default` value new links
+start with, and the value of every existing link. The `default` value is therefore recorded
+and put back as well; a link whose own value differed from `all` before setup gets `all`'s
+old value back (the kernel keeps no other record of it).
+
+A named namespace declared with `ipv6: false` gets net.ipv6.conf.all.disable_ipv6 = 1 here:
+the kernel removes every IPv6 address in it, ::1 included, and gives new links none."""
 
 from __future__ import annotations
 
@@ -8,11 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nsgen.errors import Problem
 from nsgen.fields import HOST
 from nsgen.kinds.base import Args, Kind, PlanContext, Planned, Step, in_, namespace_owner
 
 if TYPE_CHECKING:
     from nsgen.live import LiveState
+    from nsgen.model import Topology
     from nsgen.status import Observer, RowState
 
 TEMPLATE = "kinds/settings.j2"
@@ -21,8 +32,21 @@ SNAPSHOT_SYSCTLS = (
     "net/ipv4/ip_forward",
     "net/ipv6/conf/all/forwarding",
     "net/ipv4/conf/all/rp_filter",
+    "net/ipv6/conf/default/forwarding",
+    "net/ipv6/conf/all/disable_ipv6",
+    "net/ipv6/conf/default/disable_ipv6",
 )
 """The sysctls every snapshot reads, whether or not a topology sets them."""
+
+SNAPSHOT_SYSCTL_GLOBS = ("net/ipv6/conf/*/forwarding",)
+"""Per-link sysctls every snapshot reads, for every link there is: writing
+net.ipv6.conf.all.forwarding changes each of them."""
+
+DISABLE_IPV6 = "net.ipv6.conf.all.disable_ipv6"
+"""What `ipv6: false` sets in a named namespace."""
+
+_WRITES_DEFAULT = ("net.ipv6.conf.all.forwarding", "net.ipv6.conf.all.disable_ipv6")
+"""Keys whose write also changes their `default` twin (see the module docstring)."""
 
 
 def _why(key: str, value: str) -> str:
@@ -56,6 +80,14 @@ class SysctlArgs(Args):
     def path(self) -> str:
         return "/proc/sys/" + self.key.replace(".", "/")
 
+    @property
+    def companions(self) -> tuple[str, ...]:
+        """Keys the kernel changes along with this one, saved before it is written and put
+        back after it is restored (root namespace only)."""
+        if self.netns == HOST and self.key in _WRITES_DEFAULT:
+            return (self.key.replace(".all.", ".default."),)
+        return ()
+
 
 class SysctlKind(Kind):
     name = "sysctl"
@@ -67,9 +99,25 @@ class SysctlKind(Kind):
 
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
+            if netns != HOST and spec.ipv6 is False and DISABLE_IPV6 not in spec.sysctls:
+                yield Step(
+                    "sysctl",
+                    f"set {DISABLE_IPV6}=1{in_(netns)}",
+                    f"ipv6: false. The kernel removes every IPv6 address in {netns} (::1 "
+                    "included) and gives new links none; its links were created without an "
+                    "fe80:: address, so they never sent an IPv6 packet.",
+                    SysctlArgs(netns, DISABLE_IPV6, "1"),
+                    namespace_owner(netns),
+                )
             for key, value in spec.sysctls.items():
                 why = _why(key, str(value))
-                if netns == HOST:
+                if netns == HOST and key in _WRITES_DEFAULT:
+                    twin = key.replace(".all.", ".default.")
+                    why += (
+                        f" The kernel also writes {twin} and the value of every link; the "
+                        "previous values of both keys are saved and teardown puts them back."
+                    )
+                elif netns == HOST:
                     why += " The previous value is saved and teardown puts it back."
                 yield Step(
                     "sysctl",
@@ -102,5 +150,22 @@ class SysctlKind(Kind):
 
         status.check("sysctl", a.netns, f"{a.key}={a.value}", how)
 
+    def validate(self, topology: Topology) -> list[Problem]:
+        """`ipv6: false` sets a sysctl of its own: the file may not set it otherwise."""
+        problems = []
+        for netns, spec in topology.namespaces.items():
+            value = spec.sysctls.get(DISABLE_IPV6)
+            if spec.ipv6 is False and value is not None and value != "1":
+                problems.append(
+                    Problem(
+                        f"namespaces.{netns}.sysctls.{DISABLE_IPV6}",
+                        f"is {value}, but ipv6: false sets it to 1: remove one of the two",
+                    )
+                )
+        return problems
+
     def snapshot(self, live: LiveState, netns: str) -> dict[str, Any]:
-        return {"sysctl": live.sysctl_values(netns, SNAPSHOT_SYSCTLS)}
+        values = dict(live.sysctl_values(netns, SNAPSHOT_SYSCTLS))
+        for pattern in SNAPSHOT_SYSCTL_GLOBS:
+            values.update(live.sysctl_glob(netns, pattern))
+        return {"sysctl": values}

@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# d2e6687d1ef295913080961b4a8005762b740c06c24050c92febfe3782a723b9.
+# 93d619b607b2ed1bb04f1d65a6e30e19230d26a3e1c1a8ade616856c3abf31a6.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-alpha).
@@ -30,7 +30,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=d2e6687d1ef295913080961b4a8005762b740c06c24050c92febfe3782a723b9
+readonly NSGEN_DIGEST=93d619b607b2ed1bb04f1d65a6e30e19230d26a3e1c1a8ade616856c3abf31a6
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0
@@ -250,13 +250,19 @@ nsgen_probe_tcp_listening() { # netns address port timeout [listen-netns listen-
   nsgen_stop_listeners
 }
 
-nsgen_probe_dns() { # netns name timeout
-  local out status start
+nsgen_probe_dns() { # netns name timeout [family: 4 asks for A records, 6 for AAAA]
+  local out status start database=hosts
+  case ${4:-} in 4) database=ahostsv4 ;; 6) database=ahostsv6 ;; esac
   nsgen_source "$1" || return
   start=$(nsgen_now_us)
-  out=$(nsgen_in "$1" timeout "$3" getent hosts "$2" 2>/dev/null)
+  out=$(nsgen_in "$1" timeout "$3" getent "$database" "$2" 2>/dev/null)
   status=$?
   nsgen_ms=$(nsgen_elapsed_ms "$start")
+  # without an AAAA record, getent ahostsv6 answers with the IPv4 address, mapped
+  if ((status == 0)) && [[ $out == "::ffff:"* ]]; then
+    nsgen_got=blocked nsgen_reason="has no AAAA record (${out%%[[:space:]]*})"
+    return
+  fi
   case $status in
     0) nsgen_got=reach nsgen_reason="resolves to ${out%%[[:space:]]*}" ;;
     2) nsgen_got=blocked nsgen_reason="name not found" ;;

@@ -4,7 +4,7 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# d2e6687d1ef295913080961b4a8005762b740c06c24050c92febfe3782a723b9.
+# 93d619b607b2ed1bb04f1d65a6e30e19230d26a3e1c1a8ade616856c3abf31a6.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
 # Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-alpha).
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=d2e6687d1ef295913080961b4a8005762b740c06c24050c92febfe3782a723b9
+readonly NSGEN_DIGEST=93d619b607b2ed1bb04f1d65a6e30e19230d26a3e1c1a8ade616856c3abf31a6
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_STEPS=10
@@ -169,12 +169,15 @@ nsgen_delete_links() {
   if [[ -n $batch ]]; then ip -b - <<<"$batch"; fi
 }
 
-# Remove, in one iptables-restore, every rule carrying the comment TAG, and then the
-# own chains named as TABLE/CHAIN that exist; nothing else is touched.
-nsgen_remove_iptables() {
-  local tag=$1 saved table="" chains="" line spec input="" body=""
+# Remove, in one iptables-restore (-6: ip6tables-restore), every rule carrying the
+# comment TAG, and then the own chains named as TABLE/CHAIN that exist; nothing else is
+# touched.
+nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
+  local program=iptables tag saved table="" chains="" line spec input="" body=""
+  if [[ $1 == -6 ]]; then program=ip6tables; shift; fi
+  tag=$1
   shift
-  saved=$(iptables-save) || return 1
+  saved=$("$program-save") || return 1
   while IFS= read -r line; do
     case $line in
       '*'*) table=${line#\*} chains=" " body="" ;;
@@ -195,7 +198,7 @@ nsgen_remove_iptables() {
         ;;
     esac
   done <<<"$saved"
-  if [[ -n $input ]]; then iptables-restore --noflush -w <<<"$input"; fi
+  if [[ -n $input ]]; then "$program-restore" --noflush -w <<<"$input"; fi
 }
 
 # ---- journal and rollback ----------------------------------------------------
@@ -203,13 +206,51 @@ nsgen_current=0      # the step being run
 nsgen_signal=""      # exit status to report if a signal arrived
 declare -a nsgen_titles=()
 
+# While a step runs, its error output is kept in a file (one per lane) and shown when the
+# step ends: if it fails, the summary quotes the line that says what went wrong.
+exec {nsgen_stderr}>&2
+nsgen_errors=$NSGEN_STATE/errors
+
 nsgen_begin() {
   nsgen_current=$1
   nsgen_titles[$1]=$2
   printf 'begin %s\n' "$1" >>"$NSGEN_STATE/journal"
   nsgen_log "$1/$NSGEN_STEPS $2"
+  exec 2>"$nsgen_errors"
 }
-nsgen_end() { printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"; }
+nsgen_end() {
+  nsgen_show_errors
+  printf 'done %s\n' "$1" >>"$NSGEN_STATE/journal"
+}
+# Back to the real stderr, showing what the step wrote there.
+nsgen_show_errors() {
+  exec 2>&"$nsgen_stderr"
+  if [[ -s $nsgen_errors ]]; then
+    cat -- "$nsgen_errors" >&2
+    : >"$nsgen_errors"
+  fi
+}
+# The line of an error output (on stdin) that says what went wrong: the last that is not a
+# hint to read the help, with where in its input a batch program failed (nsgen up picks the
+# same line: nsgen/executor.py, failure_reason).
+nsgen_reason() {
+  local line reason="" at=""
+  while IFS= read -r line; do
+    case $line in
+      "Error occurred at line: "*) at=" (input line ${line##*: })" ;;
+      "Command failed "*:*) at=" (input line ${line##*:})" ;;
+      "Try \`"*"' for more information"*) ;;
+      *[![:space:]]*) reason=$line ;;
+    esac
+  done
+  printf '%s%s' "${reason:-(no error output)}" "$at"
+}
+nsgen_failed() { # step status: say which step failed, and why
+  local reason="(no error output)"
+  if [[ -s $nsgen_errors ]]; then reason=$(nsgen_reason <"$nsgen_errors"); fi
+  nsgen_show_errors
+  nsgen_log "step $1/$NSGEN_STEPS (${nsgen_titles[$1]:-before the first step}) failed with exit status $2: $reason"
+}
 
 # Runs steps FIRST..LAST (nsgen_do_N) in NSGEN_LANES lanes at once (default: one per
 # CPU). Only steps confined to one namespace run this way; they need no undo, so on a
@@ -225,7 +266,8 @@ nsgen_lanes() {
       # set -e ends the lane at a failing command; the ERR trap (kept in functions by
       # set -E) says which step it was
       set -E
-      trap 'nsgen_log "step $i/$NSGEN_STEPS (${nsgen_titles[$i]}) failed with exit status $?"' ERR
+      trap 'nsgen_failed "$i" "$?"' ERR
+      nsgen_errors=$NSGEN_STATE/errors.$lane
       for ((i = first + lane; i <= last; i += lanes)); do
         nsgen_begin "$i" "${nsgen_titles[$i]}"
         "nsgen_do_$i"
@@ -255,11 +297,13 @@ nsgen_finish() {
   fi
   if [[ -n $nsgen_signal ]]; then
     code=$nsgen_signal
+    nsgen_show_errors
     nsgen_log "interrupted during step $nsgen_current/$NSGEN_STEPS: rolling back"
   elif ((nsgen_lane_failed)); then
     nsgen_log "rolling back"  # the failed step said so itself
   else
-    nsgen_log "step $nsgen_current/$NSGEN_STEPS (${nsgen_titles[$nsgen_current]:-before the first step}) failed with exit status $status: rolling back"
+    nsgen_failed "$nsgen_current" "$status"
+    nsgen_log "rolling back"
   fi
   for ((i = nsgen_current; i >= 1; i--)); do
     declare -F "nsgen_undo_$i" >/dev/null || continue
@@ -384,6 +428,7 @@ nsgen_begin 1 'create 1 bridge in the root namespace'
 ip -b - <<'EOF'
 link add cni0 type bridge
 link set cni0 addrgenmode none
+link set cni0 mtu 1450
 link set cni0 up
 addr add 10.244.0.1/24 dev cni0
 EOF
@@ -416,16 +461,19 @@ ip -b - <<'EOF'
 link add eth0 netns web-a type veth peer name vethe26375a
 link add eth0 netns client-a type veth peer name veth2377776
 link set vethe26375a addrgenmode none
+link set vethe26375a mtu 1450
 link set vethe26375a master cni0
 link set vethe26375a type bridge_slave hairpin on
 link set vethe26375a up
 link set veth2377776 addrgenmode none
+link set veth2377776 mtu 1450
 link set veth2377776 master cni0
 link set veth2377776 type bridge_slave hairpin on
 link set veth2377776 up
 link add flannel.1 type vxlan id 1 local 192.0.2.1 dev eth0 dstport 8472 nolearning
 link set flannel.1 addrgenmode none
 link set flannel.1 address 0a:58:0a:f4:00:00
+link set flannel.1 mtu 1450
 addr add 10.244.0.0/32 dev flannel.1
 link set flannel.1 up
 EOF
@@ -440,6 +488,7 @@ nsgen_do_4() {
 nsgen_enter web-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.0.2/24 dev eth0
 link set eth0 up
 route add default via 10.244.0.1
@@ -455,6 +504,7 @@ nsgen_do_5() {
 nsgen_enter client-a ip -b - <<'EOF'
 link set lo up
 link set eth0 addrgenmode none
+link set eth0 mtu 1450
 addr add 10.244.0.3/24 dev eth0
 link set eth0 up
 route add default via 10.244.0.1
@@ -583,5 +633,6 @@ printf '%s\n' 'nameserver 127.0.0.1' 'search default.svc.cluster.local svc.clust
 printf '%s\n' '127.0.0.1 localhost' '::1 localhost' '10.244.0.3 client-a' '10.96.0.10 web' '10.96.0.10 web.default' '10.96.0.10 web.default.svc' '10.96.0.10 web.default.svc.cluster.local' '10.96.0.1 web-np' '10.96.0.1 web-np.default' '10.96.0.1 web-np.default.svc' '10.96.0.1 web-np.default.svc.cluster.local' > /etc/netns/client-a/hosts
 nsgen_end 10
 
+rm -f -- "$NSGEN_STATE"/errors*
 printf 'complete\n' >>"$NSGEN_STATE/journal"
 nsgen_log "$NSGEN_TOPOLOGY is up ($NSGEN_STEPS steps); teardown.sh removes it"
