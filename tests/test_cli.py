@@ -243,25 +243,29 @@ def test_completion_offers_commands_options_and_topology_files() -> None:
     ]
 
 
+def _from_a_bash_prompt(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run argv as a child of bash, as a user at a bash prompt does.
+
+    Typer detects the shell from the process's ancestors (the nearest shell
+    wins), so the test must not depend on what started pytest: under `make`
+    that is /bin/sh, which completion does not support. The trailing `exit`
+    keeps bash from exec-ing the command in its own place."""
+    return subprocess.run(
+        ["bash", "-c", '"$@"; exit "$?"', "bash", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
 def test_show_completion_prints_the_bash_script_and_install_writes_it(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
-    shown = subprocess.run(
-        [str(CONSOLE_SCRIPT), "--show-completion", "bash"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert shown.returncode == 0
+    shown = _from_a_bash_prompt([str(CONSOLE_SCRIPT), "--show-completion"], env)
+    assert shown.returncode == 0, shown.stderr
     assert "_NSGEN_COMPLETE=complete_bash" in shown.stdout
     assert "complete -o default -F _nsgen_completion nsgen" in shown.stdout
-    installed = subprocess.run(
-        [str(CONSOLE_SCRIPT), "--install-completion", "bash"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    installed = _from_a_bash_prompt([str(CONSOLE_SCRIPT), "--install-completion"], env)
     assert installed.returncode == 0, installed.stderr
     script = tmp_path / ".bash_completions" / "nsgen.sh"
     assert "_NSGEN_COMPLETE=complete_bash" in script.read_text()
