@@ -22,7 +22,17 @@ from nsgen.plan import Plan, build_plan, recorded_firewall, topology_digest
 from nsgen.render import Renderer, render_scripts
 from tests.harness import EXAMPLES
 
-EXAMPLE_NAMES = ["seed", "two-tier", "docker-bridge", "k8s-two-nodes", "k8s-vxlan", "wan-link"]
+EXAMPLE_NAMES = [
+    "seed",
+    "two-tier",
+    "docker-bridge",
+    "k8s-two-nodes",
+    "k8s-vxlan",
+    "wan-link",
+    "seed-dual",
+    "docker-dual",
+    "k8s-dual",
+]
 
 
 def plan_of(example: str, style: str = "batch", firewall: str = "nftables") -> Plan:
@@ -129,6 +139,65 @@ def test_a_rule_reads_in_nfts_words_with_a_counter_and_the_topologys_comment(
     assert nft.rule_expr(rule(words, table), "nsgen:t") == f'{expected} comment "nsgen:t"'
 
 
+@pytest.mark.parametrize(
+    ("words", "table", "expected"),
+    [
+        ("-s fd00:1::/64 -j ACCEPT", "filter", "ip6 saddr fd00:1::/64 counter accept"),
+        ("-6 -i br0 -j DROP", "filter", 'meta nfproto ipv6 iifname "br0" counter drop'),
+        ("-4 -i br0 -j DROP", "filter", 'meta nfproto ipv4 iifname "br0" counter drop'),
+        (
+            "-d fd00:10:96::a/128 -p tcp --dport 80 -j KUBE-SVC-WEB",
+            "nat",
+            "ip6 daddr fd00:10:96::a tcp dport 80 counter jump nat-KUBE-SVC-WEB",
+        ),
+        (
+            "-p tcp -j DNAT --to-destination [fd00:10:244::2]:8080",
+            "nat",
+            "meta nfproto ipv6 meta l4proto tcp counter dnat ip6 to [fd00:10:244::2]:8080",
+        ),
+        (
+            "-p tcp -j DNAT --to-destination 10.244.0.2:8080",
+            "nat",
+            "meta nfproto ipv4 meta l4proto tcp counter dnat ip to 10.244.0.2:8080",
+        ),
+        (
+            "! -d ::1 -m addrtype --dst-type LOCAL -j KUBE-SERVICES",
+            "nat",
+            "ip6 daddr != ::1 fib daddr type local counter jump nat-KUBE-SERVICES",
+        ),
+        (
+            "-6 -p tcp --dport 81 -j REJECT --reject-with icmp6-port-unreachable",
+            "filter",
+            "meta nfproto ipv6 tcp dport 81 counter reject with icmpv6 type port-unreachable",
+        ),
+        (
+            "-6 -p icmpv6 -j ACCEPT",
+            "filter",
+            "meta nfproto ipv6 meta l4proto ipv6-icmp counter accept",
+        ),
+        (
+            "-6 -m mark ! --mark 0x4000/0x4000 -j RETURN",
+            "nat",
+            "meta nfproto ipv6 meta mark & 0x4000 != 0x4000 counter return",
+        ),
+    ],
+)
+def test_in_a_topology_with_ipv6_a_rule_of_one_family_says_which_in_the_inet_table(
+    words: str, table: str, expected: str
+) -> None:
+    assert nft.rule_expr(rule(words, table), "nsgen:t", True) == f'{expected} comment "nsgen:t"'
+
+
+def test_a_rule_of_both_families_or_in_a_topology_without_ipv6_names_no_family() -> None:
+    both = Rule.model_validate(
+        {"chain": "FORWARD", "in_interface": "br0", "jump": "DROP", "family": "both"}
+    )
+    assert nft.rule_expr(both, "t", True) == 'iifname "br0" counter drop comment "t"'
+    # without IPv6 anywhere an IPv4 rule reads as it always has
+    assert nft.rule_expr(rule("-i br0 -j DROP"), "t") == 'iifname "br0" counter drop comment "t"'
+    assert not any("nfproto" in text for text in nft_input(plan_of("docker-bridge")).values())
+
+
 def test_a_ctstate_of_states_and_nat_statuses_cannot_be_one_nft_rule() -> None:
     with pytest.raises(NsgenError, match="mixes states and NAT statuses"):
         nft.rule_expr(rule("-m conntrack --ctstate NEW,DNAT -j ACCEPT", "nat", "PREROUTING"), "t")
@@ -198,6 +267,77 @@ def test_each_node_holds_kube_proxys_nftables_layout() -> None:
         f'add rule {table} nat-KUBE-SEP-WEB-1 meta l4proto tcp counter dnat ip to 10.244.0.2:8080 comment "nsgen:k8s"',
         f'add rule {table} nat-KUBE-POSTROUTING meta mark & 0x4000 != 0x4000 counter return comment "nsgen:k8s"',
         f'add rule {table} nat-KUBE-POSTROUTING counter meta mark set meta mark xor 0x4000 comment "nsgen:k8s"',
+    ]:
+        assert line in text.splitlines(), line
+
+
+def test_docker_ipv6_networks_get_nat66_published_ports_and_isolation_in_the_inet_table() -> None:
+    text = nft_input(plan_of("docker-dual"))["host"]
+    table, tag = "inet nsgen_docker-dual", 'comment "nsgen:docker-dual"'
+    for line in [
+        # isolation and internal: both networks have IPv6, so the DROPs see both families
+        f'add rule {table} filter-forward-in__br-backend iifname "br-frontend" counter drop {tag}',
+        f'add rule {table} filter-forward-out__br-backend oifname != "br-backend" counter drop {tag}',
+        # NAT66 beside NAT44
+        f'add rule {table} nat-POSTROUTING oifname != "br-frontend" ip saddr 172.18.0.0/24 counter masquerade {tag}',
+        f'add rule {table} nat-POSTROUTING oifname != "br-frontend" ip6 saddr fd65:c96d:ce98::/64 counter masquerade {tag}',
+        # the published port in each family; the host's own IPv6 connections but to ::1
+        f"add rule {table} nat-NSGEN-docker-dual-DNAT meta nfproto ipv4 tcp dport 8080 counter dnat ip to 172.18.0.2:80 {tag}",
+        f"add rule {table} nat-NSGEN-docker-dual-DNAT meta nfproto ipv6 tcp dport 8080 counter dnat ip6 to [fd65:c96d:ce98::2]:80 {tag}",
+        f"add rule {table} nat-OUTPUT meta nfproto ipv4 fib daddr type local counter jump nat-NSGEN-docker-dual-DNAT {tag}",
+        f"add rule {table} nat-OUTPUT ip6 daddr != ::1 fib daddr type local counter jump nat-NSGEN-docker-dual-DNAT {tag}",
+        # hairpin in each family
+        f"add rule {table} nat-POSTROUTING ip6 saddr fd65:c96d:ce98::/64 ip6 daddr fd65:c96d:ce98::2 tcp dport 80 ct status dnat counter masquerade {tag}",
+    ]:
+        assert line in text.splitlines(), line
+
+
+def test_dockers_routed_ipv6_mode_is_an_ipv6_filter_in_the_networks_own_chain() -> None:
+    # the example is in NAT mode; routed mode from a small file of its own
+    text = nft_input(
+        build_plan(topology_from_data(routed_data(), "routed.yaml"), "batch", "nftables")
+    )["host"]
+    table, tag = "inet nsgen_routed", 'comment "nsgen:routed"'
+    chain = "filter-forward-in__br-edge"
+    for line in [
+        f"add rule {table} {chain} meta nfproto ipv6 ct state related,established counter accept {tag}",
+        f'add rule {table} {chain} iifname != "br-edge" ip6 daddr fd00:61::2 tcp dport 80 counter accept {tag}',
+        f"add rule {table} {chain} meta nfproto ipv6 meta l4proto ipv6-icmp counter accept {tag}",
+        f'add rule {table} {chain} meta nfproto ipv6 iifname != "br-edge" counter drop {tag}',
+    ]:
+        assert line in text.splitlines(), line
+    assert "ip6 saddr fd00:61::/64" not in text  # no NAT66 in routed mode
+
+
+def routed_data() -> dict[str, Any]:
+    return {
+        "name": "routed",
+        "networks": {
+            "edge": {
+                "subnet": "10.61.0.0/24",
+                "ipv6": True,
+                "ipv6_subnet": "fd00:61::/64",
+                "gateway_mode_ipv6": "routed",
+            }
+        },
+        "containers": {"web": {"networks": ["edge"], "publish": ["8080:80"]}},
+    }
+
+
+def test_each_dual_stack_node_holds_a_service_map_per_family() -> None:
+    text = nft_input(plan_of("k8s-dual"))["node1"]
+    table, tag = "inet nsgen_k8s-dual", 'comment "nsgen:k8s-dual"'
+    for line in [
+        f"add map {table} nat-service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}",
+        f"add map {table} nat-service-ips-v6 {{ type ipv6_addr . inet_proto . inet_service : verdict ; }}",
+        f"add element {table} nat-service-ips-v6 {{ fd00:10:96::a . tcp . 80 : jump nat-KUBE-SVC-WEB }}",
+        f"add rule {table} nat-KUBE-SERVICES counter ip6 daddr . meta l4proto . th dport vmap @nat-service-ips-v6 {tag}",
+        f"add element {table} nat-service-nodeports-v6 {{ tcp . 30080 : jump nat-KUBE-EXT-WEB-NP }}",
+        f"add rule {table} nat-KUBE-NODEPORTS meta nfproto ipv6 counter meta l4proto . th dport vmap @nat-service-nodeports-v6 {tag}",
+        f"add rule {table} nat-KUBE-SVC-WEB meta nfproto ipv6 counter numgen random mod 2 vmap {{ 0 : jump nat-KUBE-SEP-WEB-1, 1 : jump nat-KUBE-SEP-WEB-2 }} {tag}",
+        f"add rule {table} nat-KUBE-SEP-WEB-1 meta nfproto ipv6 meta l4proto tcp counter dnat ip6 to [fd00:10:244::2]:8080 {tag}",
+        f"add rule {table} nat-KUBE-POSTROUTING meta nfproto ipv6 counter masquerade {tag}",
+        f"add rule {table} nat-KUBE-POSTROUTING meta nfproto ipv4 counter masquerade {tag}",
     ]:
         assert line in text.splitlines(), line
 

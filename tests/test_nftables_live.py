@@ -23,7 +23,7 @@ from nsgen.load import load_topology
 from nsgen.model import Topology
 from nsgen.plan import Plan, build_plan
 from nsgen.render import Renderer, render_scripts, write_scripts
-from nsgen.sandbox import INTERNET_HOST, UPSTREAM_NETNS, upstream
+from nsgen.sandbox import INTERNET_HOST, INTERNET_HOST6, UPSTREAM_NETNS, upstream
 from nsgen.snapshot import diff_snapshots, take_snapshot
 from nsgen.status import topology_status
 from tests.faults import calls_made, fail_at, install_stand_ins
@@ -37,9 +37,20 @@ from tests.harness import (
 )
 
 NSGEN = (sys.executable, "-m", "nsgen")
-EXAMPLE_NAMES = ["seed", "two-tier", "docker-bridge", "k8s-two-nodes", "k8s-vxlan", "wan-link"]
+EXAMPLE_NAMES = [
+    "seed",
+    "two-tier",
+    "docker-bridge",
+    "k8s-two-nodes",
+    "k8s-vxlan",
+    "wan-link",
+    "seed-dual",
+    "docker-dual",
+    "k8s-dual",
+]
 UPLINK = "203.0.113.2"
-"""The root namespace's eth0 in the sandbox (nsgen.sandbox.build_upstream)."""
+UPLINK6 = "2001:db8:203::2"
+"""The root namespace's eth0 in the sandbox, in each family (nsgen.sandbox.build_upstream)."""
 
 
 def plan_of(example: str, firewall: str, style: str = "batch") -> tuple[Topology, Plan]:
@@ -59,26 +70,38 @@ def in_netns(netns: str, *argv: str) -> list[str]:
 # ---- the reachability matrix -------------------------------------------------------------------
 
 
+def dual(topology: Topology) -> bool:
+    """Whether the topology has IPv6 addresses: its matrix has IPv6 cells too."""
+    return any(":" in address for address in local_addresses(topology))
+
+
 def tcp_targets(topology: Topology) -> list[tuple[str, int]]:
-    """Every address and port a published port or a Service is reached at."""
+    """Every address and port a published port or a Service is reached at (in a dual-stack
+    topology, in both families)."""
+    families = (4, 6) if dual(topology) else (4,)
     targets: list[tuple[str, int]] = []
     for forward in topology.forwards:
         if forward.address is not None:
             addresses = [forward.address]
         else:  # every local address of these namespaces: the first one, and the uplink's
-            addresses = [a for ns in forward.netns if (a := topology.first_address(ns))]
-            addresses += [UPLINK] if HOST in forward.netns else []
+            addresses = [
+                a for ns in forward.netns for f in families if (a := topology.first_address(ns, f))
+            ]
+            if HOST in forward.netns:
+                addresses += [UPLINK, UPLINK6][: len(families)]
         targets += [(address, forward.port) for address in addresses]
     return list(dict.fromkeys(targets))
 
 
 def start_listeners(topology: Topology) -> list[subprocess.Popen[bytes]]:
-    """A TCP listener on every endpoint's port, in the endpoint's namespace (the test stops
-    them, by process, before teardown)."""
+    """A TCP listener on every endpoint's port, in the endpoint's namespace, for both
+    families (the test stops them, by process, before teardown)."""
     code = (
         "import socket,sys\n"
-        "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-        "s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen(64)\n"
+        "s=socket.socket(socket.AF_INET6)\n"
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('::', int(sys.argv[1]))); s.listen(64)\n"
         "while True:\n    c, _ = s.accept(); c.close()\n"
     )
     started: list[subprocess.Popen[bytes]] = []
@@ -107,9 +130,12 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 def matrix(topology: Topology) -> dict[str, bool]:
     """From every namespace (the root one and the upstream included) to every address of the
     topology and the simulated internet, a bounded ping; to every published port and Service,
-    a bounded TCP connect. Cell name: 'SOURCE -> TARGET'."""
+    a bounded TCP connect; in a dual-stack topology in both families (the internet host and
+    the uplink too). Cell name: 'SOURCE -> TARGET'."""
     sources = [HOST, *topology.namespaces, UPSTREAM_NETNS]
     addresses = [*local_addresses(topology), INTERNET_HOST, UPLINK]
+    if dual(topology):
+        addresses += [INTERNET_HOST6, UPLINK6]
     probes: dict[str, list[str]] = {}
     for source in sources:
         for address in addresses:
@@ -169,7 +195,7 @@ def test_the_nftables_build_passes_the_same_checks_and_matrix_as_the_iptables_on
     assert all(passed for _, _, passed in checks["nftables"]), checks["nftables"]
     assert checks["nftables"] == checks["iptables"]
     reached = sum(cells["iptables"].values())
-    assert 0 < reached < len(cells["iptables"]) or example in ("seed", "wan-link")
+    assert 0 < reached < len(cells["iptables"]) or example in ("seed", "wan-link", "seed-dual")
     differ = [
         f"{cell}: iptables {cells['iptables'][cell]}, nftables {cells['nftables'][cell]}"
         for cell in cells["iptables"]
@@ -178,6 +204,12 @@ def test_the_nftables_build_passes_the_same_checks_and_matrix_as_the_iptables_on
     assert differ == [], "\n".join(differ)
     if topology.forwards:
         assert any(cell.endswith("/tcp") and ok for cell, ok in cells["nftables"].items())
+    if dual(topology):  # IPv6 cells, some reached and (but in the seed) some blocked
+        six = {cell: ok for cell, ok in cells["nftables"].items() if ":" in cell.split(" -> ")[1]}
+        assert any(six.values()), six
+        assert not all(six.values()) or example == "seed-dual", six
+        if topology.forwards:
+            assert any(cell.endswith("/tcp") and ok for cell, ok in six.items()), six
 
 
 # ---- nothing else is touched -------------------------------------------------------------------
@@ -185,7 +217,13 @@ def test_the_nftables_build_passes_the_same_checks_and_matrix_as_the_iptables_on
 
 @pytest.mark.parametrize(
     ("example", "style"),
-    [("seed", "tutorial"), ("docker-bridge", "batch"), ("k8s-two-nodes", "batch")],
+    [
+        ("seed", "tutorial"),
+        ("docker-bridge", "batch"),
+        ("k8s-two-nodes", "batch"),
+        ("docker-dual", "batch"),
+        ("k8s-dual", "tutorial"),
+    ],
 )
 @sandboxed
 def test_teardown_restores_the_snapshot_and_leaves_the_users_table_as_it_was(
@@ -227,9 +265,27 @@ def test_a_leaked_table_is_a_difference_in_the_snapshot() -> None:
 
 # ---- faults --------------------------------------------------------------------------------------
 
+NFT_CALLS = {
+    ("seed", "batch"): 1,
+    ("seed", "tutorial"): 3,
+    ("seed-dual", "batch"): 1,
+    ("seed-dual", "tutorial"): 4,  # the masquerade of each family is a rule of its own
+    ("docker-bridge", "batch"): 1,
+    ("docker-dual", "batch"): 1,
+}
+"""How many of a setup's state-changing calls are nft's: the one `nft -f` of the root
+namespace's table (batched), or one per table, chain and rule (tutorial)."""
+
 
 @pytest.mark.parametrize(
-    ("example", "style"), [("seed", "batch"), ("seed", "tutorial"), ("docker-bridge", "batch")]
+    ("example", "style"),
+    [
+        ("seed", "batch"),
+        ("seed", "tutorial"),
+        ("docker-bridge", "batch"),
+        ("seed-dual", "batch"),
+        ("docker-dual", "batch"),
+    ],
 )
 @sandboxed
 def test_setup_rolls_back_a_fault_at_every_state_changing_call_nft_included(
@@ -256,11 +312,14 @@ def test_setup_rolls_back_a_fault_at_every_state_changing_call_nft_included(
             assert "rolled back: everything this run created is gone" in result.stderr
             differences = diff_snapshots(before, take_snapshot())
             assert differences == [], f"fault {k} left:\n" + "\n".join(differences)
-        # batch: the table in one nft -f; tutorial: create table, add chain, add rule
-        assert nft_calls == {"batch": 1, "tutorial": 3}[style], nft_calls
+        # batch: the table in one nft -f; tutorial: create table, add chain, add rule(s)
+        assert nft_calls == NFT_CALLS[(example, style)], nft_calls
 
 
-@pytest.mark.parametrize(("example", "style"), [("docker-bridge", "batch"), ("seed", "tutorial")])
+@pytest.mark.parametrize(
+    ("example", "style"),
+    [("docker-bridge", "batch"), ("seed", "tutorial"), ("seed-dual", "tutorial")],
+)
 @sandboxed
 def test_up_rolls_back_a_fault_at_every_state_changing_call_nft_included(
     tmp_path: Path, example: str, style: str
@@ -284,7 +343,7 @@ def test_up_rolls_back_a_fault_at_every_state_changing_call_nft_included(
             nft_calls += "nft: injected fault" in result.stderr
             differences = diff_snapshots(before, take_snapshot())
             assert differences == [], f"fault {k} left:\n" + "\n".join(differences)
-        assert nft_calls == {"batch": 1, "tutorial": 3}[style], nft_calls
+        assert nft_calls == NFT_CALLS[(example, style)], nft_calls
 
 
 # ---- all or nothing ------------------------------------------------------------------------------

@@ -196,6 +196,10 @@ _REJECT = {
     "icmp-net-prohibited": "icmp type net-prohibited",
     "icmp-host-prohibited": "icmp type host-prohibited",
     "icmp-admin-prohibited": "icmp type admin-prohibited",
+    "icmp6-no-route": "icmpv6 type no-route",
+    "icmp6-adm-prohibited": "icmpv6 type admin-prohibited",
+    "icmp6-addr-unreachable": "icmpv6 type addr-unreachable",
+    "icmp6-port-unreachable": "icmpv6 type port-unreachable",
     "tcp-reset": "tcp reset",
 }
 
@@ -258,15 +262,34 @@ def _does(rule: Rule) -> str:
     return f"{key_expr(dispatch)} vmap @{map_name(rule.table, dispatch)}"
 
 
-def rule_expr(rule: Rule, tag: str) -> str:
+def family_match(rule: Rule) -> list[str]:
+    """`meta nfproto ipv4` (or ipv6) for a rule of one family that names no address: in an
+    `inet` table such a rule would see both families, where iptables and ip6tables hold each
+    family's rules apart. A rule that matches an address (or a dispatch keyed by one) is of
+    that address's family already (`ip saddr`, `ip6 daddr`), and one of both families needs
+    none. (A NAT target's address does not match: `dnat ip to` alone would see IPv6 too.)"""
+    matched = [field for field, _, _ in rule.addresses() if not field.startswith("to_")]
+    if len(rule.families) != 1 or matched:
+        return []
+    dispatch = rule.dispatch
+    if dispatch is not None and {"source", "destination"} & set(dispatch.key_fields()):
+        return []
+    return [f"meta nfproto ipv{rule.families[0]}"]
+
+
+def rule_expr(rule: Rule, tag: str, by_family: bool = False) -> str:
     """A rule as nft writes it after `add rule FAMILY TABLE CHAIN`: its matches, a counter,
-    what it does, and the topology's comment."""
-    return " ".join([*_matches(rule), "counter", _does(rule), f"comment {quoted(tag)}"])
+    what it does, and the topology's comment. `by_family` (the topology has IPv6): a rule of
+    one family that names no address says which (`family_match`); without IPv6 anywhere there
+    is no IPv6 traffic to tell apart, and the rules read as they always have."""
+    family = family_match(rule) if by_family else []
+    return " ".join([*family, *_matches(rule), "counter", _does(rule), f"comment {quoted(tag)}"])
 
 
-def rule_text(rule: Rule) -> str:
+def rule_text(rule: Rule, by_family: bool = False) -> str:
     """A rule as a reader writes it: its matches and what it does."""
-    return " ".join([*_matches(rule), _does(rule)])
+    family = family_match(rule) if by_family else []
+    return " ".join([*family, *_matches(rule), _does(rule)])
 
 
 def masquerade_expr(source: str, out: str, tag: str) -> str:

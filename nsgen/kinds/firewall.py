@@ -12,8 +12,9 @@ Docker and kube-proxy install theirs twice.
 
 With nftables, every namespace with rules gets a table of the topology's own
 (`inet nsgen_<topology>`), created and filled in one transaction in the batched style, and
-teardown deletes that table. The nftables backend installs IPv4 rules only, for now:
-validation refuses a topology whose rules reach IPv6 under it (see `nft_ipv6_problems`)."""
+teardown deletes that table. One `inet` table holds both families: a rule is planned once,
+and in a topology with IPv6 a rule of one family that matches no address says which
+(`meta nfproto ipv6`; see nsgen.backends.nftables.family_match)."""
 
 from __future__ import annotations
 
@@ -168,6 +169,8 @@ class NftRuleArgs(NftArgs):
     map: NftMap | None
     nth: int
     """How many rules of its chain, planned before it, have the same verdict (status counts)."""
+    text: str = ""
+    """The rule as a reader writes it (its status row's name)."""
 
     @property
     def insert(self) -> bool:
@@ -533,14 +536,15 @@ class RuleKind(_Backend, Kind):
                     *_nft_place(ctx),
                     rule,
                     chain,
-                    nft.rule_expr(rule, ctx.tag),
+                    nft.rule_expr(rule, ctx.tag, ctx.ipv6),
                     table_map,
                     nth,
+                    nft.rule_text(rule, ctx.ipv6),
                 )
                 yield Step(
                     "rule",
                     f"{'insert into' if rule.insert else 'append to'} {chain}: "
-                    f"{nft.rule_text(rule)}{in_(netns)}",
+                    f"{args.text}{in_(netns)}",
                     "",
                     args,
                     _nft_owner(ctx, netns),
@@ -578,7 +582,7 @@ class RuleKind(_Backend, Kind):
         a = step.args
         if isinstance(a, NftRuleArgs):
             sig = nft.signature(a.rule)
-            _rule_row(status, "rule", a, a.chain, sig, a.nth, f"{a.chain} {nft.rule_text(a.rule)}")
+            _rule_row(status, "rule", a, a.chain, sig, a.nth, f"{a.chain} {a.text}")
             return
         assert isinstance(a, RuleArgs)
         words = a.words
