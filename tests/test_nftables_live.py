@@ -464,6 +464,48 @@ def test_status_reports_the_table_its_chains_and_their_rule_counts(tmp_path: Pat
 # ---- the host's firewall ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("example", "netns"), [("docker-dual", HOST), ("k8s-dual", "node1")])
+@sandboxed
+def test_status_sees_both_families_in_the_table_and_a_missing_ipv6_rule(
+    example: str, netns: str
+) -> None:
+    topology = load_topology(EXAMPLES / f"{example}.yaml")
+    table = f"inet nsgen_{topology.name}"
+    with upstream(["eth0"]):
+        up = run(*NSGEN, "up", EXAMPLES / f"{example}.yaml", "--firewall", "nftables", "-q")
+        assert up.returncode == 0, up.stderr
+        try:
+            statuses = topology_status(topology)
+            keys = [(r.kind, r.netns, r.name) for r in statuses]
+            assert len(keys) == len(set(keys))  # the twins of two families are rows apart
+            found = rows(topology)
+            assert {state for state, _ in found.values()} == {"present"}, found
+            assert any("ipv6" in name for kind, _, name in found if kind == "rule")
+            where = None if netns == HOST else netns
+            listed = run("nft", "-a", "list", "table", *table.split(), netns=where).stdout
+            chain = ""
+            for line in listed.splitlines():
+                if line.strip().startswith("chain "):
+                    chain = line.split()[1]
+                if "dnat ip6 to" in line:
+                    break
+            else:
+                raise AssertionError(f"no IPv6 DNAT in {table}:\n{listed}")
+            handle = line.rsplit("# handle ", 1)[1]
+            deleted = run(
+                "nft", "delete", "rule", *table.split(), chain, "handle", handle, netns=where
+            )
+            assert deleted.returncode == 0, deleted.stderr
+            drift = {key: value for key, value in rows(topology).items() if value[0] != "present"}
+            assert drift[("chain", netns, f"{table} {chain}")][0] == "different", drift
+            gone = [name for (kind, _, name) in drift if kind == "rule"]
+            assert len(gone) == 1 and gone[0].startswith(f"{chain} "), drift
+            assert "meta nfproto ipv6" in gone[0] and "dnat ip6 to" in gone[0], gone
+        finally:
+            down = run(*NSGEN, "down", EXAMPLES / f"{example}.yaml", "-q")
+        assert down.returncode == 0, down.stderr
+
+
 @sandboxed
 def test_preflight_warns_about_a_forward_hook_that_drops_and_refuses_when_strict(
     tmp_path: Path,
