@@ -17,11 +17,12 @@ Each piece becomes plain core objects, the way Docker's bridge driver builds the
   publish            DNAT rules in the nat chain NSGEN-<topology>-DNAT, jumped to from
                      PREROUTING and OUTPUT for local destinations (Docker's DOCKER chain, with
                      docker-proxy's job done by the kernel), plus a hairpin MASQUERADE
-  ipv6: true         the same in the second family, with ip6tables: an IPv6 subnet (a ULA
-                     /64 derived from the topology's name when none is given, as Docker 27
-                     derives one from its host ID), a second address per container, NAT66,
-                     and with gateway_mode_ipv6: routed no NAT but a filter that opens only
-                     published container ports to direct routing (Docker's routed mode)
+  ipv6: true         the same in the second family (ip6tables, or the same inet table): an
+                     IPv6 subnet (a ULA /64 derived from the topology's name when none is
+                     given, as Docker 27 derives one from its host ID), a second address per
+                     container, NAT66, and with gateway_mode_ipv6: routed no NAT but a filter
+                     in forward-in__<bridge> that opens only published container ports to
+                     direct routing (Docker's routed mode)
 
 See docs/docker.md for every key. `expand` follows the contract in `nsgen.expand`.
 """
