@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
-# Debian packages the tests and the demo use (the scripts themselves need only bash, iproute2, iptables).
+# Debian packages the tests and the demo use (the scripts themselves need only bash, iproute2, and
+# iptables or nftables: the firewall backend).
 # openssh-server: the multi-host tests start their own sshd inside the sandbox's fake hosts.
-APT_PACKAGES = iproute2 iptables iputils-ping util-linux procps dnsmasq-base socat graphviz systemd \
+APT_PACKAGES = iproute2 iptables nftables iputils-ping util-linux procps dnsmasq-base socat graphviz systemd \
                containernetworking-plugins python3-venv openssh-server openssh-client curl
 
 .PHONY: install system-deps test lint generate demo bench clean
@@ -45,9 +46,10 @@ generate: install  ## re-render generated/ from examples/, and tests/errors/*.tx
 demo: system-deps install  ## the seed topology, built, checked and removed inside a sandbox
 	$(SUDO) $(BIN)/nsgen lab examples/seed.yaml --check -- bash examples/seed-demo.sh
 
-bench: system-deps install  ## setup/teardown times of nsgen and its peers, N = 10..1000
+bench: system-deps install  ## setup/teardown times of nsgen and its peers, N = 10..1000; both firewall backends
 	bash bench/install.sh
 	$(SUDO) $(BIN)/python -m bench.run --out bench/results
+	$(SUDO) $(BIN)/python -m bench.firewall --out bench/results
 	$(BIN)/python -m bench.render --out bench/results
 
 clean:

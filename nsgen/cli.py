@@ -26,9 +26,10 @@ from nsgen.clihelp import LabGroup, LabOneShot, NsgenGroup, NsgenTyper
 from nsgen.errors import NsgenError, UsageError
 from nsgen.fields import _topology_name as check_topology_name
 from nsgen.fleet import Fleet, load
+from nsgen.kinds.base import Firewall
 from nsgen.load import STDIN, load_topology, source_name
 from nsgen.model import Topology
-from nsgen.plan import STYLES, Plan, build_plan
+from nsgen.plan import FIREWALLS, STYLES, Plan, build_plan, recorded_firewall
 from nsgen.render import Renderer, render_scripts, write_bundle
 from nsgen.report import validation
 from nsgen.sandbox import DNS_SERVER
@@ -87,6 +88,26 @@ def _style(style: str) -> str:
     if style not in STYLES:
         raise UsageError(f"--style {style}: expected batch or tutorial")
     return style
+
+
+FirewallOption = Annotated[
+    str | None,
+    typer.Option(
+        "--firewall",
+        metavar="iptables|nftables",
+        help="The firewall backend (default: the topology's firewall:, else iptables). "
+        "nftables puts the rules in a table of the topology's own, inet nsgen_<name>.",
+        show_default=False,
+    ),
+]
+
+
+def _firewall(firewall: str | None) -> Firewall | None:
+    if firewall is None:
+        return None
+    if firewall not in FIREWALLS:
+        raise UsageError(f"--firewall {firewall}: expected iptables or nftables")
+    return firewall
 
 
 TopologyFile = Annotated[
@@ -179,25 +200,26 @@ def render(
         ),
     ] = None,
     style: StyleOption = "batch",
+    firewall: FirewallOption = None,
 ) -> None:
-    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, iptables), 0755.
-    Without -o or --install-to, print setup.sh. With hosts: DIR/<host>/ for each host (and
-    preflight.sh) and DIR/ansible/ (inventory and playbooks)."""
+    """Write setup.sh, teardown.sh and check.sh: standalone bash (iproute2, and iptables or
+    nftables), 0755. Without -o or --install-to, print setup.sh. With hosts: DIR/<host>/ for
+    each host (and preflight.sh) and DIR/ansible/ (inventory and playbooks)."""
     if systemd and out is None:
         raise UsageError("--systemd writes DIR/nsgen-<topology>.service: give -o DIR")
     topology, fleet = load(file)
     if fleet is not None:
-        if out is None or systemd or install_to is not None:
+        if out is None or systemd or install_to is not None or firewall is not None:
             raise UsageError(
                 "render: a topology with hosts: renders a bundle per host and the Ansible "
-                "files: give -o DIR only"
+                "files: give -o DIR only (and its firewall: in the file)"
             )
         from nsgen.fleet.bundle import write_fleet
 
         for path in write_fleet(fleet, out, _style(style)):
             typer.echo(str(path))
         return
-    plan = build_plan(topology, _style(style))
+    plan = build_plan(topology, _style(style), _firewall(firewall))
     if out is None and install_to is None:
         typer.echo(render_scripts(plan)["setup.sh"], nl=False)
         return
@@ -306,6 +328,15 @@ def up(
     verbose: VerboseOption = False,
     lock_timeout: LockTimeout = 30.0,
     style: StyleOption = "batch",
+    firewall: FirewallOption = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse, instead of warning, when the host's firewall would drop what the "
+            "topology routes (a forward-hook chain with policy drop).",
+        ),
+    ] = False,
 ) -> None:
     """Build the topology now: setup.sh's steps, run one by one with a log; on failure or
     Ctrl-C, every step begun is undone (exit 3; 4 if an undo failed; 130/143 on a signal).
@@ -319,14 +350,18 @@ def up(
         _print_json(*validation(file, _style(style)))
     topology, fleet = load(file)
     if fleet is not None:
+        if firewall is not None:
+            raise UsageError("up: a topology with hosts: takes its firewall: from the file")
         _fleet_playbook(fleet, "site.yml", _style(style), dry_run, replace=replace, log=log)
-    executor = Executor(build_plan(topology, _style(style)), topology=topology)
+    executor = Executor(build_plan(topology, _style(style), _firewall(firewall)), topology=topology)
     if dry_run:
         typer.echo(executor.describe())
         return
     console = Console(quiet=quiet, verbose=verbose)
     try:
-        console.info(executor.up(Options(console, log, lock_timeout), replace=replace))
+        console.info(
+            executor.up(Options(console, log, lock_timeout, strict=strict), replace=replace)
+        )
     finally:
         console.close()
 
@@ -363,13 +398,15 @@ def down(
     teardown.yml of its bundle."""
     from nsgen.console import Console
     from nsgen.executor import Executor, Options, down_from_record
+    from nsgen.state import StateDir
 
     executor = None
     if target == STDIN or Path(target).is_file():
         topology, fleet = load(target)
         if fleet is not None:
             _fleet_playbook(fleet, "teardown.yml", "batch", False, replace=False, log=log)
-        executor = Executor(build_plan(topology))
+        recorded = StateDir(topology.name).digest()
+        executor = Executor(build_plan(topology, firewall=recorded_firewall(topology, recorded)))
         name = executor.plan.topology
     else:
         name = _topology_name(target)
@@ -470,6 +507,7 @@ def lab(
     ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    firewall: FirewallOption = None,
 ) -> None:
     from nsgen.console import Console
     from nsgen.lab import run_lab
@@ -485,6 +523,7 @@ def lab(
             console,
             dns=dns,
             checks=(lambda plan: run_checks(plan, topology=topology)) if run_checks_too else None,
+            firewall=_firewall(firewall),
         )
     finally:
         console.close()

@@ -181,6 +181,8 @@ class Options:
     lock_timeout: float = 30.0
     lanes: int = os.cpu_count() or 2
     """How many steps confined to one namespace may run at once."""
+    strict: bool = False
+    """Preflight refuses what it would only warn about (NSGEN_STRICT=1)."""
 
 
 class Executor:
@@ -219,7 +221,7 @@ class Executor:
                 if verdict:
                     return verdict
                 down_from_record(self.plan.topology, None, options, locked=True)
-            self._preflight()
+            self._preflight(options)
             signals = _Signals()
             with signals.deferred():
                 self.state.create(self.plan.digest)
@@ -272,15 +274,20 @@ class Executor:
             if row.state != PRESENT and row.kind != "state"
         ]
 
-    def _preflight(self) -> None:
+    def _preflight(self, options: Options) -> None:
+        """setup.sh's preflight, run alone: raises its refusal; says its warnings."""
         script = self.renderer.preflight_script(self.plan, self.steps)
         # on stdin, not as an argument: a big topology's preflight is longer than the kernel
         # lets one argument be (128 KiB)
-        result = cast(
-            "subprocess.Popen[bytes]",
-            local["bash"].popen(["-s"], stdin=subprocess.PIPE, start_new_session=True),
-        )
+        with local.env(NSGEN_STRICT="1" if options.strict else ""):
+            result = cast(
+                "subprocess.Popen[bytes]",
+                local["bash"].popen(["-s"], stdin=subprocess.PIPE, start_new_session=True),
+            )
         _, stderr = result.communicate(script.encode())
+        for line in stderr.decode(errors="replace").splitlines():
+            if line.startswith("[nsgen] warning: "):
+                options.console.say(line.removeprefix("[nsgen] "))
         if result.returncode != 0:
             reasons = [
                 line.removeprefix("[nsgen]").strip()

@@ -55,12 +55,22 @@ def validate_output(case: Path) -> str:
 
 def generated_files(example: Path) -> dict[str, str]:
     """The text files generated/ holds for one example, by path under generated/<name>/
-    (scripts, Ansible files and diagrams)."""
+    (scripts, Ansible files and diagrams; a one-host topology's scripts again under
+    nftables/, rendered with that firewall backend)."""
     topology, fleet = load(example)
-    files = fleet_files(fleet) if fleet is not None else render_scripts(build_plan(topology))
+    if fleet is not None:
+        files = fleet_files(fleet)
+    else:
+        files = render_scripts(build_plan(topology))
+        for name, text in render_scripts(build_plan(topology, firewall="nftables")).items():
+            files[f"{NFTABLES}/{name}"] = text
     files["diagram.mmd"] = mermaid(topology)
     files["diagram.dot"] = dot(topology)
     return files
+
+
+NFTABLES = "nftables"
+"""generated/<example>/nftables/: the same scripts, with nftables as the firewall backend."""
 
 
 def main() -> int:

@@ -26,6 +26,7 @@ from nsgen.checks import CheckResult, format_results
 from nsgen.console import Console
 from nsgen.errors import NsgenError
 from nsgen.executor import Executor, Options, down_from_record
+from nsgen.kinds.base import Firewall
 from nsgen.labs import LabRecord
 from nsgen.model import Topology
 from nsgen.plan import Plan, build_plan
@@ -161,17 +162,18 @@ def run_lab(
     console: Console,
     dns: bool = False,
     checks: Callable[[Plan], list[CheckResult]] | None = None,
+    firewall: Firewall | None = None,
 ) -> LabResult:
     """Enter a new sandbox (this process stays in it), build the upstream and the topology,
     run the declared checks if `checks` is given, then `command` (default, without checks:
     an interactive shell), tear down, and compare with the state before `up`. The exit code
-    is the command's, or 1 if a check failed."""
+    is the command's, or 1 if a check failed. `firewall` overrides the topology's backend."""
     enter_sandbox()
     use_lab_resolver()
     upstream = _build_upstream(topology, console, dns)
     try:
         before = take_snapshot()
-        plan = build_plan(topology)
+        plan = build_plan(topology, firewall=firewall)
         executor = Executor(plan)
         options = Options(console)
         console.info(executor.up(options))

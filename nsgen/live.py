@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -294,6 +295,52 @@ class LiveState:
 
         return self._memo(("iptables", netns, str(family)), read)
 
+    def nft_table(self, netns: str, family: str, name: str) -> NftTable | None:
+        """One nftables table (`nft -j list table`): its chains, each with the comment and
+        the verdict of every rule, in order; None if the table does not exist."""
+
+        def read() -> NftTable | None:
+            prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
+            argv = [*prefix, "nft", "-j", "list", "table", family, name]
+            self.commands.append(argv)
+            try:
+                result = self._run(argv)
+            except FileNotFoundError:
+                raise ProbeError("nft is not installed") from None
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise ProbeError(f"nft: {exc}") from None
+            if result.returncode != 0:
+                if "No such file or directory" in (result.stderr or ""):
+                    return None
+                lines = (result.stderr or "").strip().splitlines()
+                raise ProbeError(lines[-1] if lines else f"nft exited {result.returncode}")
+            try:
+                data = json.loads(result.stdout or "{}")
+            except json.JSONDecodeError as exc:
+                raise ProbeError(f"nft printed invalid JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise ProbeError("nft printed JSON that is not an object")
+            return _nft_table(data)
+
+        return self._memo(("nft-table", netns, family, name), read)
+
+    def nft_ruleset(self, netns: str) -> list[str]:
+        """`nft -s list ruleset` (no counter values), line by line, each table's chains, maps
+        and sets in name order (the order they were made in means nothing). In a table of
+        iptables-nft's, a built-in chain left empty and accepting is left out, and so is the
+        table when nothing else is in it, as `iptables_rules` leaves out such tables:
+        iptables-nft makes them on first use and never removes them."""
+
+        def read() -> list[str]:
+            prefix = [] if netns == HOST else ["ip", "netns", "exec", netns]
+            try:
+                text = self._call([*prefix, "nft", "-s", "list", "ruleset"])
+            except ProbeError:
+                return ["<nft list ruleset unavailable>"]
+            return _nft_tables(text)
+
+        return self._memo(("nft", netns), read)
+
     def sysctl_values(self, netns: str, keys: Iterable[str]) -> dict[str, str]:
         """The values of sysctls given as paths under /proc/sys (net/ipv4/ip_forward), read
         inside the namespace; a missing one reads as '<missing>'."""
@@ -342,6 +389,118 @@ class LiveState:
                 except OSError as exc:
                     found[str(path.relative_to(base))] = f"<unreadable: {exc}>"
         return found
+
+
+@dataclass(frozen=True)
+class NftTable:
+    """What `nsgen status` reads of one nftables table."""
+
+    chains: dict[str, list[tuple[str, str]]]
+    """Chain name -> (comment, verdict) of each rule, in order: the verdict and interfaces as
+    nsgen.backends.nftables.signature spells them ('drop iifname=br0', 'jump nat-X' ...)."""
+    maps: dict[str, int]
+    """Map name -> how many elements it holds."""
+
+
+_VERDICTS = ("accept", "drop", "return", "masquerade", "snat", "dnat", "reject", "mangle")
+
+
+def _signature(expr: list[Any]) -> str:
+    """The verdict of a rule from its JSON statements (the last one that decides), and the
+    interfaces it matches: `drop iifname=br-frontend`."""
+    names = []
+    for statement in expr:
+        match = statement.get("match") if isinstance(statement, dict) else None
+        if isinstance(match, dict) and isinstance(match.get("right"), str):
+            left = match.get("left")
+            key = left.get("meta", {}).get("key") if isinstance(left, dict) else None
+            if key in ("iifname", "oifname"):
+                names.append(f"{key}={match['right']}")
+    verdict = _verdict(expr)
+    return " ".join([verdict, *sorted(names)])
+
+
+def _verdict(expr: list[Any]) -> str:
+    for statement in reversed(expr):
+        if not isinstance(statement, dict):
+            continue
+        for key in ("jump", "goto"):
+            if key in statement:
+                return f"{key} {statement[key].get('target', '')}"
+        if "vmap" in statement:
+            data = statement["vmap"].get("data")
+            return f"vmap {data}" if isinstance(data, str) else "vmap"
+        for key in _VERDICTS:
+            if key in statement:
+                return key
+    return ""
+
+
+def _nft_table(data: dict[str, Any]) -> NftTable:
+    chains: dict[str, list[tuple[str, str]]] = {}
+    maps: dict[str, int] = {}
+    for item in data.get("nftables", []):
+        if "chain" in item:
+            chains.setdefault(str(item["chain"]["name"]), [])
+        elif "map" in item:
+            maps[str(item["map"]["name"])] = len(item["map"].get("elem", []))
+        elif "rule" in item:
+            rule = item["rule"]
+            comment = str(rule.get("comment", ""))
+            chains.setdefault(str(rule["chain"]), []).append(
+                (comment, _signature(rule.get("expr", [])))
+            )
+    return NftTable(chains, maps)
+
+
+_IPTABLES_TABLE = re.compile(r"table (ip|ip6|arp|bridge) (filter|nat|mangle|raw|security) \{")
+_EMPTY_BASE_CHAIN = re.compile(r"type \S+ hook \S+ priority \S+; policy accept;")
+
+
+def _nft_tables(text: str) -> list[str]:
+    """`nft list ruleset`'s text with every table's members (chains, maps, sets ...) in name
+    order, and iptables-nft's empty built-in chains and empty tables left out."""
+    out: list[str] = []
+    table: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("table "):
+            table = [line]
+        elif line == "}":
+            out += _table_lines(table)
+            table = []
+        elif table:
+            table.append(line)
+        elif line.strip():
+            out.append(line)
+    return out + table
+
+
+def _table_lines(table: list[str]) -> list[str]:
+    header, properties, members = table[0], [], []
+    member: list[str] = []
+    for line in table[1:]:
+        if member:
+            member.append(line)
+            if line == "\t}":
+                members.append(member)
+                member = []
+        elif line.endswith("{"):
+            member = [line]
+        elif line.strip():
+            properties.append(line)
+    if _IPTABLES_TABLE.fullmatch(header):
+        members = [
+            m
+            for m in members
+            if not (
+                len(m) == 3
+                and m[0].startswith("\tchain ")
+                and _EMPTY_BASE_CHAIN.fullmatch(m[1].strip())
+            )
+        ]
+        if not members and not properties:
+            return []
+    return [header, *properties, *(line for m in sorted(members) for line in m), "}"]
 
 
 _PROGRAM = {4: "iptables", 6: "ip6tables"}

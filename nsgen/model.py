@@ -312,6 +312,12 @@ class Topology(Strict):
         default_factory=dict, description="Named namespaces to create, by name, in order."
     )
 
+    firewall: Literal["iptables", "nftables"] = Field(
+        "iptables",
+        description="The firewall backend: iptables (iptables-restore, rules tagged "
+        "nsgen:<name>) or nftables (nft, a table inet nsgen_<name> of the topology's own). "
+        "nsgen render/up/lab --firewall overrides it.",
+    )
     checks: list[Check] = Field(default_factory=list, description="Connectivity checks.")
     groups: list[Group] = Field(
         default_factory=list, description="Groupings for diagrams (set by the expanders)."

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 
 from nsgen.checks import Probe, plan_probes
 from nsgen.fields import HOST
-from nsgen.kinds.base import Args, Group, Owner, PlanContext, Precondition, Step
+from nsgen.kinds.base import Args, Firewall, Group, Owner, PlanContext, Precondition, Step
+from nsgen.kinds.firewall import NftTableArgs
 from nsgen.kinds.links import VethArgs
 from nsgen.kinds.namespaces import NamespaceArgs
 from nsgen.kinds.registry import KINDS, kind_of
 from nsgen.model import Topology
 from nsgen.names import chain_tag
 
-__all__ = ["STYLES", "Plan", "Precondition", "Step", "batched", "build_plan"]
+__all__ = ["FIREWALLS", "STYLES", "Plan", "Precondition", "Step", "batched", "build_plan"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Plan:
     preflight: list[Precondition]
     tools: list[str] = field(default_factory=lambda: ["ip"])
     probes: list[Probe] = field(default_factory=list)
+    firewall: Firewall = "iptables"
+    """The backend that installs the firewall rules."""
 
     @property
     def state_dir(self) -> str:
@@ -53,22 +56,39 @@ class RestoreArgs(Args):
     tag: str
 
 
-def topology_digest(topology: Topology) -> str:
-    """sha256 of the topology's canonical form: the same network gives the same digest."""
-    return hashlib.sha256(topology.model_dump_json().encode()).hexdigest()
+def topology_digest(topology: Topology, firewall: Firewall = "iptables") -> str:
+    """sha256 of the topology's canonical form and of the firewall backend that installs it:
+    the same network gives the same digest (a topology with the default backend, iptables,
+    keeps the digest it had before there was a choice)."""
+    text = topology.model_dump_json(exclude={"firewall"})
+    if firewall != "iptables":
+        text += f"\nfirewall: {firewall}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 STYLES = ("batch", "tutorial")
+FIREWALLS: tuple[Firewall, ...] = ("iptables", "nftables")
 
 
-def build_plan(topology: Topology, style: str = "batch") -> Plan:
+def recorded_firewall(topology: Topology, digest: str | None) -> Firewall:
+    """The backend a topology was set up with, from the digest its record holds (`--firewall`
+    may have overridden the file's `firewall:`); the file's when no record matches."""
+    for firewall in FIREWALLS:
+        if digest and topology_digest(topology, firewall) == digest:
+            return firewall
+    return topology.firewall
+
+
+def build_plan(topology: Topology, style: str = "batch", firewall: Firewall | None = None) -> Plan:
     """Every kind's steps, kind after kind in the registry's order (namespaces, bridges,
-    addresses, veth pairs and their ends, VXLAN, routes, neighbours, FDB, chains, rules,
-    masquerade, sysctls, DNS files): each layer needs the one before it.
+    addresses, veth pairs and their ends, VXLAN, routes, neighbours, FDB, the firewall's
+    table, chains, rules and masquerade, sysctls, DNS files): each layer needs the one before it.
 
     style "tutorial": one command per line, as the tutorial types them; "batch" (default):
-    the same changes grouped into few processes (see `batched`)."""
-    ctx = PlanContext(topology, chain_tag(topology.name), _declares_ipv6(topology))
+    the same changes grouped into few processes (see `batched`). `firewall` (default: the
+    topology's `firewall:`) picks the backend that spells the rules."""
+    backend = firewall or topology.firewall
+    ctx = PlanContext(topology, chain_tag(topology.name), _declares_ipv6(topology), backend)
     steps: list[Step] = []
     checks: list[Precondition] = []
     tools = ["ip"]
@@ -84,11 +104,12 @@ def build_plan(topology: Topology, style: str = "batch") -> Plan:
     return Plan(
         topology=topology.name,
         description=topology.description,
-        digest=topology_digest(topology),
+        digest=topology_digest(topology, backend),
         steps=steps,
         preflight=_unique(checks),
         tools=tools,
         probes=plan_probes(topology),
+        firewall=backend,
     )
 
 
@@ -143,10 +164,11 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
     3. one `ip -b` creates the veth pairs (each end straight into its namespace) and
        configures what of them (and of VXLAN devices) stays in the root namespace;
     4. per named namespace, one step enters it once and does everything inside, each program
-       once (`ip -b`, `bridge -b`, `tc -b`, `iptables-restore`, sysctl writes): these steps
-       run side by side;
+       once (`ip -b`, `bridge -b`, `tc -b`, `iptables-restore` or `nft -f`, sysctl writes):
+       these steps run side by side;
     5. the root namespace's routes, neighbours and FDB entries in one `ip -b`, its firewall
-       in one `iptables-restore`, then settings and files each as a step of its own.
+       in one `iptables-restore` (or one `nft -f -`), then settings and files each as a
+       step of its own.
     """
     root: dict[Group, list[Step]] = {"bridges": [], "cables": [], "routes": [], "firewall": []}
     created: list[Step] = []
@@ -216,7 +238,7 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
                 "ns_batch",
                 f"configure namespace {space}",
                 f"Everything inside {space}, with one entry into the namespace: "
-                + "; ".join(dict.fromkeys(kind_of(p.kind).summary for p in parts))
+                + "; ".join(dict.fromkeys(kind_of(p.kind).summary_of(p) for p in parts))
                 + ".",
                 Args(space),
                 Owner("namespace", space),
@@ -227,13 +249,28 @@ def batched(steps: list[Step], topology: str) -> list[Step]:
     if root["routes"]:
         out.append(_root_step("routes", root["routes"]))
     if root["firewall"]:
-        out.append(_restore_step(root["firewall"], topology))
+        out.append(_firewall_step(root["firewall"], topology))
     return out + own
 
 
-def _restore_step(parts: list[Step], topology: str) -> Step:
-    """The root namespace's firewall: one `iptables-restore` per family (IPv6's is
-    `ip6tables-restore`)."""
+def _firewall_step(parts: list[Step], topology: str) -> Step:
+    """The root namespace's firewall in one call of its backend: nftables' `nft -f -`, or one
+    `iptables-restore` per family (IPv6's is `ip6tables-restore`)."""
+    tag = chain_tag(topology)
+    table = parts[0].args
+    if isinstance(table, NftTableArgs):  # the table, created and filled in one transaction
+        return Step(
+            "restore",
+            f"install nftables table {table.family} {table.table} in the root namespace "
+            f"({len(parts)} change(s))",
+            "The topology's own table with its chains and rules, in one `nft -f -`: one "
+            "transaction, so the table is installed whole or not at all, and no other table "
+            f"is touched. Every rule has a counter and the comment {tag}; teardown deletes "
+            "exactly this table.",
+            RestoreArgs(HOST, tag),
+            None,
+            tuple(parts),
+        )
     counts: dict[str, int] = {}
     for part in parts:
         for program in kind_of(part.kind).tools_for(part):
@@ -245,9 +282,9 @@ def _restore_step(parts: list[Step], topology: str) -> Step:
         "restore",
         f"install {changes} change(s) in the root namespace",
         f"Own chains and rules, in {restores} (nothing else is flushed). Every rule carries "
-        f"the comment nsgen:{topology}, and teardown removes exactly the rules with that "
-        "comment and the chains created here.",
-        RestoreArgs(HOST, f"nsgen:{topology}"),
+        f"the comment {tag}, and teardown removes exactly the rules with that comment and "
+        "the chains created here.",
+        RestoreArgs(HOST, tag),
         None,
         tuple(parts),
     )
@@ -262,7 +299,9 @@ def _root_step(group: Group, parts: list[Step]) -> Step:
     }
     title = title.format(**counts)
     others = list(
-        dict.fromkeys(kind_of(p.kind).summary for p in parts if kind_of(p.kind).name not in own)
+        dict.fromkeys(
+            kind_of(p.kind).summary_of(p) for p in parts if kind_of(p.kind).name not in own
+        )
     )
     if others:
         title += " and " + ", ".join(others)

@@ -20,7 +20,7 @@ from nsgen import __version__
 from nsgen.errors import UsageError
 from nsgen.fields import HOST
 from nsgen.kinds.base import LANE_ORDER, Lane, Precondition, Step
-from nsgen.kinds.firewall import ChainArgs, MasqueradeArgs, RuleArgs
+from nsgen.kinds.firewall import ChainArgs, MasqueradeArgs, NftArgs, RuleArgs
 from nsgen.kinds.registry import kind_of
 from nsgen.plan import Plan
 
@@ -184,7 +184,7 @@ class Renderer:
 
     def _kind_macro(self, what: str, step: Step, batch: bool = False) -> str:
         """A single step spelled by its kind's `do_`/`undo_<step>` macro."""
-        template = kind_of(step.kind).template
+        template = kind_of(step.kind).template_of(step)
         spelling = Spelling.of(step.args.netns, batch)
         return self._call(template, f"{what}_{step.kind}", step.args, spelling)
 
@@ -193,7 +193,8 @@ class Renderer:
 
     def _batched(self, step: Step) -> tuple[str, str, tuple[Entered, ...]]:
         """A batched step's commands: its parts spelled as batch lines per program, then
-        wrapped by templates/_batches.j2."""
+        wrapped by templates/_batches.j2 (the root namespace's firewall by its backend's
+        template: one iptables-restore, or one nft -f)."""
         lines: dict[Lane, list[str]] = {lane: [] for lane in LANE_ORDER}
         firewall: list[Step] = []
         for part in step.parts:
@@ -205,15 +206,33 @@ class Renderer:
                 if lane in _PROGRAMS:
                     _check_batch_lines(batch)
                 lines[lane] += batch
-        restores = self._restore(firewall)
-        commands = _commands(lines, restores)
+        nft = firewall[0].args if firewall and isinstance(firewall[0].args, NftArgs) else None
         chains: dict[int, list[str]] = {}
-        for part in firewall:
-            chains.setdefault(_family(part), [])
-            if isinstance(part.args, ChainArgs):
-                chains[part.args.family].append(f"{part.args.table}/{part.args.name}")
-        b = {"commands": commands, "chains": dict(sorted(chains.items()))}
-        template = _BATCH_TEMPLATES.get(step.kind, "_batches.j2")
+        restores: list[tuple[tuple[str, ...], str]]
+        if nft is not None:  # one `nft -f -`: the table and all that is in it, one transaction
+            restore = "\n".join(self._kind_macro("do", part, batch=True) for part in firewall)
+            restores = [(("nft", "-f", "-"), restore)] if restore else []
+        else:
+            restore = ""
+            by_family = self._restore(firewall)
+            restores = [((_RESTORE[f], "--noflush", "-w"), text) for f, text in by_family.items()]
+            for part in firewall:
+                chains.setdefault(_family(part), [])
+                if isinstance(part.args, ChainArgs):
+                    chains[part.args.family].append(f"{part.args.table}/{part.args.name}")
+        commands = _commands(lines, restores)
+        b = {
+            "commands": commands,
+            "restore": restore,
+            "chains": dict(sorted(chains.items())),
+            "family": nft.family if nft else "",
+            "table": nft.table if nft else "",
+        }
+        template = (
+            kind_of(firewall[0].kind).template_of(firewall[0])
+            if step.kind == "restore"
+            else "_batches.j2"
+        )
         entered = commands if step.kind == "ns_batch" else ()
         do = self._call(template, f"do_{step.kind}", step.args, b)
         if step.owner:
@@ -297,21 +316,19 @@ def _check_batch_lines(lines: list[str]) -> None:
             raise ValueError(f"cannot put {line!r} into a batch: it needs quoting")
 
 
-_BATCH_TEMPLATES = {"restore": kind_of("chain").template}
-"""Batched steps spelled by a kind's own template (the root firewall by its backend's)."""
-
-
 _RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
-"""The firewall lane's program, by family."""
+"""The firewall lane's program with the iptables backend, by family."""
 
 
 def _family(part: Step) -> int:
-    """The family (4 or 6) of a firewall step."""
+    """The family (4 or 6) of an iptables firewall step."""
     assert isinstance(part.args, ChainArgs | RuleArgs | MasqueradeArgs)
     return part.args.family
 
 
-def _commands(lines: dict[Lane, list[str]], restores: dict[int, str]) -> tuple[Entered, ...]:
+def _commands(
+    lines: dict[Lane, list[str]], restores: list[tuple[tuple[str, ...], str]]
+) -> tuple[Entered, ...]:
     """What a batched step runs, in LANE_ORDER, as argv and stdin: setup.sh spells each as a
     here-document (templates/_batches.j2), and `nsgen up` starts a namespace step's commands
     itself, from inside the namespace."""
@@ -320,8 +337,7 @@ def _commands(lines: dict[Lane, list[str]], restores: dict[int, str]) -> tuple[E
         if lane in _PROGRAMS and lines[lane]:
             commands.append(Entered(_PROGRAMS[lane], "".join(f"{x}\n" for x in lines[lane])))
         elif lane == "firewall":
-            for family, restore in restores.items():
-                argv = (_RESTORE[family], "--noflush", "-w")
+            for argv, restore in restores:
                 commands.append(Entered(argv, restore + "\n"))
         elif lane == "sysctl" and lines[lane]:
             commands.append(Entered(("bash", "-c", "; ".join(lines[lane])), ""))

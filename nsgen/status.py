@@ -25,7 +25,7 @@ from nsgen.fields import HOST
 from nsgen.kinds.registry import KINDS, kind_of
 from nsgen.live import LiveState, ProbeError
 from nsgen.model import Topology
-from nsgen.plan import Plan, build_plan
+from nsgen.plan import Plan, build_plan, recorded_firewall
 from nsgen.state import StateDir
 
 PRESENT = "present"
@@ -252,9 +252,14 @@ def topology_status(topology: Topology, live: LiveState | None = None) -> list[O
     routes, neighbours, FDB entries, chains, rules, masquerade, sysctls, DNS files), and last
     the state record /run/nsgen/<topology>/.
 
+    The firewall rows are those of the backend the topology was set up with: the one whose
+    digest its record holds (`nsgen up --firewall` may have overridden the file's).
+
     Reads only; needs root for iptables-save and for anything inside a named namespace (rows
     that could not be read are "different" with a detail starting "cannot check:")."""
-    return Observer(topology, build_plan(topology, "tutorial"), live or LiveState()).build()
+    live = live or LiveState()
+    firewall = recorded_firewall(topology, StateDir(topology.name, live.state_root).digest())
+    return Observer(topology, build_plan(topology, "tutorial", firewall), live).build()
 
 
 # ---- output ------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Fault injection without product hooks: stand-in `ip`, `bridge`, `tc`, `iptables`,
-`iptables-restore`, `ip6tables` and `ip6tables-restore` placed early on PATH.
+`iptables-restore`, `ip6tables`, `ip6tables-restore` and `nft` placed early on PATH.
 
 Each stand-in counts the calls that would change state (ip/bridge/tc ... add/del/set/...,
-`ip -b` batches, ip(6)tables -A/-D/-I/-N/-X/-F/-P/-R, every ip(6)tables-restore) in a shared counter
-file and fails the one whose number is
+`ip -b` batches, ip(6)tables -A/-D/-I/-N/-X/-F/-P/-R, every ip(6)tables-restore, nft -f and
+nft add/create/insert/delete/... ) in a shared counter file and fails the one whose number is
 $NSGEN_FAIL_AT, with exit status 2 and a message, as a real failing command would; calls whose
 arguments match the regex $NSGEN_FAIL_MATCH fail every time. $NSGEN_SLOW (seconds) delays
 every state-changing call. Every other call runs the real program. Read-only calls (show,
-list, -C, -L, -S) are never failed.
+list, -C, -L, -S; nft list) are never failed.
 """
 
 from __future__ import annotations
@@ -55,6 +55,18 @@ _CLASSIFY_IPTABLES = """for a in "${args[@]}"; do
   case $a in -A|-D|-I|-N|-X|-F|-P|-R|-Z) mutating=1 ;; esac
 done"""
 
+_CLASSIFY_NFT = r"""command=""
+for a in "${args[@]}"; do
+  case $a in
+    -f|--file) mutating=1 ;;   # a whole file (or stdin) of commands: one transaction
+    -*) ;;
+    *) command+="$a " ;;
+  esac
+done
+case $command in
+  add\ *|create\ *|insert\ *|replace\ *|delete\ *|destroy\ *|flush\ *|reset\ *) mutating=1 ;;
+esac"""
+
 
 def install_stand_ins(directory: Path) -> dict[str, str]:
     """Write the stand-ins into `directory`; return the environment that puts them first."""
@@ -67,6 +79,7 @@ def install_stand_ins(directory: Path) -> dict[str, str]:
         ("iptables-restore", _CLASSIFY_RESTORE),
         ("ip6tables", _CLASSIFY_IPTABLES),
         ("ip6tables-restore", _CLASSIFY_RESTORE),
+        ("nft", _CLASSIFY_NFT),
     ):
         real = shutil.which(name)
         assert real, f"{name} is not installed"

@@ -111,6 +111,21 @@ def make_canary() -> None:
         assert result.returncode == 0, result.stderr
 
 
+USER_TABLE = "inet user_fw"
+
+
+def make_nft_canary() -> None:
+    """ "The user's" own nftables table, as a firewall of theirs would keep it: a base chain on
+    the input hook with a counter rule. nsgen must leave it exactly as it was."""
+    for argv in (
+        ["nft", "add", "table", "inet", "user_fw"],
+        ["nft", "add chain inet user_fw input { type filter hook input priority 0 ; }"],
+        ["nft", "add rule inet user_fw input ip saddr 10.99.0.0/24 counter accept"],
+    ):
+        result = run(*argv)
+        assert result.returncode == 0, result.stderr
+
+
 def wait_until_up(dev: str, netns: str | None = None, seconds: float = 5) -> None:
     """Wait (bounded) until a link's operstate is UP: a bridge reports it a moment after its
     first port comes up, and a snapshot taken in between would see UNKNOWN."""

@@ -45,3 +45,22 @@ def test_render_benchmark_writes_its_table(tmp_path: Path) -> None:
     cell = data["sizes"]["10"]
     assert cell["cpu"] > 0 and cell["memory_mb"] > 0 and len(cell["runs"]) == 1
     assert "| 10 |" in (tmp_path / "render.md").read_text()
+
+
+@sandboxed
+def test_the_firewall_cases_build_and_remove_with_both_backends(tmp_path: Path) -> None:
+    """bench.firewall once, small: kube-proxy's rules for 5 Services alone and in a two-node
+    cluster, and 5 namespaces, each with iptables and with nftables; every setup holds what it
+    should and every teardown leaves the snapshot as it was."""
+    from bench.firewall import benchmark
+    from nsgen.sandbox import upstream
+
+    with upstream(["eth0"]):
+        results = benchmark(5, 2, [5], 1, tmp_path)
+    assert len(results) == 3
+    for case, times in results.items():
+        for firewall, t in times.items():
+            assert not t.failures, (case, firewall, t.failures)
+            assert len(t.setup) == 1 and len(t.teardown) == 1, (case, firewall)
+    services = next(times for case, times in results.items() if case.startswith("services"))
+    assert all(len(t.apply) == 1 and len(t.remove) == 1 for t in services.values())

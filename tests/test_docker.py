@@ -20,6 +20,7 @@ import yaml
 from nsgen.backends.iptables import rule_text
 from nsgen.errors import TopologyError
 from nsgen.expand.docker import Sugar, chain_names, veth_name
+from nsgen.kinds.rules import expanded_rules
 from nsgen.load import load_topology, topology_from_data
 from nsgen.model import Topology
 from nsgen.plan import build_plan
@@ -67,7 +68,9 @@ def problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def rules(topology: Topology) -> list[tuple[str, str, str]]:
-    return [(r.table, r.chain, rule_text(r)) for r in topology.host.iptables.rules]
+    """The root namespace's rules as the iptables backend installs them (dispatches written
+    out, one rule per entry)."""
+    return [(r.table, r.chain, rule_text(r)) for r in expanded_rules(topology.host.iptables)]
 
 
 # ---- what the vocabulary expands to --------------------------------------------------------
@@ -178,24 +181,45 @@ def test_iptables_own_chains_isolation_icc_internal_nat_and_published_ports() ->
     topology = expand(data)
     fwd, dnat = chain_names("dock")
     assert (fwd, dnat) == ("NSGEN-dock-FWD", "NSGEN-dock-DNAT")
-    assert [(c.table, c.name) for c in topology.host.iptables.chains] == [
-        ("filter", fwd),
-        ("nat", dnat),
+    bridges = ["br-front", "br-back", "br-quiet", "br-plain"]
+    assert [(c.table, c.name, c.inline) for c in topology.host.iptables.chains] == [
+        ("filter", fwd, False),
+        *[("filter", f"forward-in__{b}", True) for b in bridges],
+        *[("filter", f"forward-out__{b}", True) for b in bridges],
+        ("nat", dnat, False),
     ]
     assert topology.host.iptables.rules[0].insert  # before the host's own FORWARD rules
-    bridges = ["br-front", "br-back", "br-quiet", "br-plain"]
-    isolation = [
-        ("filter", fwd, f"-i {a} -o {b} -j DROP")
-        for i, x in enumerate(bridges)
-        for y in bridges[i + 1 :]
-        for a, b in ((x, y), (y, x))
+    # Docker 29's layout: FWD sends packets on by the bridge they leave through (into a
+    # network) and by the bridge they come in on (out of one)
+    dispatches = [r.dispatch for r in topology.host.iptables.rules if r.dispatch]
+    assert [(d.name, d.by, [e.target for e in d.entries]) for d in dispatches] == [
+        ("forward-in-jumps", ["out_interface"], [f"forward-in__{b}" for b in bridges]),
+        ("forward-out-jumps", ["in_interface"], [f"forward-out__{b}" for b in bridges]),
     ]
-    assert rules(topology) == [
+    # ... which the iptables backend writes out in FWD, each with the bridge it is keyed by:
+    # into each network, a DROP from every other one (isolation), then icc and internal
+    drop = [
+        "-i br-back -o br-front",
+        "-i br-quiet -o br-front",
+        "-i br-plain -o br-front",
+        "-i br-front -o br-back",
+        "-i br-quiet -o br-back",
+        "-i br-plain -o br-back",
+        "! -i br-back -o br-back",  # internal: nothing else into it
+        "-i br-front -o br-quiet",
+        "-i br-back -o br-quiet",
+        "-i br-plain -o br-quiet",
+        "-i br-quiet -o br-quiet",  # icc: false
+        "-i br-front -o br-plain",
+        "-i br-back -o br-plain",
+        "-i br-quiet -o br-plain",
+        "-i br-back ! -o br-back",  # internal: nothing out of it
+    ]
+    assert rules(topology)[:16] == [
         ("filter", "FORWARD", f"-j {fwd}"),
-        *isolation,
-        ("filter", fwd, "-i br-back ! -o br-back -j DROP"),
-        ("filter", fwd, "! -i br-back -o br-back -j DROP"),
-        ("filter", fwd, "-i br-quiet -o br-quiet -j DROP"),
+        *[("filter", fwd, f"{match} -j DROP") for match in drop],
+    ]
+    assert rules(topology)[16:] == [
         ("nat", "POSTROUTING", "-s 10.10.0.0/24 ! -o br-front -j MASQUERADE"),
         ("nat", "POSTROUTING", "-s 10.40.0.0/24 ! -o br-quiet -j MASQUERADE"),
         ("nat", "PREROUTING", f"-m addrtype --dst-type LOCAL -j {dnat}"),

@@ -23,6 +23,7 @@ import pytest
 from nsgen.backends.iptables import rule_text
 from nsgen.errors import TopologyError
 from nsgen.expand.docker import ula_prefix
+from nsgen.kinds.rules import expanded_rules
 from nsgen.load import load_topology, topology_from_data
 from nsgen.model import Topology
 from nsgen.sandbox import INTERNET_HOST6, UPSTREAM_NETNS, upstream
@@ -65,7 +66,11 @@ def problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def rules(topology: Topology) -> list[tuple[str, str, str, tuple[int, ...]]]:
-    return [(r.table, r.chain, rule_text(r), r.families) for r in topology.host.iptables.rules]
+    """The root namespace's rules as the iptables backend installs them (dispatches written
+    out)."""
+    return [
+        (r.table, r.chain, rule_text(r), r.families) for r in expanded_rules(topology.host.iptables)
+    ]
 
 
 # ---- what ipv6: true expands to --------------------------------------------------------------
@@ -136,10 +141,11 @@ def test_the_rules_of_the_second_family_mirror_the_first() -> None:
     both, v4, v6 = (4, 6), (4,), (6,)
     assert rules(expand(base())) == [
         ("filter", "FORWARD", "-j NSGEN-dock6-FWD", both),
-        ("filter", "NSGEN-dock6-FWD", "-i br-front -o br-back -j DROP", both),
+        # Docker 29's layout: what enters each network, then what leaves it
         ("filter", "NSGEN-dock6-FWD", "-i br-back -o br-front -j DROP", both),
-        ("filter", "NSGEN-dock6-FWD", "-i br-back ! -o br-back -j DROP", both),
+        ("filter", "NSGEN-dock6-FWD", "-i br-front -o br-back -j DROP", both),
         ("filter", "NSGEN-dock6-FWD", "! -i br-back -o br-back -j DROP", both),
+        ("filter", "NSGEN-dock6-FWD", "-i br-back ! -o br-back -j DROP", both),
         ("nat", "POSTROUTING", "-s 10.10.0.0/24 ! -o br-front -j MASQUERADE", v4),
         ("nat", "POSTROUTING", f"-s {front} ! -o br-front -j MASQUERADE", v6),
         ("nat", "PREROUTING", "-m addrtype --dst-type LOCAL -j NSGEN-dock6-DNAT", both),
@@ -209,14 +215,15 @@ def test_routed_mode_opens_only_published_container_ports_and_does_not_nat_ipv6(
     found = rules(expand(data))
     fwd = [(text, fam) for _, chain, text, fam in found if chain == "NSGEN-dock6-FWD"]
     assert fwd == [
-        ("-i br-front -o br-back -j DROP", (4, 6)),
+        # what enters br-front (its routed filter after the isolation), then br-back
         ("-i br-back -o br-front -j DROP", (4,)),  # the routed network's own filter decides
-        ("-i br-back ! -o br-back -j DROP", (4, 6)),
-        ("! -i br-back -o br-back -j DROP", (4, 6)),
         ("-o br-front -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", (6,)),
         (f"-d {web6} ! -i br-front -o br-front -p tcp --dport 80 -j ACCEPT", (6,)),
         ("-o br-front -p icmpv6 -j ACCEPT", (6,)),
         ("! -i br-front -o br-front -j DROP", (6,)),
+        ("-i br-front -o br-back -j DROP", (4, 6)),
+        ("! -i br-back -o br-back -j DROP", (4, 6)),
+        ("-i br-back ! -o br-back -j DROP", (4, 6)),
     ]
     # no NAT66, no IPv6 DNAT or hairpin: IPv4 keeps its NAT (and its loopback masquerade)
     assert [fam for _, _, text, fam in found if "MASQUERADE" in text or "DNAT" in text] == [

@@ -85,12 +85,14 @@ def test_seed_blue_to_the_internet_host_is_routed_masqueraded_and_answered() -> 
 def test_docker_isolation_names_the_chain_and_rule_that_drops() -> None:
     verdict = explain(example("docker-bridge"), "client", "db", env=BRIDGED).verdict
     assert (verdict.outcome, verdict.netns, verdict.hop) == ("dropped", "host", 2)
+    # rule 2: the DROPs come network by network, as the dispatch to forward-in__<bridge>
+    # is written out (the first one is what enters br-frontend from br-backend)
     assert (
         verdict.object
-        == "filter NSGEN-docker-bridge-FWD rule 1 (-i br-frontend -o br-backend -j DROP)"
+        == "filter NSGEN-docker-bridge-FWD rule 2 (-i br-frontend -o br-backend -j DROP)"
     )
     assert verdict.reason.startswith(
-        "dropped by filter NSGEN-docker-bridge-FWD rule 1: isolation between br-frontend and "
+        "dropped by filter NSGEN-docker-bridge-FWD rule 2: isolation between br-frontend and "
         "br-backend"
     )
 
@@ -333,7 +335,7 @@ def test_a_failed_check_prints_the_computed_verdict_as_its_reason() -> None:
     core = topo.model_dump(mode="json", by_alias=True)
     core["checks"][4]["expect"] = "reach"
     why = check_reason(Topology.model_validate(core, context=EXPANDED), 5)
-    assert why.startswith("dropped by filter NSGEN-docker-bridge-FWD rule 1: isolation between")
+    assert why.startswith("dropped by filter NSGEN-docker-bridge-FWD rule 2: isolation between")
     probe = plan_probes(topo)[4]
     result = CheckResult(replace(probe, expect="reach"), "blocked", "no reply", None, None, why)
     shown = format_results([result]).splitlines()

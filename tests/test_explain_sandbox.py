@@ -354,7 +354,7 @@ def test_live_on_a_published_port_from_outside_and_the_why_of_a_failed_check(
         failed = nsgen("check", flipped)
         assert failed.returncode == 1
         assert failed.stdout.splitlines()[1].startswith(
-            "      why: dropped by filter NSGEN-docker-bridge-FWD rule 1: isolation between "
+            "      why: dropped by filter NSGEN-docker-bridge-FWD rule 2: isolation between "
             "br-frontend and br-backend"
         )
         assert nsgen("down", flipped, "-q").returncode == 0

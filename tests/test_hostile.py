@@ -65,6 +65,7 @@ SRC = "hostile.yaml"
 CORE_SINK: dict[str, Any] = {
     "name": "sink",
     "description": "every core field\nsecond line",
+    "firewall": "iptables",
     "host": {
         "external": ["eth0"],
         "bridges": {
@@ -169,6 +170,48 @@ CORE_SINK: dict[str, Any] = {
                         "reject_with": "icmp-port-unreachable",
                     },
                     {"chain": "FORWARD", "goto": "VXF"},
+                    # dispatches: every key field, jump and goto; and a random one
+                    {
+                        "chain": "FORWARD",
+                        "dispatch": {
+                            "name": "vx-in",
+                            "by": [
+                                "source",
+                                "destination",
+                                "in_interface",
+                                "out_interface",
+                                "protocol",
+                                "sport",
+                                "dport",
+                            ],
+                            "entries": [
+                                {
+                                    "source": "10.6.0.1",
+                                    "destination": "10.7.0.2",
+                                    "in_interface": "u0",
+                                    "out_interface": "vx0",
+                                    "protocol": "tcp",
+                                    "sport": "1024",
+                                    "dport": "80",
+                                    "jump": "VXF",
+                                },
+                                {
+                                    "source": "10.6.0.1",
+                                    "destination": "10.7.0.3",
+                                    "in_interface": "u0",
+                                    "out_interface": "vx0",
+                                    "protocol": "udp",
+                                    "sport": "1024",
+                                    "dport": "53",
+                                    "goto": "VXF",
+                                },
+                            ],
+                        },
+                    },
+                    {
+                        "chain": "FORWARD",
+                        "dispatch": {"by": "random", "entries": [{"jump": "VXF"}, {"goto": "VXF"}]},
+                    },
                     {"table": "nat", "chain": "VX", "jump": "MARK", "set_mark": "0x10"},
                     {"table": "nat", "chain": "VX", "jump": "MARK", "or_mark": "0x20"},
                     {"table": "nat", "chain": "VX", "jump": "MARK", "xor_mark": "0x40"},

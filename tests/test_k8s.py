@@ -30,7 +30,8 @@ from typer.testing import CliRunner
 from nsgen.backends.iptables import rule_text
 from nsgen.cli import app
 from nsgen.errors import TopologyError
-from nsgen.expand.k8s import probability, vtep_mac
+from nsgen.expand.k8s import vtep_mac
+from nsgen.kinds.rules import expanded_rules, shares
 from nsgen.load import load_topology, topology_from_data
 from nsgen.model import Namespace, Topology
 from nsgen.plan import build_plan
@@ -95,7 +96,8 @@ def problems(data: dict[str, Any]) -> list[str]:
 
 
 def rules(space: Namespace) -> list[tuple[str, str, str]]:
-    return [(r.table, r.chain, rule_text(r)) for r in space.iptables.rules]
+    """A namespace's rules as the iptables backend installs them (dispatches written out)."""
+    return [(r.table, r.chain, rule_text(r)) for r in expanded_rules(space.iptables)]
 
 
 # ---- addresses, names, routes ----------------------------------------------------------------
@@ -314,17 +316,18 @@ def test_every_node_gets_kube_proxys_chains_and_rules_in_order() -> None:
     topology = load(base())
     for node in ("node1", "node2"):
         space = topology.namespaces[node]
-        assert [(c.table, c.name) for c in space.iptables.chains] == [
-            ("nat", "KUBE-SERVICES"),
-            ("nat", "KUBE-NODEPORTS"),
-            ("nat", "KUBE-MARK-MASQ"),
-            ("nat", "KUBE-POSTROUTING"),
-            ("nat", "KUBE-SVC-WEB"),
-            ("nat", "KUBE-SEP-WEB-1"),
-            ("nat", "KUBE-SEP-WEB-2"),
-            ("nat", "KUBE-SVC-WEB-NP"),
-            ("nat", "KUBE-SEP-WEB-NP-1"),
-            ("nat", "KUBE-SEP-WEB-NP-2"),
+        assert [(c.table, c.name, c.inline) for c in space.iptables.chains] == [
+            ("nat", "KUBE-SERVICES", False),
+            ("nat", "KUBE-NODEPORTS", False),
+            ("nat", "KUBE-MARK-MASQ", False),
+            ("nat", "KUBE-POSTROUTING", False),
+            ("nat", "KUBE-SVC-WEB", False),
+            ("nat", "KUBE-SEP-WEB-1", False),
+            ("nat", "KUBE-SEP-WEB-2", False),
+            ("nat", "KUBE-SVC-WEB-NP", False),
+            ("nat", "KUBE-SEP-WEB-NP-1", False),
+            ("nat", "KUBE-SEP-WEB-NP-2", False),
+            ("nat", "KUBE-EXT-WEB-NP", True),  # iptables writes its rules in KUBE-NODEPORTS
         ]
         assert rules(space) == EXPECTED_NODE_RULES
     for pod in ("web-a", "client-b"):
@@ -355,12 +358,9 @@ def test_probabilities_spread_connections_evenly_over_n_endpoints() -> None:
     ]
     one = [rule for _, chain, rule in rules(space) if chain == "KUBE-SVC-ONE"]
     assert one[1:] == ["-j KUBE-SEP-ONE-1"]
-    assert [probability(n) for n in (1, 2, 3, 7)] == [
-        "1.00000000000",
-        "0.50000000000",
-        "0.33333333333",
-        "0.14285714286",
-    ]
+    assert shares(4) == ["0.25000000000", "0.33333333333", "0.50000000000", None]
+    assert shares(7)[0] == "0.14285714286"
+    assert shares(1) == [None]
     # no NodePort service: no KUBE-NODEPORTS chain and no jump to it
     assert not any("KUBE-NODEPORTS" in f"{chain} {rule}" for _, chain, rule in rules(space))
 

@@ -26,6 +26,7 @@ import yaml
 from nsgen.backends.iptables import rule_text
 from nsgen.errors import TopologyError
 from nsgen.expand.k8s import vtep_mac
+from nsgen.kinds.rules import expanded_rules
 from nsgen.load import load_topology, topology_from_data
 from nsgen.model import Namespace, Topology
 from nsgen.sandbox import INTERNET_HOST6, UPSTREAM_NETNS, upstream
@@ -54,7 +55,12 @@ def problems(data: dict[str, Any]) -> list[str]:
 
 
 def rules(space: Namespace, family: int) -> list[tuple[str, str, str]]:
-    return [(r.table, r.chain, rule_text(r)) for r in space.iptables.rules if family in r.families]
+    """A node's rules of one family as the iptables backend installs them."""
+    return [
+        (r.table, r.chain, rule_text(r))
+        for r in expanded_rules(space.iptables)
+        if family in r.families
+    ]
 
 
 # ---- what ipv6: true expands to --------------------------------------------------------------

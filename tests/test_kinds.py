@@ -15,7 +15,7 @@ from nsgen.kinds.registry import KINDS, kind_of
 from nsgen.live import LiveState
 from nsgen.load import load_topology
 from nsgen.model import Topology
-from nsgen.plan import Plan, build_plan
+from nsgen.plan import FIREWALLS, Plan, build_plan
 from nsgen.render import Renderer
 from nsgen.status import ROW_KINDS, Observer
 
@@ -27,35 +27,49 @@ def plans() -> list[tuple[str, Topology, Plan]]:
     out = []
     for example in EXAMPLES:
         topology = load_topology(example)
-        for style in ("tutorial", "batch"):
-            out.append((f"{example.stem}/{style}", topology, build_plan(topology, style)))
+        for firewall in FIREWALLS:
+            for style in ("tutorial", "batch"):
+                plan = build_plan(topology, style, firewall)
+                out.append((f"{example.stem}/{firewall}/{style}", topology, plan))
     return out
 
 
 PLANS = plans()
 
 
-def macros(kind: Kind) -> set[str]:
-    text = (ROOT / "templates" / kind.template).read_text()
-    return set(re.findall(r"\{% macro (\w+)\(", text))
+def macros(kind: Kind, template: str | None = None) -> set[str]:
+    """The macros of one of the kind's templates (default: all of them, together)."""
+    found: set[str] = set()
+    for name in [template] if template else kind.templates():
+        text = (ROOT / "templates" / name).read_text()
+        found |= set(re.findall(r"\{% macro (\w+)\(", text))
+    return found
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
 def test_every_kind_spells_each_of_its_steps_and_its_preconditions(kind: Kind) -> None:
+    for _, _, plan in PLANS:
+        for step in [s for top in plan.steps for s in (top.parts or (top,))]:
+            if step.kind in kind.step_kinds():
+                template = kind.template_of(step)
+                assert f"do_{step.kind}" in macros(kind, template), f"{template}: no do_{step.kind}"
+    for check in [c for _, _, plan in PLANS for c in plan.preflight]:
+        if check.name in kind.preflight:
+            assert f"preflight_{check.name}" in macros(kind, check.template)
     defined = macros(kind)
-    for step in kind.step_kinds():
-        assert f"do_{step}" in defined, f"{kind.template} has no do_{step}"
+    for step_kind in kind.step_kinds():
+        assert f"do_{step_kind}" in defined, f"{kind.templates()} have no do_{step_kind}"
     for name in kind.preflight:
-        assert f"preflight_{name}" in defined, f"{kind.template} has no preflight_{name}"
+        assert f"preflight_{name}" in defined, f"{kind.templates()} have no preflight_{name}"
     assert kind.summary and kind.rows
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
 def test_every_step_a_kind_plans_has_an_undo_or_an_owner(kind: Kind) -> None:
-    defined = macros(kind)
     for label, _, plan in PLANS:
         for step in [s for top in plan.steps for s in (top.parts or (top,))]:
             if step.kind in kind.step_kinds() and step.owner is None:
+                defined = macros(kind, kind.template_of(step))
                 assert f"undo_{step.kind}" in defined, f"{label}: {step.title} has no undo"
 
 

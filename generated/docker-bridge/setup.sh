@@ -3,9 +3,10 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 4500991cb447a132713b27da304ed9ef6b5b8e02830915c60671f14397e0bbc9.
+# e864d86a3518f6905b16ec3e812d98b50c34a1c10c7a551d4d036ede1cdffaf3.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:docker-bridge).
 #
 # It builds the network in 12 numbered steps, logging each one to stderr as
 # "[nsgen] N/12 what". Before the first change it checks that nothing it would
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=4500991cb447a132713b27da304ed9ef6b5b8e02830915c60671f14397e0bbc9
+readonly NSGEN_DIGEST=e864d86a3518f6905b16ec3e812d98b50c34a1c10c7a551d4d036ede1cdffaf3
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=12
@@ -325,6 +326,11 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# A warning does not refuse, unless NSGEN_STRICT=1 (nsgen up --strict) says it must.
+nsgen_warnings=()
+nsgen_warn() {
+  if [[ ${NSGEN_STRICT:-} == 1 ]]; then nsgen_problem "$1 (NSGEN_STRICT=1 refuses)"; else nsgen_warnings+=("$1"); fi
+}
 # The root namespace's links, listed once: a check per name needs no process of its own.
 nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
@@ -349,6 +355,26 @@ nsgen_preflight() {
     if nsgen_listed_link vethb4c90b3; then nsgen_problem 'link vethb4c90b3 already exists in the root namespace'; fi
     if nsgen_listed_link vethb53cdc7; then nsgen_problem 'link vethb53cdc7 already exists in the root namespace'; fi
     if nsgen_listed_link vethb386b5d; then nsgen_problem 'link vethb386b5d already exists in the root namespace'; fi
+    # The host's firewall: a forward hook that drops what this topology routes (a Docker host).
+    nsgen_routed='br-frontend, br-backend, eth0' nsgen_first=br-frontend
+    if command -v nft >/dev/null; then
+      nsgen_table="" nsgen_chain=""
+      while read -r nsgen_word nsgen_rest; do
+        case $nsgen_word in
+          table) nsgen_table=${nsgen_rest% \{} ;;
+          chain) nsgen_chain=${nsgen_rest% \{} ;;
+          type)
+            if [[ " $nsgen_rest " == *" hook forward "*" policy drop; "* ]]; then
+              nsgen_warn "table $nsgen_table, chain $nsgen_chain (hook forward) has policy drop: what this topology routes ($nsgen_routed) is dropped there unless that chain accepts it (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host; or nft insert rule $nsgen_table $nsgen_chain iifname $nsgen_first accept, and oifname)"
+            fi
+            ;;
+        esac
+      done < <(nft list chains 2>/dev/null)
+    fi
+    # iptables-legacy's tables are listed here only where its module holds one (no process else)
+    if read -r _ 2>/dev/null </proc/net/ip_tables_names && { iptables-legacy -w -S FORWARD 2>/dev/null || { iptables -V | grep -q legacy && iptables -w -S FORWARD; }; } | grep -qx -- '-P FORWARD DROP'; then
+      nsgen_warn "iptables-legacy's FORWARD chain has policy DROP: what this topology routes ($nsgen_routed) is dropped there unless it is accepted (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host)"
+    fi
     if iptables -w -t filter -n -L NSGEN-docker-bridge-FWD >/dev/null 2>&1; then nsgen_problem 'iptables chain NSGEN-docker-bridge-FWD already exists in table filter'; fi
     if iptables -w -t nat -n -L NSGEN-docker-bridge-DNAT >/dev/null 2>&1; then nsgen_problem 'iptables chain NSGEN-docker-bridge-DNAT already exists in table nat'; fi
     if iptables -w -t filter -C FORWARD -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-FWD 2>/dev/null; then nsgen_problem 'an iptables rule tagged like this one is already in filter FORWARD'; fi
@@ -369,6 +395,9 @@ nsgen_preflight() {
     nsgen_log "preflight refused, nothing was changed:"
     printf '[nsgen]   %s\n' "${nsgen_problems[@]}" >&2
     exit 1
+  fi
+  if ((${#nsgen_warnings[@]})); then
+    printf '[nsgen] warning: %s\n' "${nsgen_warnings[@]}" >&2
   fi
 }
 
@@ -507,10 +536,10 @@ iptables-restore --noflush -w <<'EOF'
 *filter
 :NSGEN-docker-bridge-FWD - [0:0]
 -I FORWARD -m comment --comment nsgen:docker-bridge -j NSGEN-docker-bridge-FWD
--A NSGEN-docker-bridge-FWD -i br-frontend -o br-backend -m comment --comment nsgen:docker-bridge -j DROP
 -A NSGEN-docker-bridge-FWD -i br-backend -o br-frontend -m comment --comment nsgen:docker-bridge -j DROP
--A NSGEN-docker-bridge-FWD -i br-backend ! -o br-backend -m comment --comment nsgen:docker-bridge -j DROP
+-A NSGEN-docker-bridge-FWD -i br-frontend -o br-backend -m comment --comment nsgen:docker-bridge -j DROP
 -A NSGEN-docker-bridge-FWD ! -i br-backend -o br-backend -m comment --comment nsgen:docker-bridge -j DROP
+-A NSGEN-docker-bridge-FWD -i br-backend ! -o br-backend -m comment --comment nsgen:docker-bridge -j DROP
 COMMIT
 *nat
 :NSGEN-docker-bridge-DNAT - [0:0]

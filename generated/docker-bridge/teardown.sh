@@ -3,9 +3,10 @@
 #   frontend (NAT, published port) and internal backend networks; web, client, db
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 4500991cb447a132713b27da304ed9ef6b5b8e02830915c60671f14397e0bbc9.
+# e864d86a3518f6905b16ec3e812d98b50c34a1c10c7a551d4d036ede1cdffaf3.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:docker-bridge).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/docker-bridge/journal, puts back
@@ -29,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=docker-bridge
-readonly NSGEN_DIGEST=4500991cb447a132713b27da304ed9ef6b5b8e02830915c60671f14397e0bbc9
+readonly NSGEN_DIGEST=e864d86a3518f6905b16ec3e812d98b50c34a1c10c7a551d4d036ede1cdffaf3
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-bridge
 readonly NSGEN_STEPS=12

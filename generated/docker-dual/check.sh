@@ -3,9 +3,10 @@
 #   docker-bridge in both families (NAT and NAT66, published port on both, internal backend)
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d.
+# 515fefbb9f8ff7c63bd0bea887da4908f2e78eaf1bde669df085c9d630978377.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:docker-dual).
 #
 # It runs the topology's 18 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -28,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-dual
-readonly NSGEN_DIGEST=df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d
+readonly NSGEN_DIGEST=515fefbb9f8ff7c63bd0bea887da4908f2e78eaf1bde669df085c9d630978377
 readonly NSGEN_STATE=/run/nsgen/docker-dual
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,9 +3,10 @@
 #   docker-bridge in both families (NAT and NAT66, published port on both, internal backend)
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d.
+# 515fefbb9f8ff7c63bd0bea887da4908f2e78eaf1bde669df085c9d630978377.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:docker-dual).
 #
 # It builds the network in 13 numbered steps, logging each one to stderr as
 # "[nsgen] N/13 what". Before the first change it checks that nothing it would
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=docker-dual
-readonly NSGEN_DIGEST=df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d
+readonly NSGEN_DIGEST=515fefbb9f8ff7c63bd0bea887da4908f2e78eaf1bde669df085c9d630978377
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-dual
 readonly NSGEN_STEPS=13
@@ -325,6 +326,11 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# A warning does not refuse, unless NSGEN_STRICT=1 (nsgen up --strict) says it must.
+nsgen_warnings=()
+nsgen_warn() {
+  if [[ ${NSGEN_STRICT:-} == 1 ]]; then nsgen_problem "$1 (NSGEN_STRICT=1 refuses)"; else nsgen_warnings+=("$1"); fi
+}
 # The root namespace's links, listed once: a check per name needs no process of its own.
 nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
@@ -354,6 +360,26 @@ nsgen_preflight() {
     if nsgen_listed_link vethc489a94; then nsgen_problem 'link vethc489a94 already exists in the root namespace'; fi
     if nsgen_listed_link veth1787973; then nsgen_problem 'link veth1787973 already exists in the root namespace'; fi
     if nsgen_listed_link veth67ab42d; then nsgen_problem 'link veth67ab42d already exists in the root namespace'; fi
+    # The host's firewall: a forward hook that drops what this topology routes (a Docker host).
+    nsgen_routed='br-frontend, br-backend, eth0' nsgen_first=br-frontend
+    if command -v nft >/dev/null; then
+      nsgen_table="" nsgen_chain=""
+      while read -r nsgen_word nsgen_rest; do
+        case $nsgen_word in
+          table) nsgen_table=${nsgen_rest% \{} ;;
+          chain) nsgen_chain=${nsgen_rest% \{} ;;
+          type)
+            if [[ " $nsgen_rest " == *" hook forward "*" policy drop; "* ]]; then
+              nsgen_warn "table $nsgen_table, chain $nsgen_chain (hook forward) has policy drop: what this topology routes ($nsgen_routed) is dropped there unless that chain accepts it (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host; or nft insert rule $nsgen_table $nsgen_chain iifname $nsgen_first accept, and oifname)"
+            fi
+            ;;
+        esac
+      done < <(nft list chains 2>/dev/null)
+    fi
+    # iptables-legacy's tables are listed here only where its module holds one (no process else)
+    if read -r _ 2>/dev/null </proc/net/ip_tables_names && { iptables-legacy -w -S FORWARD 2>/dev/null || { iptables -V | grep -q legacy && iptables -w -S FORWARD; }; } | grep -qx -- '-P FORWARD DROP'; then
+      nsgen_warn "iptables-legacy's FORWARD chain has policy DROP: what this topology routes ($nsgen_routed) is dropped there unless it is accepted (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host)"
+    fi
     if iptables -w -t filter -n -L NSGEN-docker-dual-FWD >/dev/null 2>&1; then nsgen_problem 'iptables chain NSGEN-docker-dual-FWD already exists in table filter'; fi
     if ip6tables -w -t filter -n -L NSGEN-docker-dual-FWD >/dev/null 2>&1; then nsgen_problem 'ip6tables chain NSGEN-docker-dual-FWD already exists in table filter'; fi
     if iptables -w -t nat -n -L NSGEN-docker-dual-DNAT >/dev/null 2>&1; then nsgen_problem 'iptables chain NSGEN-docker-dual-DNAT already exists in table nat'; fi
@@ -381,6 +407,9 @@ nsgen_preflight() {
     nsgen_log "preflight refused, nothing was changed:"
     printf '[nsgen]   %s\n' "${nsgen_problems[@]}" >&2
     exit 1
+  fi
+  if ((${#nsgen_warnings[@]})); then
+    printf '[nsgen] warning: %s\n' "${nsgen_warnings[@]}" >&2
   fi
 }
 
@@ -535,10 +564,10 @@ iptables-restore --noflush -w <<'EOF'
 *filter
 :NSGEN-docker-dual-FWD - [0:0]
 -I FORWARD -m comment --comment nsgen:docker-dual -j NSGEN-docker-dual-FWD
--A NSGEN-docker-dual-FWD -i br-frontend -o br-backend -m comment --comment nsgen:docker-dual -j DROP
 -A NSGEN-docker-dual-FWD -i br-backend -o br-frontend -m comment --comment nsgen:docker-dual -j DROP
--A NSGEN-docker-dual-FWD -i br-backend ! -o br-backend -m comment --comment nsgen:docker-dual -j DROP
+-A NSGEN-docker-dual-FWD -i br-frontend -o br-backend -m comment --comment nsgen:docker-dual -j DROP
 -A NSGEN-docker-dual-FWD ! -i br-backend -o br-backend -m comment --comment nsgen:docker-dual -j DROP
+-A NSGEN-docker-dual-FWD -i br-backend ! -o br-backend -m comment --comment nsgen:docker-dual -j DROP
 COMMIT
 *nat
 :NSGEN-docker-dual-DNAT - [0:0]
@@ -554,10 +583,10 @@ ip6tables-restore --noflush -w <<'EOF'
 *filter
 :NSGEN-docker-dual-FWD - [0:0]
 -I FORWARD -m comment --comment nsgen:docker-dual -j NSGEN-docker-dual-FWD
--A NSGEN-docker-dual-FWD -i br-frontend -o br-backend -m comment --comment nsgen:docker-dual -j DROP
 -A NSGEN-docker-dual-FWD -i br-backend -o br-frontend -m comment --comment nsgen:docker-dual -j DROP
--A NSGEN-docker-dual-FWD -i br-backend ! -o br-backend -m comment --comment nsgen:docker-dual -j DROP
+-A NSGEN-docker-dual-FWD -i br-frontend -o br-backend -m comment --comment nsgen:docker-dual -j DROP
 -A NSGEN-docker-dual-FWD ! -i br-backend -o br-backend -m comment --comment nsgen:docker-dual -j DROP
+-A NSGEN-docker-dual-FWD -i br-backend ! -o br-backend -m comment --comment nsgen:docker-dual -j DROP
 COMMIT
 *nat
 :NSGEN-docker-dual-DNAT - [0:0]

@@ -3,9 +3,10 @@
 #   docker-bridge in both families (NAT and NAT66, published port on both, internal backend)
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d.
+# 515fefbb9f8ff7c63bd0bea887da4908f2e78eaf1bde669df085c9d630978377.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:docker-dual).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/docker-dual/journal, puts back
@@ -29,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=docker-dual
-readonly NSGEN_DIGEST=df7efc63dc441d7e329ffbd8c337803b0ca60a3c9f799a32534d3cf62050fc2d
+readonly NSGEN_DIGEST=515fefbb9f8ff7c63bd0bea887da4908f2e78eaf1bde669df085c9d630978377
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/docker-dual
 readonly NSGEN_STEPS=13

@@ -3,9 +3,10 @@
 #   two dual-stack k8s-style nodes (host-gw), four pods, dual-stack ClusterIP and NodePort services
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# d7ca95d6565d806224168e1bebfe06df25c70bfed73c1fccb8bf8260f6489ae2.
+# d7dcff210f4e992f405e593b4ba8b92077aa274e84754c14f3f71fb1c948063a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-dual).
 #
 # It runs the topology's 12 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -28,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-dual
-readonly NSGEN_DIGEST=d7ca95d6565d806224168e1bebfe06df25c70bfed73c1fccb8bf8260f6489ae2
+readonly NSGEN_DIGEST=d7dcff210f4e992f405e593b4ba8b92077aa274e84754c14f3f71fb1c948063a
 readonly NSGEN_STATE=/run/nsgen/k8s-dual
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,9 +3,10 @@
 #   two dual-stack k8s-style nodes (host-gw), four pods, dual-stack ClusterIP and NodePort services
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# d7ca95d6565d806224168e1bebfe06df25c70bfed73c1fccb8bf8260f6489ae2.
+# d7dcff210f4e992f405e593b4ba8b92077aa274e84754c14f3f71fb1c948063a.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-dual).
 #
 # It builds the network in 16 numbered steps, logging each one to stderr as
 # "[nsgen] N/16 what". Before the first change it checks that nothing it would
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-dual
-readonly NSGEN_DIGEST=d7ca95d6565d806224168e1bebfe06df25c70bfed73c1fccb8bf8260f6489ae2
+readonly NSGEN_DIGEST=d7dcff210f4e992f405e593b4ba8b92077aa274e84754c14f3f71fb1c948063a
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-dual
 readonly NSGEN_STEPS=16
@@ -325,6 +326,11 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# A warning does not refuse, unless NSGEN_STRICT=1 (nsgen up --strict) says it must.
+nsgen_warnings=()
+nsgen_warn() {
+  if [[ ${NSGEN_STRICT:-} == 1 ]]; then nsgen_problem "$1 (NSGEN_STRICT=1 refuses)"; else nsgen_warnings+=("$1"); fi
+}
 # The root namespace's links, listed once: a check per name needs no process of its own.
 nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
@@ -350,6 +356,26 @@ nsgen_preflight() {
     if [[ -n $(ip -o addr show to fd00:10:10::fe 2>/dev/null) ]]; then nsgen_problem 'address fd00:10:10::fe is already assigned in the root namespace (ip addr show to fd00:10:10::fe)'; fi
     if nsgen_listed_link veth40fef35; then nsgen_problem 'link veth40fef35 already exists in the root namespace'; fi
     if nsgen_listed_link veth510a52f; then nsgen_problem 'link veth510a52f already exists in the root namespace'; fi
+    # The host's firewall: a forward hook that drops what this topology routes (a Docker host).
+    nsgen_routed='k8s-nodes, eth0' nsgen_first=k8s-nodes
+    if command -v nft >/dev/null; then
+      nsgen_table="" nsgen_chain=""
+      while read -r nsgen_word nsgen_rest; do
+        case $nsgen_word in
+          table) nsgen_table=${nsgen_rest% \{} ;;
+          chain) nsgen_chain=${nsgen_rest% \{} ;;
+          type)
+            if [[ " $nsgen_rest " == *" hook forward "*" policy drop; "* ]]; then
+              nsgen_warn "table $nsgen_table, chain $nsgen_chain (hook forward) has policy drop: what this topology routes ($nsgen_routed) is dropped there unless that chain accepts it (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host; or nft insert rule $nsgen_table $nsgen_chain iifname $nsgen_first accept, and oifname)"
+            fi
+            ;;
+        esac
+      done < <(nft list chains 2>/dev/null)
+    fi
+    # iptables-legacy's tables are listed here only where its module holds one (no process else)
+    if read -r _ 2>/dev/null </proc/net/ip_tables_names && { iptables-legacy -w -S FORWARD 2>/dev/null || { iptables -V | grep -q legacy && iptables -w -S FORWARD; }; } | grep -qx -- '-P FORWARD DROP'; then
+      nsgen_warn "iptables-legacy's FORWARD chain has policy DROP: what this topology routes ($nsgen_routed) is dropped there unless it is accepted (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host)"
+    fi
     if iptables -w -t nat -C POSTROUTING -s 10.10.0.0/24 -o eth0 -m comment --comment nsgen:k8s-dual -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-dual for 10.10.0.0/24 out of eth0 is already present'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.244.0.0/16 -o eth0 -m comment --comment nsgen:k8s-dual -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-dual for 10.244.0.0/16 out of eth0 is already present'; fi
     if ip6tables -w -t nat -C POSTROUTING -s fd00:10:10::/64 -o eth0 -m comment --comment nsgen:k8s-dual -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-dual for fd00:10:10::/64 out of eth0 is already present'; fi
@@ -370,6 +396,9 @@ nsgen_preflight() {
     nsgen_log "preflight refused, nothing was changed:"
     printf '[nsgen]   %s\n' "${nsgen_problems[@]}" >&2
     exit 1
+  fi
+  if ((${#nsgen_warnings[@]})); then
+    printf '[nsgen] warning: %s\n' "${nsgen_warnings[@]}" >&2
   fi
 }
 

@@ -3,9 +3,10 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 773a413a07e4a601becd019a79ce3a76ee869fdcefc4dc68250e2bbca6096a12.
+# c30fa28904a4cb1e16a7a8ae398bf1fdf74c3f09f40f027d80e6d1baf6424ce6.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s).
 #
 # It runs the topology's 9 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -28,7 +29,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=773a413a07e4a601becd019a79ce3a76ee869fdcefc4dc68250e2bbca6096a12
+readonly NSGEN_DIGEST=c30fa28904a4cb1e16a7a8ae398bf1fdf74c3f09f40f027d80e6d1baf6424ce6
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -3,9 +3,10 @@
 #   two k8s-style nodes (host-gw), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 773a413a07e4a601becd019a79ce3a76ee869fdcefc4dc68250e2bbca6096a12.
+# c30fa28904a4cb1e16a7a8ae398bf1fdf74c3f09f40f027d80e6d1baf6424ce6.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s/journal, puts back
@@ -29,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s
-readonly NSGEN_DIGEST=773a413a07e4a601becd019a79ce3a76ee869fdcefc4dc68250e2bbca6096a12
+readonly NSGEN_DIGEST=c30fa28904a4cb1e16a7a8ae398bf1fdf74c3f09f40f027d80e6d1baf6424ce6
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s
 readonly NSGEN_STEPS=15

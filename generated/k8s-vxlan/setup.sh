@@ -3,9 +3,10 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada.
+# e88fd44cdbd9c8c368758e67d8bbab39f1ce0caae1b9368c99217136f03c6f41.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-vxlan).
 #
 # It builds the network in 15 numbered steps, logging each one to stderr as
 # "[nsgen] N/15 what". Before the first change it checks that nothing it would
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada
+readonly NSGEN_DIGEST=e88fd44cdbd9c8c368758e67d8bbab39f1ce0caae1b9368c99217136f03c6f41
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15
@@ -325,6 +326,11 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# A warning does not refuse, unless NSGEN_STRICT=1 (nsgen up --strict) says it must.
+nsgen_warnings=()
+nsgen_warn() {
+  if [[ ${NSGEN_STRICT:-} == 1 ]]; then nsgen_problem "$1 (NSGEN_STRICT=1 refuses)"; else nsgen_warnings+=("$1"); fi
+}
 # The root namespace's links, listed once: a check per name needs no process of its own.
 nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
@@ -348,6 +354,26 @@ nsgen_preflight() {
     if [[ -n $(ip -o addr show to 10.10.0.254 2>/dev/null) ]]; then nsgen_problem 'address 10.10.0.254 is already assigned in the root namespace (ip addr show to 10.10.0.254)'; fi
     if nsgen_listed_link veth0e2b28f; then nsgen_problem 'link veth0e2b28f already exists in the root namespace'; fi
     if nsgen_listed_link vetha07da7a; then nsgen_problem 'link vetha07da7a already exists in the root namespace'; fi
+    # The host's firewall: a forward hook that drops what this topology routes (a Docker host).
+    nsgen_routed='k8s-nodes, eth0' nsgen_first=k8s-nodes
+    if command -v nft >/dev/null; then
+      nsgen_table="" nsgen_chain=""
+      while read -r nsgen_word nsgen_rest; do
+        case $nsgen_word in
+          table) nsgen_table=${nsgen_rest% \{} ;;
+          chain) nsgen_chain=${nsgen_rest% \{} ;;
+          type)
+            if [[ " $nsgen_rest " == *" hook forward "*" policy drop; "* ]]; then
+              nsgen_warn "table $nsgen_table, chain $nsgen_chain (hook forward) has policy drop: what this topology routes ($nsgen_routed) is dropped there unless that chain accepts it (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host; or nft insert rule $nsgen_table $nsgen_chain iifname $nsgen_first accept, and oifname)"
+            fi
+            ;;
+        esac
+      done < <(nft list chains 2>/dev/null)
+    fi
+    # iptables-legacy's tables are listed here only where its module holds one (no process else)
+    if read -r _ 2>/dev/null </proc/net/ip_tables_names && { iptables-legacy -w -S FORWARD 2>/dev/null || { iptables -V | grep -q legacy && iptables -w -S FORWARD; }; } | grep -qx -- '-P FORWARD DROP'; then
+      nsgen_warn "iptables-legacy's FORWARD chain has policy DROP: what this topology routes ($nsgen_routed) is dropped there unless it is accepted (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host)"
+    fi
     if iptables -w -t nat -C POSTROUTING -s 10.10.0.0/24 -o eth0 -m comment --comment nsgen:k8s-vxlan -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-vxlan for 10.10.0.0/24 out of eth0 is already present'; fi
     if iptables -w -t nat -C POSTROUTING -s 10.244.0.0/16 -o eth0 -m comment --comment nsgen:k8s-vxlan -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:k8s-vxlan for 10.244.0.0/16 out of eth0 is already present'; fi
     if [[ -e /etc/netns/web-a/resolv.conf ]]; then nsgen_problem '/etc/netns/web-a/resolv.conf already exists'; fi
@@ -364,6 +390,9 @@ nsgen_preflight() {
     nsgen_log "preflight refused, nothing was changed:"
     printf '[nsgen]   %s\n' "${nsgen_problems[@]}" >&2
     exit 1
+  fi
+  if ((${#nsgen_warnings[@]})); then
+    printf '[nsgen] warning: %s\n' "${nsgen_warnings[@]}" >&2
   fi
 }
 

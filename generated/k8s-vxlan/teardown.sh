@@ -3,9 +3,10 @@
 #   two k8s-style nodes (flannel vxlan), four pods, a ClusterIP and a NodePort service
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada.
+# e88fd44cdbd9c8c368758e67d8bbab39f1ce0caae1b9368c99217136f03c6f41.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-vxlan).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s-vxlan/journal, puts back
@@ -29,7 +30,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-vxlan
-readonly NSGEN_DIGEST=641549c1f700d4de606984f1378885a4a80f81dae08e3252c78a5b228b20cada
+readonly NSGEN_DIGEST=e88fd44cdbd9c8c368758e67d8bbab39f1ce0caae1b9368c99217136f03c6f41
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-vxlan
 readonly NSGEN_STEPS=15

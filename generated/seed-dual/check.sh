@@ -6,6 +6,7 @@
 # 3d335225ac1d88c4fb62afa22d23dab07fe65923f9735a42b5e791c7fb9d9aa7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:seed-dual).
 #
 # It runs the topology's 8 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.

@@ -6,6 +6,7 @@
 # 3d335225ac1d88c4fb62afa22d23dab07fe65923f9735a42b5e791c7fb9d9aa7.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:seed-dual).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/seed-dual/journal, puts back

@@ -6,6 +6,7 @@
 # ab2b8d42e36f8415c78ba0977b7412fc1355cd3328e5a14595a98bff530f9217.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:seed).
 #
 # It runs the topology's 4 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.

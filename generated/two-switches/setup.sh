@@ -6,6 +6,7 @@
 # ed01c4e7bf3f0660791cf137dc1576a360f96e7953e85eacf801c2837383605b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:two-switches).
 #
 # It builds the network in 7 numbered steps, logging each one to stderr as
 # "[nsgen] N/7 what". Before the first change it checks that nothing it would
@@ -325,6 +326,11 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# A warning does not refuse, unless NSGEN_STRICT=1 (nsgen up --strict) says it must.
+nsgen_warnings=()
+nsgen_warn() {
+  if [[ ${NSGEN_STRICT:-} == 1 ]]; then nsgen_problem "$1 (NSGEN_STRICT=1 refuses)"; else nsgen_warnings+=("$1"); fi
+}
 # The root namespace's links, listed once: a check per name needs no process of its own.
 nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
@@ -346,6 +352,9 @@ nsgen_preflight() {
     nsgen_log "preflight refused, nothing was changed:"
     printf '[nsgen]   %s\n' "${nsgen_problems[@]}" >&2
     exit 1
+  fi
+  if ((${#nsgen_warnings[@]})); then
+    printf '[nsgen] warning: %s\n' "${nsgen_warnings[@]}" >&2
   fi
 }
 

@@ -6,6 +6,7 @@
 # ed01c4e7bf3f0660791cf137dc1576a360f96e7953e85eacf801c2837383605b.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:two-switches).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/two-switches/journal, puts back

@@ -6,6 +6,7 @@
 # efa46cf6d747d14ffb36a9860562667b55a764c64d7ce21183b06f8c07709a44.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:two-tier).
 #
 # It runs the topology's 8 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.

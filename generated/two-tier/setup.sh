@@ -6,6 +6,7 @@
 # efa46cf6d747d14ffb36a9860562667b55a764c64d7ce21183b06f8c07709a44.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:two-tier).
 #
 # It builds the network in 11 numbered steps, logging each one to stderr as
 # "[nsgen] N/11 what". Before the first change it checks that nothing it would
@@ -325,6 +326,11 @@ nsgen_finish() {
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# A warning does not refuse, unless NSGEN_STRICT=1 (nsgen up --strict) says it must.
+nsgen_warnings=()
+nsgen_warn() {
+  if [[ ${NSGEN_STRICT:-} == 1 ]]; then nsgen_problem "$1 (NSGEN_STRICT=1 refuses)"; else nsgen_warnings+=("$1"); fi
+}
 # The root namespace's links, listed once: a check per name needs no process of its own.
 nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
@@ -350,6 +356,26 @@ nsgen_preflight() {
     if nsgen_listed_link router-front; then nsgen_problem 'link router-front already exists in the root namespace'; fi
     if nsgen_listed_link router-back; then nsgen_problem 'link router-back already exists in the root namespace'; fi
     if nsgen_listed_link veth-db-br; then nsgen_problem 'link veth-db-br already exists in the root namespace'; fi
+    # The host's firewall: a forward hook that drops what this topology routes (a Docker host).
+    nsgen_routed='br-front, br-back, eth0' nsgen_first=br-front
+    if command -v nft >/dev/null; then
+      nsgen_table="" nsgen_chain=""
+      while read -r nsgen_word nsgen_rest; do
+        case $nsgen_word in
+          table) nsgen_table=${nsgen_rest% \{} ;;
+          chain) nsgen_chain=${nsgen_rest% \{} ;;
+          type)
+            if [[ " $nsgen_rest " == *" hook forward "*" policy drop; "* ]]; then
+              nsgen_warn "table $nsgen_table, chain $nsgen_chain (hook forward) has policy drop: what this topology routes ($nsgen_routed) is dropped there unless that chain accepts it (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host; or nft insert rule $nsgen_table $nsgen_chain iifname $nsgen_first accept, and oifname)"
+            fi
+            ;;
+        esac
+      done < <(nft list chains 2>/dev/null)
+    fi
+    # iptables-legacy's tables are listed here only where its module holds one (no process else)
+    if read -r _ 2>/dev/null </proc/net/ip_tables_names && { iptables-legacy -w -S FORWARD 2>/dev/null || { iptables -V | grep -q legacy && iptables -w -S FORWARD; }; } | grep -qx -- '-P FORWARD DROP'; then
+      nsgen_warn "iptables-legacy's FORWARD chain has policy DROP: what this topology routes ($nsgen_routed) is dropped there unless it is accepted (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host)"
+    fi
     if iptables -w -t nat -C POSTROUTING -s 10.0.1.0/24 -o eth0 -m comment --comment nsgen:two-tier -j MASQUERADE 2>/dev/null; then nsgen_problem 'a masquerade rule tagged nsgen:two-tier for 10.0.1.0/24 out of eth0 is already present'; fi
     if [[ -e /etc/netns/db/hosts ]]; then nsgen_problem '/etc/netns/db/hosts already exists'; fi
     if ! nsgen_listed_link eth0; then nsgen_problem 'external interface eth0 does not exist (the topology uses it; nsgen never creates it)'; fi
@@ -358,6 +384,9 @@ nsgen_preflight() {
     nsgen_log "preflight refused, nothing was changed:"
     printf '[nsgen]   %s\n' "${nsgen_problems[@]}" >&2
     exit 1
+  fi
+  if ((${#nsgen_warnings[@]})); then
+    printf '[nsgen] warning: %s\n' "${nsgen_warnings[@]}" >&2
   fi
 }
 

@@ -6,6 +6,7 @@
 # efa46cf6d747d14ffb36a9860562667b55a764c64d7ce21183b06f8c07709a44.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:two-tier).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/two-tier/journal, puts back

@@ -6,6 +6,7 @@
 # 64776f82c11a99d0c1b58f53b6e909355b828cf09eab5627369c3b5f0a808093.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:wan-link).
 #
 # It runs the topology's 3 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.

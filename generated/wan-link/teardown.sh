@@ -6,6 +6,7 @@
 # 64776f82c11a99d0c1b58f53b6e909355b828cf09eab5627369c3b5f0a808093.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:wan-link).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/wan-link/journal, puts back

@@ -8,17 +8,21 @@ Each piece becomes plain core objects, the way Docker's bridge driver builds the
                      route via the gateway of its first non-internal network
   name resolution    /etc/netns/<container>/hosts: every container it shares a network with
                      (what Docker's embedded DNS server answers); resolv.conf: --dns servers
-  isolation, icc,    DROP rules in the filter chain NSGEN-<topology>-FWD, jumped to from
-  internal           FORWARD (Docker's DOCKER-ISOLATION-STAGE-* and icc rules)
+  isolation, icc,    DROP rules in per-network chains (forward-in__<bridge>, forward-out__
+  internal           <bridge>) that the filter chain NSGEN-<topology>-FWD, jumped to from
+                     FORWARD, dispatches to by bridge name (Docker 29's nftables layout;
+                     iptables writes them into NSGEN-<topology>-FWD: Docker's
+                     DOCKER-ISOLATION-STAGE-* and icc rules)
   masquerade         nat POSTROUTING -s SUBNET ! -o BRIDGE -j MASQUERADE
   publish            DNAT rules in the nat chain NSGEN-<topology>-DNAT, jumped to from
                      PREROUTING and OUTPUT for local destinations (Docker's DOCKER chain, with
                      docker-proxy's job done by the kernel), plus a hairpin MASQUERADE
-  ipv6: true         the same in the second family, with ip6tables: an IPv6 subnet (a ULA
-                     /64 derived from the topology's name when none is given, as Docker 27
-                     derives one from its host ID), a second address per container, NAT66,
-                     and with gateway_mode_ipv6: routed no NAT but a filter that opens only
-                     published container ports to direct routing (Docker's routed mode)
+  ipv6: true         the same in the second family (ip6tables, or the same inet table): an
+                     IPv6 subnet (a ULA /64 derived from the topology's name when none is
+                     given, as Docker 27 derives one from its host ID), a second address per
+                     container, NAT66, and with gateway_mode_ipv6: routed no NAT but a filter
+                     in forward-in__<bridge> that opens only published container ports to
+                     direct routing (Docker's routed mode)
 
 See docs/docker.md for every key. `expand` follows the contract in `nsgen.expand`.
 """
@@ -1024,70 +1028,73 @@ def _v6(port: Publish) -> bool:
 def _firewall(
     topology: str, nets: dict[str, Net], boxes: list[Box]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Own chains and rules of the root namespace, in the order they must be created. A rule
-    about bridges only goes into both families when its networks have IPv6; one with an
-    address goes into that address's family."""
+    """Own chains and rules of the root namespace, in the order they must be created.
+
+    The forward hook is laid out as Docker 29's nftables backend lays it out: FORWARD jumps
+    to the chain NSGEN-<topology>-FWD, which sends a packet on by the bridge it leaves
+    through (a dispatch keyed by out_interface, to forward-in__<bridge>: what enters that
+    network) and by the bridge it came in on (keyed by in_interface, to
+    forward-out__<bridge>: what leaves it). Those per-network chains are inline: nftables
+    makes them chains of their own behind verdict maps, iptables writes their rules into
+    NSGEN-<topology>-FWD, each with the bridge it is keyed by.
+
+    A rule about bridges only goes into both families when its networks have IPv6; one with
+    an address goes into that address's family."""
     fwd, dnat = chain_names(topology)
     chains: list[dict[str, Any]] = []
     rules: list[dict[str, Any]] = []
     if not nets:
         return chains, rules
     ordered = list(nets.values())
-    with_ipv6 = [net for net in ordered if net.subnet6 is not None]
+    any6 = {"family": "both"} if any(net.subnet6 is not None for net in ordered) else {}
     chains.append({"table": "filter", "name": fwd})
-    any6 = {"family": "both"} if with_ipv6 else {}
+    for way in ("in", "out"):
+        chains += [
+            {"table": "filter", "name": f"forward-{way}__{net.bridge}", "inline": True}
+            for net in ordered
+        ]
     rules.append(_rule("filter", "FORWARD", jump=fwd, insert=True, **any6))
-    # DOCKER-ISOLATION: no network forwards into another (into a routed IPv6 network, only
-    # to its published ports: see below).
-    for i, a in enumerate(ordered):
-        for b in ordered[i + 1 :]:
-            for src, dst in ((a, b), (b, a)):
-                family = {} if dst.routed6 else _family(a, b)
-                rules.append(
-                    _rule(
-                        "filter",
-                        fwd,
-                        in_interface=src.bridge,
-                        out_interface=dst.bridge,
-                        jump="DROP",
-                        **family,
-                    )
-                )
+    for way, key in (("in", "out_interface"), ("out", "in_interface")):
+        entries = [{key: net.bridge, "jump": f"forward-{way}__{net.bridge}"} for net in ordered]
+        dispatch = {"name": f"forward-{way}-jumps", "by": [key], "entries": entries}
+        rules.append(_rule("filter", fwd, dispatch=dispatch, **any6))
+    published = [(box, port) for box in boxes for port in box.publish]
     for net in ordered:
+        inbound = f"forward-in__{net.bridge}"
+        # DOCKER-ISOLATION: no other network forwards into this one (into a routed IPv6
+        # network, only to its published ports: see _routed).
+        for other in ordered:
+            if other is not net:
+                family = {} if net.routed6 else _family(other, net)
+                rules.append(
+                    _rule("filter", inbound, in_interface=other.bridge, jump="DROP", **family)
+                )
         if not net.spec.icc:
             rules.append(
-                _rule(
-                    "filter",
-                    fwd,
-                    in_interface=net.bridge,
-                    out_interface=net.bridge,
-                    jump="DROP",
-                    **_family(net),
-                )
+                _rule("filter", inbound, in_interface=net.bridge, jump="DROP", **_family(net))
             )
         if net.spec.internal:
             rules.append(
                 _rule(
                     "filter",
-                    fwd,
-                    in_interface=net.bridge,
-                    jump="DROP",
-                    **{"not": {"out_interface": net.bridge}},
-                    **_family(net),
-                )
-            )
-            rules.append(
-                _rule(
-                    "filter",
-                    fwd,
-                    out_interface=net.bridge,
+                    inbound,
                     jump="DROP",
                     **{"not": {"in_interface": net.bridge}},
                     **_family(net),
                 )
             )
-    published = [(box, port) for box in boxes for port in box.publish]
-    rules += _routed(fwd, nets, published)
+        rules += _routed(inbound, net, nets, published)
+    for net in ordered:
+        if net.spec.internal:
+            rules.append(
+                _rule(
+                    "filter",
+                    f"forward-out__{net.bridge}",
+                    jump="DROP",
+                    **{"not": {"out_interface": net.bridge}},
+                    **_family(net),
+                )
+            )
     for net in ordered:
         if net.masquerade:
             rules.append(
@@ -1241,56 +1248,37 @@ def _publishing_bridges(nets: dict[str, Net], boxes: list[Box]) -> list[str]:
 
 
 def _routed(
-    fwd: str, nets: dict[str, Net], published: list[tuple[Box, Publish]]
+    chain: str, net: Net, nets: dict[str, Net], published: list[tuple[Box, Publish]]
 ) -> list[dict[str, Any]]:
-    """Docker's routed IPv6 mode, for each such network: replies come in, published
-    container ports and ICMPv6 are open to direct routing, nothing else enters the bridge
-    from elsewhere (the DOCKER chain's ACCEPT, ICMP and DROP rules)."""
+    """Docker's routed IPv6 mode, for a network that has it, in the chain of what enters it:
+    replies come in, published container ports and ICMPv6 are open to direct routing,
+    nothing else enters the bridge from elsewhere (the DOCKER chain's ACCEPT, ICMP and DROP
+    rules)."""
     rules: list[dict[str, Any]] = []
-    for net in nets.values():
-        if not net.routed6:
+    if not net.routed6:
+        return rules
+    rules.append(
+        _rule("filter", chain, ctstate=["RELATED", "ESTABLISHED"], jump="ACCEPT", family=6)
+    )
+    for box, port in published:
+        out6 = _outbound6(box, nets)
+        if out6 is None or out6.network != net.name or not _v6(port):
             continue
         rules.append(
             _rule(
                 "filter",
-                fwd,
-                out_interface=net.bridge,
-                ctstate=["RELATED", "ESTABLISHED"],
+                chain,
+                destination=str(out6.address6),
+                protocol=port.protocol,
+                dport=port.target,
                 jump="ACCEPT",
-                family=6,
-            )
-        )
-        for box, port in published:
-            out6 = _outbound6(box, nets)
-            if out6 is None or out6.network != net.name or not _v6(port):
-                continue
-            rules.append(
-                _rule(
-                    "filter",
-                    fwd,
-                    destination=str(out6.address6),
-                    out_interface=net.bridge,
-                    protocol=port.protocol,
-                    dport=port.target,
-                    jump="ACCEPT",
-                    **{"not": {"in_interface": net.bridge}},
-                )
-            )
-        rules.append(
-            _rule(
-                "filter", fwd, out_interface=net.bridge, protocol="icmpv6", jump="ACCEPT", family=6
-            )
-        )
-        rules.append(
-            _rule(
-                "filter",
-                fwd,
-                out_interface=net.bridge,
-                jump="DROP",
-                family=6,
                 **{"not": {"in_interface": net.bridge}},
             )
         )
+    rules.append(_rule("filter", chain, protocol="icmpv6", jump="ACCEPT", family=6))
+    rules.append(
+        _rule("filter", chain, jump="DROP", family=6, **{"not": {"in_interface": net.bridge}})
+    )
     return rules
 
 

@@ -11,10 +11,12 @@ What each generated object stands in for (docs/kubernetes.md tells the whole sto
   node's pod subnet (host-local IPAM), default route via cni0;
 - cross-node pod traffic: flannel's host-gw routes, or its VXLAN device `flannel.1` with the
   route, ARP and FDB entries flannel installs for every other node;
-- Services: kube-proxy's iptables mode, in every node (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*,
-  KUBE-NODEPORTS, KUBE-MARK-MASQ, KUBE-POSTROUTING; REJECT rules for Services without
-  endpoints), and each pod's /etc/hosts as a stand-in for cluster DNS, with kubelet's search
-  path in its resolv.conf and a nameserver that fails at once for any other name;
+- Services: kube-proxy, in every node (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-*, KUBE-NODEPORTS,
+  KUBE-MARK-MASQ, KUBE-POSTROUTING; REJECT rules for Services without endpoints): its
+  iptables mode's chains, with the Services found through dispatches, which the nftables
+  backend spells as kube-proxy's nftables mode does (verdict maps, numgen); and each pod's
+  /etc/hosts as a stand-in for cluster DNS, with kubelet's search path in its resolv.conf
+  and a nameserver that fails at once for any other name;
 - dual stack (`ipv6: true`): every node, pod and cni0 gets an address of each family, flannel
   a route per family (host-gw) or a second VTEP flannel-v6.1 over the nodes' IPv6 addresses
   (vxlan), and a Service its ClusterIPs by `ip_families` and `ip_family_policy`, programmed
@@ -375,11 +377,6 @@ def _nth_subnet(cidr: ipaddress.IPv6Network, prefix: int, n: int) -> ipaddress.I
     return ipaddress.IPv6Network((base, prefix))
 
 
-def probability(remaining: int) -> str:
-    """1/remaining with 11 decimals, as iptables-save prints kube-proxy's rules."""
-    return f"{1 / remaining:.11f}"
-
-
 def _host_names(topology: Topology) -> set[str]:
     """Interface names the core part of the file puts in the root namespace (derived ones as
     nsgen.names derives them)."""
@@ -569,24 +566,38 @@ def sep_chain(service: ResolvedService, number: int) -> str:
     return f"KUBE-SEP-{service.chain_id}-{number}"
 
 
-def node_chains(layout: Layout) -> list[tuple[str, str]]:
-    """(table, chain) of every own chain in a node, in creation order."""
+def ext_chain(service: ResolvedService) -> str:
+    return f"KUBE-EXT-{service.chain_id}"
+
+
+def node_chains(layout: Layout) -> list[dict[str, Any]]:
+    """Every own chain in a node, in creation order (nsgen.kinds.rules.Chain's fields). A
+    NodePort Service's KUBE-EXT-<NAME> is inline: nftables makes it a chain (kube-proxy's
+    external-*), iptables writes its two rules into KUBE-NODEPORTS (as this nsgen always did)."""
     services = layout.services
     if not services:
         return []
-    chains = [("nat", "KUBE-SERVICES")]
+    chains: list[dict[str, Any]] = [{"table": "nat", "name": "KUBE-SERVICES"}]
     if any(s.type == "NodePort" for s in services):
-        chains.append(("nat", "KUBE-NODEPORTS"))
-    chains += [("nat", "KUBE-MARK-MASQ"), ("nat", "KUBE-POSTROUTING")]
+        chains.append({"table": "nat", "name": "KUBE-NODEPORTS"})
+    chains += [
+        {"table": "nat", "name": "KUBE-MARK-MASQ"},
+        {"table": "nat", "name": "KUBE-POSTROUTING"},
+    ]
     for service in services:
         if service.endpoints:
-            chains.append(("nat", svc_chain(service)))
-            chains += [("nat", sep_chain(service, i)) for i in range(1, len(service.endpoints) + 1)]
+            chains.append({"table": "nat", "name": svc_chain(service)})
+            chains += [
+                {"table": "nat", "name": sep_chain(service, i)}
+                for i in range(1, len(service.endpoints) + 1)
+            ]
+            if service.type == "NodePort":
+                chains.append({"table": "nat", "name": ext_chain(service), "inline": True})
     empty = [s for s in services if not s.endpoints]
     if empty:
-        chains.append(("filter", "KUBE-SERVICES"))
+        chains.append({"table": "filter", "name": "KUBE-SERVICES"})
     if any(s.type == "NodePort" for s in empty):
-        chains.append(("filter", "KUBE-EXTERNAL-SERVICES"))
+        chains.append({"table": "filter", "name": "KUBE-EXTERNAL-SERVICES"})
     return chains
 
 
@@ -594,7 +605,12 @@ def node_rules(layout: Layout) -> list[dict[str, Any]]:
     """The firewall rules of every node, in order, as data (nsgen.kinds.rules.Rule's fields):
     flannel's masquerade of pod traffic leaving the pod network, then kube-proxy's, chain by
     chain; in a dual-stack cluster the same again for IPv6 (kube-proxy runs a proxier per
-    family, with the same chain names, each holding the Services of its family)."""
+    family, with the same chain names, each holding the Services of its family). The
+    Services are found through dispatches, as kube-proxy's nftables mode finds them:
+    KUBE-SERVICES by ClusterIP . protocol . port (its map service-ips; IPv6's is
+    service-ips-v6, kube-proxy's ip6 table's service-ips), KUBE-NODEPORTS by protocol . node
+    port (service-nodeports), and each KUBE-SVC-<NAME> picks an endpoint at random (numgen;
+    the statistic match's cascade in iptables)."""
     rules: list[dict[str, Any]] = []
     for family in layout.families:
         rules += _family_rules(layout, family)
@@ -605,6 +621,7 @@ def _family_rules(layout: Layout, family: int) -> list[dict[str, Any]]:
     """node_rules of one family."""
     pods = layout.pods_of(family)
     host = "/32" if family == 4 else "/128"
+    maps = "" if family == 4 else "-v6"  # one table holds both families' maps in nftables
     rules: list[dict[str, Any]] = []
 
     def add(table: str, chain: str, **fields: Any) -> None:
@@ -629,22 +646,35 @@ def _family_rules(layout: Layout, family: int) -> list[dict[str, Any]]:
     add("nat", "KUBE-POSTROUTING", jump="MASQUERADE")
 
     served = [s for s in services if s.endpoints]
-    for service in served:
-        add(
-            "nat",
-            "KUBE-SERVICES",
-            destination=f"{service.cluster_ips[family]}{host}",
-            protocol=service.protocol,
-            dport=service.port,
-            jump=svc_chain(service),
-        )
+    if served:
+        entries = [
+            {
+                "destination": f"{service.cluster_ips[family]}{host}",
+                "protocol": service.protocol,
+                "dport": service.port,
+                "jump": svc_chain(service),
+            }
+            for service in served
+        ]
+        by = ["destination", "protocol", "dport"]
+        dispatch = {"name": f"service-ips{maps}", "by": by, "entries": entries}
+        add("nat", "KUBE-SERVICES", dispatch=dispatch)
     if any(s.type == "NodePort" for s in services):
         add("nat", "KUBE-SERVICES", dst_type="LOCAL", jump="KUBE-NODEPORTS")
-    for service in served:
-        if service.type == "NodePort":
-            match = {"protocol": service.protocol, "dport": service.node_port}
-            add("nat", "KUBE-NODEPORTS", **match, jump="KUBE-MARK-MASQ")
-            add("nat", "KUBE-NODEPORTS", **match, jump=svc_chain(service))
+    external = [s for s in served if s.type == "NodePort"]
+    if external:
+        entries = [
+            {"protocol": s.protocol, "dport": s.node_port, "jump": ext_chain(s)} for s in external
+        ]
+        dispatch = {
+            "name": f"service-nodeports{maps}",
+            "by": ["protocol", "dport"],
+            "entries": entries,
+        }
+        add("nat", "KUBE-NODEPORTS", dispatch=dispatch)
+    for service in external:
+        add("nat", ext_chain(service), jump="KUBE-MARK-MASQ")
+        add("nat", ext_chain(service), jump=svc_chain(service))
     for service in served:
         chain = svc_chain(service)
         add(
@@ -657,9 +687,8 @@ def _family_rules(layout: Layout, family: int) -> list[dict[str, Any]]:
             **{"not": {"source": pods}},
         )
         count = len(service.endpoints)
-        for i in range(1, count + 1):
-            pick = {"probability": probability(count - i + 1)} if i < count else {}
-            add("nat", chain, **pick, jump=sep_chain(service, i))
+        picks = [{"jump": sep_chain(service, i)} for i in range(1, count + 1)]
+        add("nat", chain, dispatch={"by": "random", "entries": picks})
         for i, endpoint in enumerate(service.endpoints, start=1):
             sep = sep_chain(service, i)
             address = endpoint.address_of(family)
@@ -1308,7 +1337,7 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
         if node.six is not None:
             _add_vtep6(spec, node.six, [o.six for o in others if o.six is not None])
     spec["iptables"] = {
-        "chains": [{"table": table, "name": name} for table, name in node_chains(layout)],
+        "chains": node_chains(layout),
         "rules": node_rules(layout),
     }
     return spec

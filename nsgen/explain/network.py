@@ -18,9 +18,9 @@ from typing import Literal
 from nsgen.backends.iptables import rule_text
 from nsgen.fields import HOST
 from nsgen.kinds.addressing import AddressArgs, FdbArgs, NeighborArgs, RouteArgs
-from nsgen.kinds.firewall import ChainArgs, MasqueradeArgs, RuleArgs
+from nsgen.kinds.firewall import ChainArgs, MasqueradeArgs, NftRuleArgs, RuleArgs
 from nsgen.kinds.links import BridgeArgs, VethArgs, VethEndArgs, VxlanArgs
-from nsgen.kinds.rules import Chain, Rule
+from nsgen.kinds.rules import Chain, Rule, expanded_rules
 from nsgen.kinds.settings import SysctlArgs
 from nsgen.model import Masquerade, Topology
 from nsgen.names import near_name, peer_name
@@ -117,7 +117,7 @@ def _keys(args: object) -> list[tuple[object, ...]]:
         return [("fdb", args.netns, args.dev, args.lladdr)]
     if isinstance(args, ChainArgs):
         return [("chain", args.netns, args.table, args.name)]
-    if isinstance(args, RuleArgs):
+    if isinstance(args, RuleArgs | NftRuleArgs):
         return [("rule", args.netns, id(args.rule))]
     if isinstance(args, MasqueradeArgs):
         return [("masquerade", args.netns, args.source, args.out)]
@@ -462,7 +462,8 @@ def build_network(topology: Topology, world: World, env: Environment) -> Net:
             space.br_netfilter_step = steps.of(
                 "sysctl", netns, "net.bridge.bridge-nf-call-iptables"
             )
-        _firewall(space, spec.iptables.rules, spec.iptables.chains, spec.masquerade, steps)
+        rules = expanded_rules(spec.iptables)  # dispatches written out, as iptables has them
+        _firewall(space, rules, spec.iptables.chains, spec.masquerade, steps)
     if world.uplinks:
         first = world.uplinks[0]
         defaults = {r.dst.version for r in spaces[HOST].routes if r.dst.prefixlen == 0}

@@ -143,6 +143,7 @@ def split(
         host_data = {
             "name": host_topology_name(topology.name, host),
             "description": _description(topology, host, list(sugar.hosts)),
+            "firewall": topology.firewall,
             "host": root,
             "namespaces": {
                 name: ns

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from nsgen.model import Topology
     from nsgen.status import Observer
 
+Firewall = Literal["iptables", "nftables"]
+"""The firewall backends: iptables (iptables-restore) or nftables (nft, a table of its own)."""
+
 Lane = Literal["netns", "ip", "bridge", "tc", "firewall", "sysctl", "file", "exec"]
 """The program a kind's changes go to inside a batched step. netns: `ip -b` in the root
 namespace, before anything else; file: bash writes files on the host (no batch); exec: the
@@ -54,7 +57,7 @@ class Owner:
     """An object nsgen created whose deletion takes a step's effects with it: the step then
     needs no undo of its own (an address on a new bridge goes with the bridge)."""
 
-    what: Literal["namespace", "bridge", "vxlan", "veth pair", "chain", "links"]
+    what: Literal["namespace", "bridge", "vxlan", "veth pair", "chain", "links", "table"]
     name: str
 
     def __str__(self) -> str:
@@ -112,6 +115,8 @@ class PlanContext:
     """The comment every firewall rule carries (nsgen:<topology>)."""
     ipv6: bool
     """The topology declares an IPv6 address somewhere."""
+    firewall: Firewall = "iptables"
+    """The firewall backend that installs the rules (the file's `firewall:`, or --firewall)."""
 
     def autoconf(self, netns: str) -> bool:
         """Whether the links nsgen creates in `netns` without an IPv6 address of their own
@@ -159,12 +164,24 @@ class Kind:
 
     def tools_for(self, step: Step) -> tuple[str, ...]:
         """The programs setup.sh needs for `step` (kinds whose steps differ may say per step:
-        an IPv6 rule needs ip6tables)."""
+        an IPv6 rule needs ip6tables, any rule of the nftables backend nft)."""
         return self.tools
 
     def enters_for(self, step: Step) -> bool:
         """Whether `step`, in a named namespace, runs inside it (see `enters`)."""
         return self.enters
+
+    def template_of(self, step: Step) -> str:
+        """The template that spells `step` (the firewall kinds' depends on the backend)."""
+        return self.template
+
+    def templates(self) -> tuple[str, ...]:
+        """Every template `template_of` may return."""
+        return (self.template,)
+
+    def summary_of(self, step: Step) -> str:
+        """Its words in a batched step's why (default: `summary`)."""
+        return self.summary
 
     def lane_of(self, step: Step) -> Lane:
         """The program a step of this kind goes to in a batch (kinds with several step kinds

@@ -1,14 +1,20 @@
 """The firewall: chains of the topology's own, rules (data, see nsgen.kinds.rules) and the
-tutorial's masquerade, spelled by the iptables backend (nsgen.backends.iptables and
-templates/kinds/firewall.j2).
+tutorial's masquerade, spelled by one of two backends: iptables (nsgen.backends.iptables and
+templates/kinds/firewall.j2) or nftables (nsgen.backends.nftables and
+templates/kinds/firewall-nft.j2), as the plan's context says.
 
-Every rule carries the topology's tag, own chains carry its name, and teardown removes
-exactly those: nothing is ever flushed but nsgen's own chains.
+With iptables, every rule carries the topology's tag, own chains carry its name, and teardown
+removes exactly those: nothing is ever flushed but nsgen's own chains. IPv4 and IPv6 have a
+firewall each (iptables and ip6tables), as they have in the kernel: each step installs a chain,
+a rule or a masquerade in one family. A rule or chain that belongs to both (`family: both`, or
+an own chain used by rules of both families) is planned as two steps, one per family, the way
+Docker and kube-proxy install theirs twice.
 
-IPv4 and IPv6 have a firewall each (iptables and ip6tables), as they have in the kernel:
-each step installs a chain, a rule or a masquerade in one family. A rule or chain that
-belongs to both (`family: both`, or an own chain used by rules of both families) is planned
-as two steps, one per family, the way Docker and kube-proxy install theirs twice."""
+With nftables, every namespace with rules gets a table of the topology's own
+(`inet nsgen_<topology>`), created and filled in one transaction in the batched style, and
+teardown deletes that table. One `inet` table holds both families: a rule is planned once,
+and in a topology with IPv6 a rule of one family that matches no address says which
+(`meta nfproto ipv6`; see nsgen.backends.nftables.family_match)."""
 
 from __future__ import annotations
 
@@ -16,9 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nsgen.backends import nftables as nft
 from nsgen.backends.iptables import rule_text, rule_words
 from nsgen.errors import Problem
-from nsgen.fields import HOST
+from nsgen.fields import BUILTIN_CHAINS, HOST
 from nsgen.kinds.base import (
     Args,
     Kind,
@@ -30,7 +37,7 @@ from nsgen.kinds.base import (
     in_,
     namespace_owner,
 )
-from nsgen.kinds.rules import BUILTIN_TARGETS, Rule
+from nsgen.kinds.rules import BUILTIN_TARGETS, Iptables, Rule, expanded_rules
 from nsgen.names import near_name, peer_name
 
 if TYPE_CHECKING:
@@ -39,6 +46,10 @@ if TYPE_CHECKING:
     from nsgen.status import Observer, RowState
 
 TEMPLATE = "kinds/firewall.j2"
+NFT_TEMPLATE = "kinds/firewall-nft.j2"
+
+
+# ---- step arguments: iptables ---------------------------------------------------------------
 
 PROGRAMS = {4: "iptables", 6: "ip6tables"}
 """The program that holds each family's firewall."""
@@ -112,8 +123,81 @@ class LinkAddressArgs(Args):
     source: str
 
 
+# ---- step arguments: nftables ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NftArgs(Args):
+    """Where an nftables step acts: the topology's table in one namespace."""
+
+    family: str
+    table: str
+    tag: str
+
+    @property
+    def comment(self) -> str:
+        return nft.quoted(self.tag)
+
+
+@dataclass(frozen=True)
+class NftTableArgs(NftArgs):
+    bases: tuple[nft.BaseChain, ...]
+    counts: tuple[int, ...]
+    """How many rules each base chain holds once the table is filled."""
+
+
+@dataclass(frozen=True)
+class NftChainArgs(NftArgs):
+    name: str
+    """The chain's name in the table (`nat-KUBE-SVC-WEB`)."""
+    count: int
+
+
+@dataclass(frozen=True)
+class NftMap:
+    name: str
+    type: str
+    elements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NftRuleArgs(NftArgs):
+    rule: Rule
+    chain: str
+    """The chain's name in the table."""
+    expr: str
+    map: NftMap | None
+    nth: int
+    """How many rules of its chain, planned before it, have the same verdict (status counts)."""
+    text: str = ""
+    """The rule as a reader writes it (its status row's name)."""
+
+    @property
+    def insert(self) -> bool:
+        return self.rule.insert
+
+
+@dataclass(frozen=True)
+class NftMasqueradeArgs(NftArgs):
+    source: str
+    out: str
+    expr: str
+    nth: int
+
+
+@dataclass(frozen=True)
+class ForwardArgs(Args):
+    """The root namespace routes between these interfaces of its own (bridges, uplinks)."""
+
+    interfaces: tuple[str, ...]
+
+
 def _firewall_snapshot(live: LiveState, netns: str) -> dict[str, Any]:
-    return {"iptables": live.iptables_rules(netns), "ip6tables": live.iptables_rules(netns, 6)}
+    return {
+        "iptables": live.iptables_rules(netns),
+        "ip6tables": live.iptables_rules(netns, 6),
+        "nftables": live.nft_ruleset(netns),
+    }
 
 
 def _base(netns: str) -> str:
@@ -124,13 +208,24 @@ def _shown_families(families: tuple[int, ...]) -> str:
     return " and ".join(f"IPv{f}" for f in families)
 
 
+def _targets(rule: Rule) -> list[tuple[str, str]]:
+    """Where a rule sends packets, by field path: its jump or goto, or its dispatch's entries."""
+    if rule.dispatch is None:
+        return [("jump" if rule.jump is not None else "goto", rule.target)]
+    return [
+        (f"dispatch.entries[{i}].{'jump' if e.jump is not None else 'goto'}", e.target)
+        for i, e in enumerate(rule.dispatch.entries)
+    ]
+
+
 def chain_families(spec: Namespace) -> dict[tuple[str, str], tuple[int, ...]]:
     """The families each own chain of a namespace exists in, by (table, name): its `family`,
-    else every family of the rules that go into it or jump to it, else IPv4."""
+    else every family of the rules that go into it or jump to it (or whose dispatch leads to
+    it), else IPv4."""
     used: dict[tuple[str, str], set[int]] = {}
     declared = {(c.table, c.name): c for c in spec.iptables.chains}
     for rule in spec.iptables.rules:
-        for key in ((rule.table, rule.chain), (rule.table, rule.target)):
+        for key in ((rule.table, rule.chain), *((rule.table, t) for _, t in _targets(rule))):
             if key in declared:
                 used.setdefault(key, set()).update(rule.families)
     families: dict[tuple[str, str], tuple[int, ...]] = {}
@@ -161,7 +256,163 @@ def link_addresses(topology: Topology, netns: str) -> dict[str, list[str]]:
     return found
 
 
-class ChainKind(Kind):
+def _has_firewall(spec: Any) -> bool:
+    return bool(spec.iptables.chains or spec.iptables.rules or spec.masquerade)
+
+
+def _nft_place(ctx: PlanContext) -> tuple[str, str, str]:
+    """The family and name of the topology's table, and the comment of its rules."""
+    return nft.FAMILY, nft.table_name(ctx.topology.name), ctx.tag
+
+
+def _nft_owner(ctx: PlanContext, netns: str) -> Owner:
+    """Everything in the topology's table goes with it (or with its namespace)."""
+    return namespace_owner(netns) or Owner(
+        "table", f"{nft.FAMILY} {nft.table_name(ctx.topology.name)}"
+    )
+
+
+def _nft_counts(firewall: Iptables, masquerades: int) -> dict[tuple[str, str], int]:
+    """How many rules each chain holds in nftables: one per rule (a dispatch is one rule)."""
+    counts: dict[tuple[str, str], int] = {}
+    for rule in firewall.rules:
+        counts[(rule.table, rule.chain)] = counts.get((rule.table, rule.chain), 0) + 1
+    if masquerades:
+        counts[("nat", "POSTROUTING")] = counts.get(("nat", "POSTROUTING"), 0) + masquerades
+    return counts
+
+
+class _Backend:
+    """The firewall kinds' steps are spelled by the backend their arguments belong to."""
+
+    def template_of(self, step: Step) -> str:
+        return NFT_TEMPLATE if isinstance(step.args, NftArgs) else TEMPLATE
+
+    def templates(self) -> tuple[str, ...]:
+        return (TEMPLATE, NFT_TEMPLATE)
+
+    def tools_for(self, step: Step) -> tuple[str, ...]:
+        if isinstance(step.args, NftArgs):
+            return ("nft",)
+        assert isinstance(step.args, ChainArgs | RuleArgs | MasqueradeArgs)
+        return (step.args.program,)
+
+    def summary_of(self, step: Step) -> str:
+        return "nftables" if isinstance(step.args, NftArgs) else "iptables"
+
+
+def _table_rows(status: Observer, a: NftArgs, chains: list[tuple[str, int]]) -> None:
+    """A 'chain' row per chain of the topology's table: present with as many rules as planned."""
+    for name, count in chains:
+
+        def how(name: str = name, count: int = count) -> RowState:
+            table = status.live.nft_table(a.netns, a.family, a.table)
+            if table is None or name not in table.chains:
+                return "missing", "" if table is not None else f"no table {a.family} {a.table}"
+            have = len(table.chains[name])
+            if have != count:
+                more = " (a rule was added)" if have > count else ""
+                return "different", f"{have} rules, expected {count}{more}"
+            return "present", ""
+
+        status.check("chain", a.netns, f"{a.family} {a.table} {name}", how)
+
+
+def _rule_row(
+    status: Observer, row: str, a: NftArgs, chain: str, sig: str, nth: int, name: str
+) -> None:
+    def how() -> RowState:
+        table = status.live.nft_table(a.netns, a.family, a.table)
+        if table is None:
+            return "missing", f"no table {a.family} {a.table}"
+        rules = table.chains.get(chain)
+        if rules is None:
+            return "missing", f"no chain {chain}"
+        found = [s for comment, s in rules if comment == a.tag and s == sig]
+        return ("present", "") if len(found) > nth else ("missing", "")
+
+    status.check(row, a.netns, name, how)
+
+
+# ---- the kinds -------------------------------------------------------------------------------
+
+
+class TableKind(Kind):
+    """nftables only: the topology's table in one namespace, with the base chains its rules
+    hang on. Also what preflight asks of the host's firewall, whatever the backend."""
+
+    name = "table"
+    template = NFT_TEMPLATE
+    lane = "firewall"
+    group = "firewall"
+    summary = "nftables"
+    rows = ("table", "chain")
+    tools = ("nft",)
+    preflight = ("table_absent", "forward_open")
+
+    def plan(self, ctx: PlanContext) -> Iterator[Planned]:
+        host = ctx.topology.host
+        if str(host.sysctls.get("net.ipv4.ip_forward", "")) == "1":  # the root namespace routes
+            interfaces = (*host.bridges, *host.external)
+            yield Precondition("forward_open", NFT_TEMPLATE, ForwardArgs(HOST, tuple(interfaces)))
+        if ctx.firewall != "nftables":
+            return
+        for netns, spec in ctx.topology.spaces():
+            if not _has_firewall(spec):
+                continue
+            counts = _nft_counts(spec.iptables, len(spec.masquerade))
+            bases = nft.base_chains(
+                {place for place in counts if place[1] in BUILTIN_CHAINS[place[0]]}
+            )
+            family, table, tag = _nft_place(ctx)
+            args = NftTableArgs(
+                netns,
+                family,
+                table,
+                tag,
+                tuple(bases),
+                tuple(counts[_place(b.name)] for b in bases),
+            )
+            yield Step(
+                "table",
+                f"create nftables table {family} {table}{in_(netns)}",
+                "A table of this topology's own holds all of its rules"
+                + ("" if netns == HOST else f" in {netns}")
+                + ": the base chains here hang on the same hooks as iptables' built-in chains ("
+                + ", ".join(b.name for b in bases)
+                + "), and no other table (the user's, Docker's, firewalld's) is touched."
+                + (
+                    " Teardown deletes exactly this table, with everything in it."
+                    if netns == HOST
+                    else ""
+                ),
+                args,
+                namespace_owner(netns),
+            )
+            if netns == HOST:
+                yield Precondition("table_absent", NFT_TEMPLATE, args)
+
+    def observe(self, step: Step, status: Observer) -> None:
+        a = step.args
+        assert isinstance(a, NftTableArgs)
+
+        def how() -> RowState:
+            found = status.live.nft_table(a.netns, a.family, a.table) is not None
+            return ("present", "") if found else ("missing", "")
+
+        status.check("table", a.netns, f"{a.family} {a.table}", how)
+        _table_rows(status, a, [(b.name, n) for b, n in zip(a.bases, a.counts, strict=True)])
+
+    def snapshot(self, live: LiveState, netns: str) -> dict[str, Any]:
+        return _firewall_snapshot(live, netns)
+
+
+def _place(name: str) -> tuple[str, str]:
+    table, _, chain = name.partition("-")
+    return table, chain
+
+
+class ChainKind(_Backend, Kind):
     name = "chain"
     template = TEMPLATE
     lane = "firewall"
@@ -171,14 +422,15 @@ class ChainKind(Kind):
     tools = ("iptables",)
     preflight = ("chain_absent",)
 
-    def tools_for(self, step: Step) -> tuple[str, ...]:
-        assert isinstance(step.args, ChainArgs)
-        return (step.args.program,)
-
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
+        if ctx.firewall == "nftables":
+            yield from self._plan_nft(ctx)
+            return
         for netns, spec in ctx.topology.spaces():
             families = chain_families(spec)
             for chain in spec.iptables.chains:
+                if chain.inline:  # its rules are written where dispatches lead to it
+                    continue
                 for family in families[(chain.table, chain.name)]:
                     args = ChainArgs(netns, chain.table, chain.name, family)
                     yield Step(
@@ -193,8 +445,29 @@ class ChainKind(Kind):
                     if netns == HOST:
                         yield Precondition("chain_absent", TEMPLATE, args)
 
+    def _plan_nft(self, ctx: PlanContext) -> Iterator[Planned]:
+        for netns, spec in ctx.topology.spaces():
+            counts = _nft_counts(spec.iptables, 0)
+            for chain in spec.iptables.chains:
+                name = nft.chain_name(chain.table, chain.name)
+                yield Step(
+                    "chain",
+                    f"create chain {name}{in_(netns)}",
+                    "",
+                    NftChainArgs(
+                        netns,
+                        *_nft_place(ctx),
+                        name,
+                        counts.get((chain.table, chain.name), 0),
+                    ),
+                    _nft_owner(ctx, netns),
+                )
+
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
+        if isinstance(a, NftChainArgs):
+            _table_rows(status, a, [(a.name, a.count)])
+            return
         assert isinstance(a, ChainArgs)
 
         def how() -> RowState:
@@ -207,7 +480,7 @@ class ChainKind(Kind):
         return _firewall_snapshot(live, netns)
 
 
-class RuleKind(Kind):
+class RuleKind(_Backend, Kind):
     name = "rule"
     template = TEMPLATE
     lane = "firewall"
@@ -217,14 +490,13 @@ class RuleKind(Kind):
     tools = ("iptables",)
     preflight = ("rule_absent",)
 
-    def tools_for(self, step: Step) -> tuple[str, ...]:
-        assert isinstance(step.args, RuleArgs)
-        return (step.args.program,)
-
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
+        if ctx.firewall == "nftables":
+            yield from self._plan_nft(ctx)
+            return
         for netns, spec in ctx.topology.spaces():
             own = {(c.table, c.name) for c in spec.iptables.chains}
-            for rule in spec.iptables.rules:
+            for rule in expanded_rules(spec.iptables):
                 in_own_chain = (rule.table, rule.chain) in own
                 for family in rule.families:
                     args = RuleArgs(netns, rule, ctx.tag, family)
@@ -243,20 +515,56 @@ class RuleKind(Kind):
                     if netns == HOST and not in_own_chain:
                         yield Precondition("rule_absent", TEMPLATE, args)
 
+    def _plan_nft(self, ctx: PlanContext) -> Iterator[Planned]:
+        for netns, spec in ctx.topology.spaces():
+            seen: dict[tuple[str, str], int] = {}
+            for rule in spec.iptables.rules:
+                chain = nft.chain_name(rule.table, rule.chain)
+                sig = nft.signature(rule)
+                nth = seen.get((chain, sig), 0)
+                seen[(chain, sig)] = nth + 1
+                dispatch = rule.dispatch
+                table_map = None
+                if dispatch is not None and dispatch.by != "random":
+                    table_map = NftMap(
+                        nft.map_name(rule.table, dispatch),
+                        nft.map_type(dispatch),
+                        tuple(nft.element(e, dispatch, rule.table) for e in dispatch.entries),
+                    )
+                args = NftRuleArgs(
+                    netns,
+                    *_nft_place(ctx),
+                    rule,
+                    chain,
+                    nft.rule_expr(rule, ctx.tag, ctx.ipv6),
+                    table_map,
+                    nth,
+                    nft.rule_text(rule, ctx.ipv6),
+                )
+                yield Step(
+                    "rule",
+                    f"{'insert into' if rule.insert else 'append to'} {chain}: "
+                    f"{args.text}{in_(netns)}",
+                    "",
+                    args,
+                    _nft_owner(ctx, netns),
+                )
+
     def validate(self, topology: Topology) -> list[Problem]:
         """A rule that jumps (or goes) to a chain needs that chain declared in its table, in
-        the rule's families; a rule's addresses, protocol and REJECT type are of one family,
-        the one it is installed in."""
+        the rule's families; a dispatch's entries lead to declared chains; an inline chain is
+        entered only through dispatch entries (jump), and its rules can be written in their
+        place; a rule's addresses, protocol and REJECT type are of one family, the one it is
+        installed in."""
         problems = []
         for netns, spec in topology.spaces():
             base = _base(netns)
+            problems += _check_rules(f"{base}.iptables", spec.iptables)
             own = chain_families(spec)
             for j, rule in enumerate(spec.iptables.rules):
                 path = f"{base}.iptables.rules[{j}]"
                 problems += _family_problems(rule, path)
-                target = rule.target
-                key = "jump" if rule.jump is not None else "goto"
-                for place, chain in (("chain", rule.chain), (key, target)):
+                for place, chain in (("chain", rule.chain), *_targets(rule)):
                     have = own.get((rule.table, chain))
                     missing = [f for f in rule.families if have is not None and f not in have]
                     if missing:
@@ -268,19 +576,14 @@ class RuleKind(Kind):
                                 "the chain's family, or the rule's)",
                             )
                         )
-                if target in BUILTIN_TARGETS or (rule.table, target) in own:
-                    continue
-                problems.append(
-                    Problem(
-                        f"{path}.{key}",
-                        f"{target} is not a chain declared in table {rule.table} "
-                        "(under iptables.chains), nor a target nsgen knows",
-                    )
-                )
         return problems
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
+        if isinstance(a, NftRuleArgs):
+            sig = nft.signature(a.rule)
+            _rule_row(status, "rule", a, a.chain, sig, a.nth, f"{a.chain} {a.text}")
+            return
         assert isinstance(a, RuleArgs)
         words = a.words
 
@@ -293,6 +596,91 @@ class RuleKind(Kind):
 
     def snapshot(self, live: LiveState, netns: str) -> dict[str, Any]:
         return _firewall_snapshot(live, netns)
+
+
+def _check_rules(base: str, firewall: Iptables) -> list[Problem]:
+    problems: list[Problem] = []
+    own = {(c.table, c.name) for c in firewall.chains}
+    inline = {(c.table, c.name) for c in firewall.chains if c.inline}
+    keys: dict[tuple[str, str], set[str]] = {}
+    maps: dict[tuple[str, str], str] = {}
+    for j, rule in enumerate(firewall.rules):
+        where = f"{base}.rules[{j}]"
+        dispatch = rule.dispatch
+        if dispatch is None:
+            target = rule.target
+            key = "jump" if rule.jump is not None else "goto"
+            if (rule.table, target) in inline:
+                problems.append(
+                    Problem(
+                        f"{where}.{key}",
+                        f"{target} is an inline chain: only dispatch entries lead to it",
+                    )
+                )
+            elif target not in BUILTIN_TARGETS and (rule.table, target) not in own:
+                problems.append(
+                    Problem(
+                        f"{where}.{key}",
+                        f"{target} is not a chain declared in table {rule.table} "
+                        "(under iptables.chains), nor a target nsgen knows",
+                    )
+                )
+            continue
+        if dispatch.name is not None:
+            place = (rule.table, dispatch.name)
+            if place in maps:
+                problems.append(
+                    Problem(
+                        f"{where}.dispatch.name",
+                        f"a dispatch named {dispatch.name} is already in table {rule.table} "
+                        f"(at {maps[place]})",
+                    )
+                )
+            maps.setdefault(place, where)
+        for i, entry in enumerate(dispatch.entries):
+            key = "jump" if entry.jump is not None else "goto"
+            at = f"{where}.dispatch.entries[{i}].{key}"
+            if (rule.table, entry.target) not in own:
+                problems.append(
+                    Problem(at, f"{entry.target} is not a chain declared in table {rule.table}")
+                )
+            elif (rule.table, entry.target) in inline:
+                if entry.goto is not None:
+                    problems.append(
+                        Problem(at, f"{entry.target} is an inline chain: an entry jumps to it")
+                    )
+                keys.setdefault((rule.table, entry.target), set()).update(dispatch.key_fields())
+    for j, rule in enumerate(firewall.rules):
+        if (rule.table, rule.chain) not in inline:
+            continue
+        where = f"{base}.rules[{j}]"
+        if rule.insert or rule.goto is not None or rule.jump == "RETURN" or rule.dispatch:
+            what = (
+                "insert"
+                if rule.insert
+                else "goto"
+                if rule.goto is not None
+                else "dispatch"
+                if rule.dispatch
+                else "RETURN"
+            )
+            problems.append(
+                Problem(
+                    where,
+                    f"a rule of the inline chain {rule.chain} cannot use {what}: its rules are "
+                    "also written in place of the entries that lead to it",
+                )
+            )
+        for field in sorted(keys.get((rule.table, rule.chain), set())):
+            for matches in (rule, rule.not_):
+                if matches is not None and getattr(matches, field) is not None:
+                    problems.append(
+                        Problem(
+                            f"{where}.{field}",
+                            f"the dispatch that leads to {rule.chain} already matches {field}",
+                        )
+                    )
+    return problems
 
 
 _ICMP = {"icmp": 4, "icmpv6": 6}
@@ -351,7 +739,7 @@ def _family_problems(rule: Rule, path: str) -> list[Problem]:
     return problems
 
 
-class MasqueradeKind(Kind):
+class MasqueradeKind(_Backend, Kind):
     name = "masquerade"
     template = TEMPLATE
     lane = "firewall"
@@ -361,22 +749,44 @@ class MasqueradeKind(Kind):
     tools = ("iptables",)
     preflight = ("masquerade_absent", "address_family_on")
 
-    def tools_for(self, step: Step) -> tuple[str, ...]:
-        assert isinstance(step.args, MasqueradeArgs)
-        return (step.args.program,)
-
     def plan(self, ctx: PlanContext) -> Iterator[Planned]:
         for netns, spec in ctx.topology.spaces():
+            # what status counts: rules before this one in nat-POSTROUTING that look the same
+            seen = [
+                nft.signature(r)
+                for r in spec.iptables.rules
+                if (r.table, r.chain) == ("nat", "POSTROUTING")
+            ]
             for masq in spec.masquerade:
+                sig = nft.masquerade_signature(masq.out)
+                nth = seen.count(sig)
+                seen.append(sig)
+                nat = (
+                    "Source NAT" if ":" not in masq.source else "Source NAT (NAT66, as Docker does)"
+                )
+                why = (
+                    f"Hosts outside do not know the way back to {masq.source}. {nat} gives "
+                    f"leaving packets the address of {masq.out}, so replies come back and are "
+                    "translated back."
+                )
+                if ctx.firewall == "nftables":
+                    expr = nft.masquerade_expr(masq.source, masq.out, ctx.tag)
+                    yield Step(
+                        "masquerade",
+                        f"masquerade {masq.source} out of {masq.out}{in_(netns)}",
+                        why,
+                        NftMasqueradeArgs(
+                            netns, *_nft_place(ctx), masq.source, masq.out, expr, nth
+                        ),
+                        _nft_owner(ctx, netns),
+                    )
+                    continue
                 args = MasqueradeArgs(netns, masq.source, masq.out, ctx.tag)
-                nat = "Source NAT" if args.family == 4 else "Source NAT (NAT66, as Docker does)"
                 yield Step(
                     "masquerade",
                     f"masquerade {masq.source} out of {masq.out}",
-                    f"Hosts outside do not know the way back to {masq.source}. {nat} gives "
-                    f"leaving packets the address of {masq.out}, so replies come back and are "
-                    f"translated back. The rule carries the comment {ctx.tag} so teardown can "
-                    "find exactly this rule.",
+                    f"{why} The rule carries the comment {ctx.tag} so teardown can find exactly "
+                    "this rule.",
                     args,
                     namespace_owner(netns),
                 )
@@ -415,6 +825,17 @@ class MasqueradeKind(Kind):
 
     def observe(self, step: Step, status: Observer) -> None:
         a = step.args
+        if isinstance(a, NftMasqueradeArgs):
+            _rule_row(
+                status,
+                "masquerade",
+                a,
+                "nat-POSTROUTING",
+                nft.masquerade_signature(a.out),
+                a.nth,
+                f"-s {a.source} -o {a.out}",
+            )
+            return
         assert isinstance(a, MasqueradeArgs)
         want = ["-A", "POSTROUTING", "-s", a.source, "-o", a.out, "-m", "comment"]
         want += ["--comment", a.tag, "-j", "MASQUERADE"]

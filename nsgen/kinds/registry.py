@@ -8,7 +8,7 @@ from nsgen.kinds.addressing import AddressKind, FdbKind, NeighborKind, RouteKind
 from nsgen.kinds.base import Kind
 from nsgen.kinds.commands import ExecKind
 from nsgen.kinds.files import DnsKind
-from nsgen.kinds.firewall import ChainKind, MasqueradeKind, RuleKind
+from nsgen.kinds.firewall import ChainKind, MasqueradeKind, RuleKind, TableKind
 from nsgen.kinds.links import BridgeKind, ExternalKind, VethKind, VxlanKind
 from nsgen.kinds.namespaces import NamespaceKind
 from nsgen.kinds.settings import SysctlKind
@@ -24,6 +24,7 @@ KINDS: tuple[Kind, ...] = (
     RouteKind(),
     NeighborKind(),
     FdbKind(),
+    TableKind(),
     ChainKind(),
     RuleKind(),
     MasqueradeKind(),

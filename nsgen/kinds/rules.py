@@ -15,7 +15,15 @@ import re
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
 
 from nsgen.fields import (
     ChainName,
@@ -231,6 +239,11 @@ class Rule(Matches):
     set_mark: Mark | None = Field(None, description="MARK: set the mark (--set-mark).")
     or_mark: Mark | None = Field(None, description="MARK: OR bits into the mark (--or-mark).")
     xor_mark: Mark | None = Field(None, description="MARK: XOR bits into the mark (--xor-mark).")
+    dispatch: Dispatch | None = Field(
+        None,
+        description="Instead of jump or goto: send the packet on by the value of some fields "
+        "(an nftables verdict map; one rule per entry in iptables), or at random.",
+    )
 
     model_config = Strict.model_config | {"populate_by_name": True}
 
@@ -255,7 +268,9 @@ class Rule(Matches):
     @model_validator(mode="after")
     def _coherent(self) -> Rule:
         targets = [t for t in (self.jump, self.goto) if t is not None]
-        if len(targets) != 1:
+        if self.dispatch is not None:
+            self._coherent_dispatch(targets)
+        elif len(targets) != 1:
             raise ValueError("a rule needs exactly one target: 'jump' (-j) or 'goto' (-g)")
         target = self.jump
         options = {
@@ -285,9 +300,46 @@ class Rule(Matches):
                 raise ValueError("sport and dport need protocol tcp, udp or sctp")
         return self
 
+    @model_serializer(mode="wrap")
+    def _dispatch_only_when_given(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A rule without a dispatch serializes as it did before there were dispatches, so a
+        topology's digest (of its serialized form) stays what it was."""
+        data = handler(self)
+        if self.dispatch is None and isinstance(data, dict):
+            data.pop("dispatch", None)
+        return data
+
+    def _coherent_dispatch(self, targets: list[str]) -> None:
+        dispatch = self.dispatch
+        assert dispatch is not None
+        if targets:
+            raise ValueError(
+                "a dispatch rule has no jump or goto of its own: its entries say where packets go"
+            )
+        options = [o for o in _TARGET_FIELDS if getattr(self, o) is not None]
+        if options:
+            raise ValueError(f"{options[0]} belongs to a target, and a dispatch rule has none")
+        if self.insert:
+            raise ValueError("a dispatch rule is appended (insert: true is not supported)")
+        if dispatch.by == "random" and self.probability is not None:
+            raise ValueError("a dispatch by random picks its own shares: drop probability")
+        for field in dispatch.key_fields():
+            for matches in (self, self.not_):
+                if matches is not None and getattr(matches, field) is not None:
+                    raise ValueError(
+                        f"{field} is the dispatch's key: its entries give it, not the rule"
+                    )
+        key = dispatch.key_fields()
+        ports = {"sport", "dport"} & set(key)
+        if ports and "protocol" not in key and self.protocol not in _PORT_PROTOCOLS:
+            raise ValueError(
+                f"a dispatch by {', '.join(sorted(ports))} needs protocol tcp, udp or sctp "
+                "(in the rule or in the key)"
+            )
+
     @property
     def target(self) -> str:
-        """The jump target or the goto chain."""
+        """The jump target or the goto chain (a dispatch rule has none: see `dispatch`)."""
         return str(self.jump if self.jump is not None else self.goto)
 
     def addresses(self) -> list[tuple[str, str, int]]:
@@ -310,13 +362,16 @@ class Rule(Matches):
 
     @property
     def families(self) -> tuple[int, ...]:
-        """The firewalls the rule goes into: its `family`, else its addresses' family, else
-        IPv4. (nsgen.kinds.firewall refuses a rule whose addresses and family disagree.)"""
+        """The firewalls the rule goes into: its `family`, else its addresses' family (a
+        dispatch's: its key's), else IPv4. (nsgen.kinds.firewall refuses a rule whose
+        addresses and family disagree.)"""
         if self.family == "both":
             return (4, 6)
         if self.family is not None:
             return (self.family,)
         found = {family for _, _, family in self.addresses()}
+        if not found and self.dispatch is not None:  # a dispatch's key holds the addresses
+            return (self.dispatch.family,)
         return (6,) if found == {6} else (4,)
 
 
@@ -578,8 +633,243 @@ class Chain(Strict):
         description="4 (iptables), 6 (ip6tables) or both. Default: every family of the rules "
         "that go into it or jump to it; 4 if there are none.",
     )
+    inline: bool = Field(
+        False,
+        description="Entered only through dispatch entries. nftables makes it a chain of its "
+        "own, as Docker's per-network chains are; iptables, which has no verdict maps, writes "
+        "its rules in place of each entry that leads to it, each with that entry's match.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _inline_only_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Serialized as before there were inline chains unless it is one (see Rule's)."""
+        data = handler(self)
+        if not self.inline and isinstance(data, dict):
+            data.pop("inline", None)
+        return data
 
 
 class Iptables(Strict):
+    """The firewall of one namespace, whatever the backend that installs it (the key keeps
+    the tutorial's name)."""
+
     chains: list[Chain] = Field(default_factory=list, description="Own chains, created first.")
     rules: list[Rule] = Field(default_factory=list, description="Rules, in order.")
+    _expanded: list[Rule] | None = PrivateAttr(None)
+    """expanded_rules' answer, kept: the planner and `nsgen explain` see the same objects."""
+
+
+# ---- dispatch: one rule that sends packets on by a field's value ------------------------------
+
+DispatchKey = Literal[
+    "source", "destination", "in_interface", "out_interface", "protocol", "sport", "dport"
+]
+_PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+_TARGET_FIELDS = ("to_destination", "to_source", "reject_with", "set_mark", "or_mark", "xor_mark")
+_MAP_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,27}")
+
+
+def _map_name(value: str) -> str:
+    if not _MAP_NAME_RE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid dispatch name: 1 to 28 letters, digits, '_', '-', '.', "
+            "starting with a letter"
+        )
+    return value
+
+
+MapName = Annotated[str, AfterValidator(_map_name)]
+
+
+class DispatchEntry(Strict):
+    """One value of a dispatch's key (the fields named in `by`) and the chain it leads to."""
+
+    source: AddressOrSubnet | None = Field(None, description="Source address (one, or /32).")
+    destination: AddressOrSubnet | None = Field(
+        None, description="Destination address (one, or /32)."
+    )
+    in_interface: IfName | None = Field(None, description="Arriving through this interface.")
+    out_interface: IfName | None = Field(None, description="Leaving through this interface.")
+    protocol: Protocol | None = Field(None, description="Transport protocol.")
+    sport: Ports | None = Field(None, description="Source port (one).")
+    dport: Ports | None = Field(None, description="Destination port (one).")
+    jump: ChainName | None = Field(None, description="Continue in this chain, then come back.")
+    goto: ChainName | None = Field(None, description="Continue in this chain for good.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DispatchEntry:
+        if (self.jump is None) == (self.goto is None):
+            raise ValueError("a dispatch entry needs exactly one of jump or goto (a chain)")
+        return self
+
+    @property
+    def target(self) -> str:
+        return str(self.jump if self.jump is not None else self.goto)
+
+    def key(self) -> dict[str, Any]:
+        """The entry's match fields (its value of the dispatch's key)."""
+        return {
+            name: value
+            for name, value in self
+            if value is not None and name not in ("jump", "goto")
+        }
+
+
+class Dispatch(Strict):
+    """Where a packet goes next, looked up by the value of some of its fields: `by` names the
+    fields, each entry gives their values and a chain. nftables spells it as one rule with a
+    verdict map (named `name`); iptables, as one rule per entry. With `by: random`, each entry
+    takes an equal share of the connections (nftables: `numgen random mod N`; iptables: the
+    statistic match with probabilities 1/N, 1/(N-1), ..., as kube-proxy writes them)."""
+
+    name: MapName | None = Field(
+        None, description="Name of the verdict map (nftables); needed unless by is random."
+    )
+    by: list[DispatchKey] | Literal["random"] = Field(
+        description="The key: fields whose values the entries give (e.g. [destination, "
+        "protocol, dport]), or random."
+    )
+    entries: list[DispatchEntry] = Field(min_length=1, description="Values and chains, in order.")
+
+    @model_validator(mode="after")
+    def _entries_fit_the_key(self) -> Dispatch:
+        keys = self.key_fields()
+        if self.by != "random":
+            if not keys:
+                raise ValueError("by needs at least one field (or: random)")
+            if len(set(keys)) != len(keys):
+                raise ValueError("by names a field twice")
+            if self.name is None:
+                raise ValueError("a dispatch by fields needs a name (its verdict map's)")
+        seen: dict[tuple[Any, ...], int] = {}
+        for i, entry in enumerate(self.entries):
+            given = entry.key()
+            if set(given) != set(keys):
+                want = ", ".join(keys) if keys else "no match field (by: random)"
+                raise ValueError(
+                    f"entries[{i}] gives {', '.join(given) or 'nothing'}: expected {want}"
+                )
+            for name in ("source", "destination"):
+                value = given.get(name)
+                if value is not None and "/" in value and not value.endswith(("/32", "/128")):
+                    raise ValueError(
+                        f"entries[{i}].{name}: a dispatch key is one address, not {value}"
+                    )
+            for name in ("sport", "dport"):
+                if name in given and ":" in str(given[name]):
+                    raise ValueError(
+                        f"entries[{i}].{name}: a dispatch key is one port, not a range"
+                    )
+            ported = {"sport", "dport"} & set(given)
+            if ported and "protocol" in given and given["protocol"] not in _PORT_PROTOCOLS:
+                raise ValueError(f"entries[{i}]: sport and dport need protocol tcp, udp or sctp")
+            if keys:
+                value = tuple(str(given[k]) for k in keys)
+                if value in seen:
+                    raise ValueError(f"entries[{i}] repeats the key of entries[{seen[value]}]")
+                seen[value] = i
+        families = {
+            4 if "." in str(e.key().get(k)) else 6
+            for e in self.entries
+            for k in ("source", "destination")
+            if k in keys
+        }
+        if len(families) > 1:
+            raise ValueError("a dispatch keyed by addresses holds one family (IPv4 or IPv6)")
+        return self
+
+    def key_fields(self) -> list[str]:
+        """The key's fields, in order (none for random)."""
+        return [] if self.by == "random" else list(self.by)
+
+    @property
+    def family(self) -> int:
+        """6 if the key's addresses are IPv6, else 4."""
+        for entry in self.entries:
+            for value in (entry.source, entry.destination):
+                if value is not None and ":" in value:
+                    return 6
+        return 4
+
+
+Rule.model_rebuild()
+
+
+def shares(count: int) -> list[str | None]:
+    """The probabilities of a random dispatch over `count` entries, as iptables' statistic
+    match takes them: entry i (of n) matches 1/(n-i) of what reaches it, and the last takes the
+    rest (kube-proxy's spelling, with 11 decimals)."""
+    return [f"{1 / (count - i):.11f}" if i < count - 1 else None for i in range(count)]
+
+
+def expanded_rules(firewall: Iptables) -> list[Rule]:
+    """The namespace's rules as plain rules, each with one target: a dispatch becomes one rule
+    per entry, an entry that leads to an inline chain becomes that chain's rules with the
+    entry's match added, and the rules of inline chains are not listed where they are declared.
+    A packet meets the same verdicts as with the dispatch: this is what a backend without
+    verdict maps installs (iptables), and a plain list any reader of the rules can walk
+    (`nsgen explain` walks it). Asked twice, it gives the same rule objects."""
+    if firewall._expanded is None:
+        firewall._expanded = _expanded(firewall)
+    return firewall._expanded
+
+
+def _expanded(firewall: Iptables) -> list[Rule]:
+    inline = {(c.table, c.name) for c in firewall.chains if c.inline}
+    bodies: dict[tuple[str, str], list[Rule]] = {place: [] for place in inline}
+    for rule in firewall.rules:
+        if (rule.table, rule.chain) in inline:
+            bodies[(rule.table, rule.chain)].append(rule)
+    out: list[Rule] = []
+    for rule in firewall.rules:
+        if (rule.table, rule.chain) in inline:
+            continue
+        if rule.dispatch is None:
+            out.append(rule)
+        else:
+            out.extend(_dispatched(rule, rule.dispatch, bodies))
+    return out
+
+
+def _dispatched(
+    rule: Rule, dispatch: Dispatch, bodies: dict[tuple[str, str], list[Rule]]
+) -> list[Rule]:
+    common = rule.model_dump(by_alias=True, exclude_none=True, exclude={"dispatch"})
+    common.pop("insert", None)
+    out: list[Rule] = []
+    if dispatch.by == "random":
+        for entry, share in zip(dispatch.entries, shares(len(dispatch.entries)), strict=True):
+            data = {**common, ("jump" if entry.jump else "goto"): entry.target}
+            if share is not None:
+                data["probability"] = share
+            out.append(Rule.model_validate(data))
+        return out
+    for entry in dispatch.entries:
+        key = entry.key()
+        body = bodies.get((rule.table, entry.target)) if entry.jump else None
+        if body is None:
+            out.append(
+                Rule.model_validate(
+                    {**common, **key, ("jump" if entry.jump else "goto"): entry.target}
+                )
+            )
+            continue
+        for inner in body:
+            # an inline chain may hold rules of both families: each entry writes out those of
+            # its own families, in the families both have
+            families = tuple(f for f in inner.families if f in rule.families)
+            if not families:
+                continue
+            data = inner.model_dump(by_alias=True, exclude_none=True)
+            data.pop("insert", None)
+            negated = {**common.get("not", {}), **data.get("not", {})}
+            merged = {**common, **data, **key, "chain": rule.chain}
+            merged.pop("family", None)
+            if negated:
+                merged["not"] = negated
+            written = Rule.model_validate(merged)
+            if written.families != families:
+                merged["family"] = "both" if len(families) == 2 else families[0]
+                written = Rule.model_validate(merged)
+            out.append(written)
+    return out

@@ -4,9 +4,10 @@
 #   The share of host alpha in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 1e5248a45b5fb55e452825008bc38c0cb2ec8d2a0a006eff2053d1030d9e38d7.
+# 93d619b607b2ed1bb04f1d65a6e30e19230d26a3e1c1a8ade616856c3abf31a6.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-alpha).
 #
 # It runs the topology's 2 declared checks against the live network, each bounded by
 # its own timeout, and prints one line per check and a closing "N passed, N failed" line.
@@ -29,7 +30,7 @@
 set -uo pipefail
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-alpha
-readonly NSGEN_DIGEST=1e5248a45b5fb55e452825008bc38c0cb2ec8d2a0a006eff2053d1030d9e38d7
+readonly NSGEN_DIGEST=93d619b607b2ed1bb04f1d65a6e30e19230d26a3e1c1a8ade616856c3abf31a6
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-alpha
 readonly NSGEN_UPSTREAM=nsgen-upstream
 nsgen_passed=0

@@ -4,9 +4,10 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83.
+# 51ee2501b4051cbe89f408b98ba1af899a5003d0ab45a6866293ca85f4c8727d.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-beta).
 #
 # It runs setup.sh's own preflight and nothing else: it changes nothing, and exits 1 listing
 # every reason the host is not ready (0 if it is). site.yml runs it on every host before
@@ -16,7 +17,7 @@
 # shellcheck disable=SC2034
 set -euo pipefail
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83
+readonly NSGEN_DIGEST=51ee2501b4051cbe89f408b98ba1af899a5003d0ab45a6866293ca85f4c8727d
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10
@@ -200,6 +201,11 @@ nsgen_remove_iptables() { # [-6] TAG [TABLE/CHAIN...]
 # ---- preflight: refuse, changing nothing, unless the host is ready -----------
 nsgen_problems=()
 nsgen_problem() { nsgen_problems+=("$1"); }
+# A warning does not refuse, unless NSGEN_STRICT=1 (nsgen up --strict) says it must.
+nsgen_warnings=()
+nsgen_warn() {
+  if [[ ${NSGEN_STRICT:-} == 1 ]]; then nsgen_problem "$1 (NSGEN_STRICT=1 refuses)"; else nsgen_warnings+=("$1"); fi
+}
 # The root namespace's links, listed once: a check per name needs no process of its own.
 nsgen_listed_link() { [[ $nsgen_links_before == *" $1 "* ]]; }
 nsgen_preflight() {
@@ -224,6 +230,26 @@ nsgen_preflight() {
     if [[ -n $(ip -o addr show to 10.244.1.0 2>/dev/null) ]]; then nsgen_problem 'address 10.244.1.0 is already assigned in the root namespace (ip addr show to 10.244.1.0)'; fi
     if nsgen_has_route 4 10.244.0.0/24; then nsgen_problem 'the root namespace already has a route to 10.244.0.0/24 (ip -4 route show exact 10.244.0.0/24)'; fi
     if nsgen_has_route 4 10.244.2.0/24; then nsgen_problem 'the root namespace already has a route to 10.244.2.0/24 (ip -4 route show exact 10.244.2.0/24)'; fi
+    # The host's firewall: a forward hook that drops what this topology routes (a Docker host).
+    nsgen_routed='cni0, eth0' nsgen_first=cni0
+    if command -v nft >/dev/null; then
+      nsgen_table="" nsgen_chain=""
+      while read -r nsgen_word nsgen_rest; do
+        case $nsgen_word in
+          table) nsgen_table=${nsgen_rest% \{} ;;
+          chain) nsgen_chain=${nsgen_rest% \{} ;;
+          type)
+            if [[ " $nsgen_rest " == *" hook forward "*" policy drop; "* ]]; then
+              nsgen_warn "table $nsgen_table, chain $nsgen_chain (hook forward) has policy drop: what this topology routes ($nsgen_routed) is dropped there unless that chain accepts it (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host; or nft insert rule $nsgen_table $nsgen_chain iifname $nsgen_first accept, and oifname)"
+            fi
+            ;;
+        esac
+      done < <(nft list chains 2>/dev/null)
+    fi
+    # iptables-legacy's tables are listed here only where its module holds one (no process else)
+    if read -r _ 2>/dev/null </proc/net/ip_tables_names && { iptables-legacy -w -S FORWARD 2>/dev/null || { iptables -V | grep -q legacy && iptables -w -S FORWARD; }; } | grep -qx -- '-P FORWARD DROP'; then
+      nsgen_warn "iptables-legacy's FORWARD chain has policy DROP: what this topology routes ($nsgen_routed) is dropped there unless it is accepted (e.g. iptables -I FORWARD -i $nsgen_first -j ACCEPT and -o $nsgen_first, in DOCKER-USER on a Docker host)"
+    fi
     if iptables -w -t nat -n -L KUBE-SERVICES >/dev/null 2>&1; then nsgen_problem 'iptables chain KUBE-SERVICES already exists in table nat'; fi
     if iptables -w -t nat -n -L KUBE-NODEPORTS >/dev/null 2>&1; then nsgen_problem 'iptables chain KUBE-NODEPORTS already exists in table nat'; fi
     if iptables -w -t nat -n -L KUBE-MARK-MASQ >/dev/null 2>&1; then nsgen_problem 'iptables chain KUBE-MARK-MASQ already exists in table nat'; fi
@@ -251,6 +277,9 @@ nsgen_preflight() {
     nsgen_log "preflight refused, nothing was changed:"
     printf '[nsgen]   %s\n' "${nsgen_problems[@]}" >&2
     exit 1
+  fi
+  if ((${#nsgen_warnings[@]})); then
+    printf '[nsgen] warning: %s\n' "${nsgen_warnings[@]}" >&2
   fi
 }
 

@@ -4,9 +4,10 @@
 #   The share of host beta in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# 3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83.
+# 51ee2501b4051cbe89f408b98ba1af899a5003d0ab45a6866293ca85f4c8727d.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-beta).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s-fleet-beta/journal, puts back
@@ -30,7 +31,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-beta
-readonly NSGEN_DIGEST=3667150383a3f11ee011b7957fd81d58424e15037ace01f11326878a21261d83
+readonly NSGEN_DIGEST=51ee2501b4051cbe89f408b98ba1af899a5003d0ab45a6866293ca85f4c8727d
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-beta
 readonly NSGEN_STEPS=10

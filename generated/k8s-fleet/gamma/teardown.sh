@@ -4,9 +4,10 @@
 #   The share of host gamma in k8s-fleet, spread over alpha, beta, gamma.
 #
 # Rendered by nsgen 0.1.0 from a topology whose sha256 is
-# e82caaf68475103c20220e6b3599e16cf2a11e1a838e2d47b2681139f29ce9f9.
+# a76e10e91d392c54c59715b35b0d13e1c9fc68fda9e0aa3c3a094d287c0957db.
 # Do not edit: change the topology file and render again.
 # Needs only bash, iproute2 and iptables, and root.
+# Firewall backend: iptables (every rule carries the comment nsgen:k8s-fleet-gamma).
 #
 # It removes what setup.sh created, and nothing else: it undoes, newest first, only
 # the steps that setup.sh recorded as begun in /run/nsgen/k8s-fleet-gamma/journal, puts back
@@ -30,7 +31,7 @@ case ${1:-} in
 esac
 
 readonly NSGEN_TOPOLOGY=k8s-fleet-gamma
-readonly NSGEN_DIGEST=e82caaf68475103c20220e6b3599e16cf2a11e1a838e2d47b2681139f29ce9f9
+readonly NSGEN_DIGEST=a76e10e91d392c54c59715b35b0d13e1c9fc68fda9e0aa3c3a094d287c0957db
 # What teardown needs to know (journal of steps begun, saved sysctl values) lives here.
 readonly NSGEN_STATE=/run/nsgen/k8s-fleet-gamma
 readonly NSGEN_STEPS=10
