@@ -248,8 +248,12 @@ def check(
     """Run the topology's declared checks (ping, tcp, dns; reach or blocked) against the live
     network, through the same check.sh that render writes. Exit 1 if any check fails, 3 if the
     topology is not up (nothing is probed unless --anyway)."""
+    from nsgen.state import StateDir
+
     topology = load_topology(file)
-    plan = build_plan(topology)
+    # the backend it was set up with (`up --firewall` may have overridden the file's)
+    recorded = StateDir(topology.name).digest()
+    plan = build_plan(topology, firewall=recorded_firewall(topology, recorded))
     if anyway and (reason := why_not_up(plan.topology, plan.digest)) is not None:
         typer.echo(f"{plan.topology} is not up ({reason}); probing anyway", err=True)
     results = run_checks(plan, anyway=anyway, topology=topology)
@@ -818,7 +822,8 @@ def explain(
         typer.Option(
             "--live",
             help="Also check the path against the running kernel, hop by hop, with one "
-            "probe packet (root; the topology must be up). Exit 1 where they differ.",
+            "probe packet (root; the topology must be up, with the iptables backend). Exit 1 "
+            "where they differ.",
         ),
     ] = False,
 ) -> None:

@@ -22,7 +22,7 @@ from nsgen.executor import Executor, Options, down_from_record
 from nsgen.explain import explain, explain_check
 from nsgen.explain.network import lab_world, this_machine
 from nsgen.load import load_topology, topology_from_data
-from nsgen.plan import build_plan
+from nsgen.plan import FIREWALLS, Firewall, build_plan
 from nsgen.sandbox import upstream
 from tests.harness import EXAMPLES, run, sandboxed
 
@@ -37,9 +37,13 @@ def nsgen(*args: str | Path) -> subprocess.CompletedProcess[str]:
 # ---- every check of every example ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("firewall", FIREWALLS)
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
 @sandboxed
-def test_the_computed_verdict_of_every_check_is_what_the_sandbox_finds(name: str) -> None:
+def test_the_computed_verdict_of_every_check_is_what_the_sandbox_finds(
+    name: str, firewall: Firewall
+) -> None:
+    """With either backend: explain computes from the rules as data, which both install."""
     path = EXAMPLES / f"{name}.yaml"
     topology = load_topology(path)
     with upstream(list(topology.host.external)) as up:
@@ -47,10 +51,11 @@ def test_the_computed_verdict_of_every_check_is_what_the_sandbox_finds(name: str
             u.name: (str(u.address.ip), str(u.gateway)) for u in lab_world(topology).uplinks
         }
         # built on this one machine, as nsgen lab does (a fleet's nodes as namespaces)
-        executor = Executor(build_plan(topology))
+        executor = Executor(build_plan(topology, firewall=firewall))
         options = Options(Console(quiet=True))
         executor.up(options)
         checked = nsgen("check", path, "--json")
+        assert checked.stdout, checked.stderr
         results = json.loads(checked.stdout)["checks"]
         down_from_record(topology.name, executor, options)
     real = {
@@ -208,6 +213,29 @@ def test_generated_topologies_every_pair_computed_equals_a_real_ping(tmp_path: P
 
 
 # ---- --live on a deliberately broken lab ----------------------------------------------------
+
+
+@sandboxed
+def test_live_on_a_topology_up_with_nftables_says_it_reads_only_iptables() -> None:
+    """--live pairs nsgen's rules with the kernel's through iptables; on a topology that is up
+    with nftables (the file says iptables, --firewall overrode it) it would find every rule
+    missing, so it says plainly what it cannot do, and changes nothing."""
+    with upstream(["eth0"]):
+        up = nsgen("up", EXAMPLES / "seed.yaml", "-q", "--firewall", "nftables")
+        assert up.returncode == 0, up.stderr
+        try:
+            result = nsgen("explain", "--live", str(EXAMPLES / "seed.yaml"), "blue", "192.0.2.10")
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert result.stdout == ""
+            assert result.stderr == (
+                "seed is up with firewall: nftables, and --live reads only iptables' "
+                "rule counters so far; without --live, explain computes the same path (both "
+                "backends install the same rules)\n"
+            )
+            assert "Traceback" not in result.stderr
+        finally:
+            down = nsgen("down", "seed", "-q")
+        assert down.returncode == 0, down.stderr
 
 
 def live(*args: str) -> tuple[int, list[str]]:

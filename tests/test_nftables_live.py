@@ -461,6 +461,23 @@ def test_status_reports_the_table_its_chains_and_their_rule_counts(tmp_path: Pat
         assert run(*NSGEN, "down", EXAMPLES / "docker-bridge.yaml", "-q").returncode == 0
 
 
+@sandboxed
+def test_check_runs_against_a_topology_up_with_firewall_nftables_from_the_flag() -> None:
+    """`up --firewall nftables` and then `check FILE` (whose file says nothing of nftables):
+    check finds the record of the nftables build and runs every check, as status and down
+    do; it does not call the topology "another version" and refuse."""
+    with upstream(["eth0"]):
+        up = run(*NSGEN, "up", EXAMPLES / "seed.yaml", "--firewall", "nftables", "-q")
+        assert up.returncode == 0, up.stderr
+        try:
+            checked = run(*NSGEN, "check", EXAMPLES / "seed.yaml")
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            assert checked.stdout.splitlines()[-1] == "4 passed, 0 failed"
+        finally:
+            down = run(*NSGEN, "down", EXAMPLES / "seed.yaml", "-q")
+        assert down.returncode == 0, down.stderr
+
+
 # ---- the host's firewall ---------------------------------------------------------------------------
 
 

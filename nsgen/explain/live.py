@@ -25,7 +25,7 @@ from pathlib import Path as FilePath
 from typing import Any, Protocol
 
 from nsgen.backends.iptables import rule_words
-from nsgen.errors import NsgenError
+from nsgen.errors import NsgenError, UsageError
 from nsgen.explain.api import explain
 from nsgen.explain.hops import (
     BridgeFact,
@@ -51,7 +51,9 @@ from nsgen.explain.network import (
 from nsgen.fields import HOST
 from nsgen.model import Topology
 from nsgen.names import chain_tag
+from nsgen.plan import recorded_firewall
 from nsgen.sandbox import UPSTREAM_NETNS
+from nsgen.state import StateDir
 
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 
@@ -456,8 +458,16 @@ def explain_live(
 ) -> LiveReport:
     """Compute the path in the world this machine has, then check it against the kernel (see
     the module docstring)."""
+    if reader is None:
+        firewall = recorded_firewall(topology, StateDir(topology.name).digest())
+        if firewall != "iptables":
+            raise UsageError(
+                f"{topology.name} is up with firewall: {firewall}, and --live reads only "
+                "iptables' rule counters so far; without --live, explain computes the same "
+                "path (both backends install the same rules)"
+            )
+        reader = IptablesReader(chain_tag(topology.name), run)
     kernel = Kernel(run)
-    reader = reader or IptablesReader(chain_tag(topology.name), run)
     world = machine_world(topology, kernel)
     explanation = explain(topology, source, target, proto, port, None, world, this_machine())
     missing = [
