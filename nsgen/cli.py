@@ -541,7 +541,8 @@ def lab(
     short_help="Build the topology in a sandbox that stays up; print its name.",
     epilog="Examples:\n"
     "  sudo nsgen lab up examples/seed.yaml\n"
-    "  sudo nsgen lab up examples/seed.yaml --name seed2 --dns",
+    "  sudo nsgen lab up examples/seed.yaml --name seed2 --dns\n"
+    "  sudo nsgen lab up examples/docker-bridge.yaml --firewall nftables",
 )
 @reported
 def lab_up(
@@ -553,6 +554,7 @@ def lab_up(
         ),
     ] = None,
     dns: DnsOption = False,
+    firewall: FirewallOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -564,7 +566,9 @@ def lab_up(
     topology = load_topology(file)
     console = Console(quiet=quiet, verbose=verbose)
     try:
-        record = build_lab(topology, file, console, name=name, dns=dns)
+        record = build_lab(
+            topology, file, console, name=name, dns=dns, firewall=_firewall(firewall)
+        )
     finally:
         console.close()
     typer.echo(record.name)

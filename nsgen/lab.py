@@ -246,10 +246,16 @@ def start_keeper() -> tuple[int, int]:
 
 
 def lab_up(
-    topology: Topology, file: Path, console: Console, name: str | None = None, dns: bool = False
+    topology: Topology,
+    file: Path,
+    console: Console,
+    name: str | None = None,
+    dns: bool = False,
+    firewall: Firewall | None = None,
 ) -> LabRecord:
-    """Build the topology in a new sandbox held by a keeper, and leave it up. This process
-    joins the keeper's namespaces to build (and so ends up inside them; it should exit after)."""
+    """Build the topology in a new sandbox held by a keeper, and leave it up (`firewall`: the
+    backend, default the topology's). This process joins the keeper's namespaces to build (and
+    so ends up inside them; it should exit after)."""
     if os.geteuid() != 0:
         raise NsgenError("nsgen lab up makes a sandbox and must run as root (try: sudo)")
     lab = labs.check_lab_name(name or topology.name)
@@ -277,7 +283,7 @@ def lab_up(
         finally:
             os.close(pidfd)
         record.save_before(take_snapshot())
-        console.info(Executor(build_plan(topology)).up(Options(console)))
+        console.info(Executor(build_plan(topology, firewall=firewall)).up(Options(console)))
         record.state = "up"
         record.save()
         return record

@@ -211,6 +211,31 @@ def test_lab_down_reports_what_teardown_left_and_labs_of_one_topology_coexist() 
 
 
 @sandboxed
+def test_a_lab_up_with_firewall_nftables_holds_its_table_and_its_checks_pass() -> None:
+    """`lab up --firewall nftables`: the lab's root namespace holds nsgen's inet table and
+    no iptables rule of nsgen's; `nsgen check` inside it finds the nftables build (the file
+    says nothing of nftables); lab down leaves the state as it was."""
+    before = take_snapshot()
+    with labs_ended():
+        up = nsgen("lab", "up", SEED, "--firewall", "nftables", "-q")
+        assert (up.returncode, up.stdout) == (0, "seed\n"), up.stderr
+        table = nsgen(
+            "lab", "exec", "seed", "host", "--", "nft", "list", "table", "inet", "nsgen_seed"
+        )
+        assert table.returncode == 0, table.stderr
+        assert 'oifname "eth0" ip saddr 192.168.15.0/24 counter packets' in table.stdout
+        assert 'masquerade comment "nsgen:seed"' in table.stdout
+        rules = nsgen("lab", "exec", "seed", "host", "--", "iptables-save")
+        assert "nsgen:seed" not in rules.stdout
+        checked = nsgen("lab", "exec", "seed", "host", "--", "nsgen", "check", str(SEED))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.stdout.splitlines()[-1] == "4 passed, 0 failed"
+        down = nsgen("lab", "down", "seed", "-q")
+        assert (down.returncode, down.stderr) == (0, "")
+    assert_same_state(before)
+
+
+@sandboxed
 def test_a_killed_keeper_leaves_nothing_and_the_lab_shows_as_gone() -> None:
     before, mounted = take_snapshot(), mounts()
     with labs_ended():
