@@ -15,7 +15,7 @@ import yaml
 from nsgen.sandbox import upstream
 from nsgen.snapshot import take_snapshot
 from tests.faults import calls_made, fail_at, install_stand_ins
-from tests.harness import assert_same_state, make_canary, run, sandboxed
+from tests.harness import EXAMPLES, assert_same_state, make_canary, run, sandboxed
 
 ROOT_KINDS = """
 name: strand
@@ -125,6 +125,28 @@ def test_preflight_refuses_an_object_of_the_users_and_changes_nothing(
         assert code == 1, stderr
         assert "preflight refused, nothing was changed:" in stderr
         assert message in stderr
+        assert_same_state(before)
+
+
+@sandboxed
+def test_preflight_finds_own_chains_of_either_family_in_each_table_listed_once(
+    tmp_path: Path,
+) -> None:
+    """Preflight lists each table's chains once (PROGRAM-save -t TABLE) and looks every own
+    chain up in that list: an IPv6 chain of the user's in nat and one in filter are each
+    found, in their own family and table, and nothing else is named."""
+    with upstream(["eth0"]):
+        ok("ip6tables", "-w", "-t", "nat", "-N", "NSGEN-docker-dual-DNAT")
+        ok("ip6tables", "-w", "-N", "NSGEN-docker-dual-FWD")
+        ok("iptables", "-w", "-N", "users-own")
+        before = take_snapshot()
+        code, stderr = nsgen("up", EXAMPLES / "docker-dual.yaml")
+        assert code == 1, stderr
+        named = [line for line in stderr.splitlines() if " chain " in line]
+        assert named == [
+            "  ip6tables chain NSGEN-docker-dual-FWD already exists in table filter",
+            "  ip6tables chain NSGEN-docker-dual-DNAT already exists in table nat",
+        ]
         assert_same_state(before)
 
 
