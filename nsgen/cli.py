@@ -4,6 +4,7 @@ and exit codes. Each command is a few lines that call the library."""
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -880,4 +881,8 @@ def _topology_name(text: str) -> str:
 def main() -> None:
     """Console-script entry point (also `python -m nsgen`: the same name in usage lines and
     the same completion variable, _NSGEN_COMPLETE)."""
+    # Everything imported so far (modules, the models' schemas) lives until exit: keep it out
+    # of the garbage collector's passes, which otherwise walk it again and again while a
+    # large topology is loaded, planned and rendered (a fifth of the time at 1,000 namespaces).
+    gc.freeze()
     sys.exit(app(prog_name="nsgen"))
