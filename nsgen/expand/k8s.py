@@ -75,6 +75,7 @@ DEFAULT_NODE_SUBNET6 = "fd00:10:10::/64"
 FAMILY_NAMES = {4: "IPv4", 6: "IPv6"}
 
 AnyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+AnyInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 # ---- the vocabulary --------------------------------------------------------------------------
@@ -1306,16 +1307,7 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
         ]
     else:
         spec["vxlans"] = {
-            VXLAN_DEVICE: {
-                "id": VXLAN_VNI,
-                "local": str(node.address.ip),
-                "dev": NODE_UPLINK,
-                "port": VXLAN_PORT,
-                "mac": node.vtep_mac,
-                "learning": False,
-                "addresses": [str(node.vtep_address)],
-                **_mtu(cluster),
-            }
+            VXLAN_DEVICE: {**_vtep(node.address, node.vtep_mac, node.vtep_address), **_mtu(cluster)}
         }
         routes += [
             {
@@ -1343,19 +1335,25 @@ def _node_namespace(cluster: Cluster, layout: Layout, node: NodeLayout) -> dict[
     return spec
 
 
+def _vtep(local: AnyInterface, mac: str, address: AnyInterface) -> dict[str, Any]:
+    """A flannel VTEP of either family: a VXLAN device over the node's address `local`, with
+    flannel's VNI and port, its fixed MAC, no learning (the FDB is written), and `address`."""
+    return {
+        "id": VXLAN_VNI,
+        "local": str(local.ip),
+        "dev": NODE_UPLINK,
+        "port": VXLAN_PORT,
+        "mac": mac,
+        "learning": False,
+        "addresses": [str(address)],
+    }
+
+
 def _add_vtep6(spec: dict[str, Any], node: NodeLayout6, others: list[NodeLayout6]) -> None:
     """flannel's second VTEP, flannel-v6.1: a VXLAN device over the node's IPv6 address (same
     VNI and port as flannel.1), and per other node the same three entries in IPv6: a route
     onlink via its VTEP address, a permanent neighbour (NDP) entry and an FDB entry."""
-    spec["vxlans"][VXLAN_DEVICE6] = {
-        "id": VXLAN_VNI,
-        "local": str(node.address.ip),
-        "dev": NODE_UPLINK,
-        "port": VXLAN_PORT,
-        "mac": node.vtep_mac,
-        "learning": False,
-        "addresses": [str(node.vtep_address)],
-    }
+    spec["vxlans"][VXLAN_DEVICE6] = _vtep(node.address, node.vtep_mac, node.vtep_address)
     spec["routes"] += [
         {
             "to": str(other.subnet),

@@ -600,19 +600,33 @@ class Walker:
         def routed(trace: Trace, packet: Packet) -> list[Ending]:
             if packet.dst != arrived:
                 return self._after_bridged_dnat(trace, space, bridge, port, packet, conn)
-            return self.hook(
-                trace,
-                space,
-                "FORWARD",
-                packet,
-                name,
-                name,
-                conn,
-                None,
-                lambda t, p: self.hook(t, space, "POSTROUTING", p, None, name, conn, None, leave),
-            )
+            return self._forward_bridged(trace, space, bridge, packet, conn, leave)
 
         return self.hook(trace, space, "PREROUTING", packet, name, None, conn, None, routed)
+
+    def _forward_bridged(
+        self,
+        trace: Trace,
+        space: Space,
+        bridge: Link,
+        packet: Packet,
+        conn: Conn | None,
+        leave: Continue,
+    ) -> list[Ending]:
+        """br_netfilter: a bridged frame passes FORWARD and POSTROUTING with -i and -o the
+        bridge, then leaves (`leave`)."""
+        name = bridge.name
+        return self.hook(
+            trace,
+            space,
+            "FORWARD",
+            packet,
+            name,
+            name,
+            conn,
+            None,
+            lambda t, p: self.hook(t, space, "POSTROUTING", p, None, name, conn, None, leave),
+        )
 
     def _after_bridged_dnat(
         self,
@@ -641,21 +655,10 @@ class Walker:
                 f"{bridge.name} too, so the frame stays bridged",
             )
             out = self._port_toward(space, bridge.name, receiver)
-            name = bridge.name
             leave = self._switch(trace, space, bridge, port, out, receiver)
             if isinstance(leave, list):
                 return leave
-            return self.hook(
-                trace,
-                space,
-                "FORWARD",
-                packet,
-                name,
-                name,
-                conn,
-                None,
-                lambda t, p: self.hook(t, space, "POSTROUTING", p, None, name, conn, None, leave),
-            )
+            return self._forward_bridged(trace, space, bridge, packet, conn, leave)
         trace.add(
             "bridge",
             f"br_netfilter: after the translation, {packet.dst} is not on "
