@@ -113,10 +113,6 @@ class Decision:
     choices: tuple[str, ...]
     """The random choices taken, in words."""
 
-    @property
-    def by_policy(self) -> bool:
-        return self.entry is None
-
 
 def traverse(table: str, ctx: Context) -> list[Decision]:
     """Every way `table`'s built-in chain at `ctx.hook` can end for the packet, with its

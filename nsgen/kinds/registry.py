@@ -40,7 +40,3 @@ _BY_STEP: dict[str, Kind] = {step: kind for kind in KINDS for step in kind.step_
 def kind_of(step_kind: str) -> Kind:
     """The kind that plans steps of `step_kind` (KeyError for a batched step's kind)."""
     return _BY_STEP[step_kind]
-
-
-def is_kind_step(step_kind: str) -> bool:
-    return step_kind in _BY_STEP
